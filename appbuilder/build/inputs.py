@@ -1,0 +1,62 @@
+"""Hashes that decide whether a cook is needed and what version it gets.
+
+* The **source hash** covers the recipe directory: ``recipe.py`` and every file beside
+  it (URL sources are pinned by sha256 inside the recipe, so they are covered too). A
+  new source hash means a new source count.
+* The **input hash** chains the source hash with everything else the build depends on:
+  the target architecture, the exact versions of the build requirements, the host
+  toolchain, and appbuild's own version (osbuild's hash-chained cache ids). A cook
+  whose input hash is already in the repository is skipped.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+from appbuilder import __version__
+from appbuilder.repository.versions import NVF
+
+IGNORED_NAMES = {"__pycache__", ".git"}
+
+
+def source_hash(recipe_dir: Path) -> str:
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(recipe_dir):
+        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_NAMES)
+        for name in sorted(filenames):
+            if name.endswith((".pyc", "~")):
+                continue
+            path = Path(dirpath, name)
+            rel = path.relative_to(recipe_dir).as_posix()
+            h.update(rel.encode() + b"\0")
+            if path.is_symlink():
+                h.update(b"link:" + os.readlink(path).encode())
+            else:
+                h.update(path.read_bytes())
+            h.update(b"\0")
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def toolchain_fingerprint() -> str:
+    """Versions of the host compiler and linker the build sandbox uses."""
+    parts = []
+    for argv in (["gcc", "--version"], ["ld", "--version"], ["make", "--version"]):
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout
+            parts.append(out.splitlines()[0] if out else f"{argv[0]}: no output")
+        except (OSError, subprocess.TimeoutExpired):
+            parts.append(f"{argv[0]}: missing")
+    return "\n".join(parts)
+
+
+def input_hash(source: str, arch: str, build_requires: list[NVF], toolchain: str) -> str:
+    h = hashlib.sha256()
+    for part in (f"appbuild {__version__}", f"source {source}", f"arch {arch}", f"toolchain {toolchain}",
+                 *(f"requires {n}" for n in sorted(map(str, build_requires)))):
+        h.update(part.encode() + b"\n")
+    return h.hexdigest()

@@ -1,0 +1,131 @@
+"""The lookaside cache: every fetched source, once, under its sha256.
+
+Layout: ``lookaside/ab/<sha256>/<file name>``. A fetch first looks in the cache, so a
+cook with a warm cache never touches the network. Otherwise it tries the URL, then
+each mirror in order (``mirror://NAME/path`` expands to every base URL listed for NAME
+under ``mirrors:`` in ``repo/config.yaml``); a download is verified against the pinned
+sha256 in a temporary file and only then renamed into the cache, so a bad or
+interrupted download never poisons it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Sequence
+
+from appbuilder.errors import ChecksumMismatch, SourceError
+from appbuilder.repository.store import sha256_file
+
+TIMEOUT = 60
+
+
+def verify_file(path: Path, sha256: str, *, what: str) -> None:
+    actual = sha256_file(path)
+    if actual != sha256.lower():
+        raise ChecksumMismatch(what, sha256.lower(), actual)
+
+
+class Lookaside:
+    def __init__(self, root: Path, mirrors: dict[str, list[str]] | None = None):
+        self.root = Path(root)
+        self.mirrors = mirrors or {}
+        self.tmp = self.root / "tmp"
+
+    def entry_dir(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256
+
+    def cached(self, sha256: str) -> Path | None:
+        d = self.entry_dir(sha256.lower())
+        if d.is_dir():
+            files = [p for p in d.iterdir() if p.is_file()]
+            if len(files) == 1:
+                return files[0]
+        return None
+
+    def expand(self, url: str) -> list[str]:
+        """``mirror://NAME/path`` → one URL per configured base; other URLs as they are."""
+        if not url.startswith("mirror://"):
+            return [url]
+        name, _, rest = url[len("mirror://"):].partition("/")
+        bases = self.mirrors.get(name)
+        if not bases:
+            raise SourceError(f"{url}: no mirror list named {name!r} in repo/config.yaml (mirrors:)")
+        return [base.rstrip("/") + "/" + rest for base in bases]
+
+    def fetch(self, url: str, sha256: str, mirrors: Sequence[str] = ()) -> Path:
+        """A verified local copy of the content *sha256*, downloading it if needed."""
+        sha256 = sha256.lower()
+        hit = self.cached(sha256)
+        if hit:
+            return hit
+        candidates: list[str] = []
+        for u in (url, *mirrors):
+            candidates.extend(self.expand(u))
+        failures: list[str] = []
+        mismatch: ChecksumMismatch | None = None
+        for candidate in candidates:
+            try:
+                return self._download(candidate, sha256)
+            except ChecksumMismatch as exc:
+                mismatch = exc
+                failures.append(f"{candidate}: sha256 {exc.actual}")
+            except SourceError as exc:
+                failures.append(f"{candidate}: {exc}")
+        if mismatch and len(failures) == 1:
+            raise mismatch
+        detail = "\n  ".join(failures)
+        prefix = f"checksum mismatch for {_basename(url)}: expected sha256 {sha256}" if mismatch else (
+            f"missing source: cannot fetch {_basename(url)}")
+        raise SourceError(f"{prefix}; tried:\n  {detail}")
+
+    def _download(self, url: str, sha256: str) -> Path:
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="fetch-")
+        try:
+            h = hashlib.sha256()
+            with os.fdopen(fd, "wb") as out:
+                try:
+                    with urllib.request.urlopen(url, timeout=TIMEOUT) as resp:
+                        while chunk := resp.read(1 << 20):
+                            h.update(chunk)
+                            out.write(chunk)
+                except (urllib.error.URLError, OSError, ValueError) as exc:
+                    reason = getattr(exc, "reason", exc)
+                    raise SourceError(str(reason)) from None
+            if h.hexdigest() != sha256:
+                raise ChecksumMismatch(url, sha256, h.hexdigest())
+            return self.add(Path(tmp_name), sha256, _basename(url), move=True)
+        finally:
+            if os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+
+    def add(self, path: Path, sha256: str, name: str, *, move: bool = False) -> Path:
+        """Put a verified file into the cache under *name*; returns its cached path."""
+        final_dir = self.entry_dir(sha256)
+        final = final_dir / name
+        if final.is_file():
+            return final
+        staging = Path(tempfile.mkdtemp(dir=self.tmp, prefix="entry-"))
+        try:
+            (shutil.move if move else shutil.copyfile)(str(path), str(staging / name))
+            final_dir.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(staging, final_dir)
+            except OSError:  # another cook put it there first
+                if not final.is_file():
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return final
+
+
+def _basename(url: str) -> str:
+    path = urllib.parse.urlparse(url).path
+    return os.path.basename(path.rstrip("/")) or "download"

@@ -1,0 +1,101 @@
+"""What an ELF file says about its dependencies, read with pyelftools.
+
+pyelftools is pure Python, well kept, and reads both ELF classes on any host, so an
+x86_64 machine scans i686 binaries exactly like native ones. Only the parts that
+matter for dependencies are read: the header, ``PT_INTERP``, the dynamic section
+(``DT_SONAME``, ``DT_NEEDED``, ``DT_RUNPATH``) and the GNU symbol version sections.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.dynamic import DynamicSection, DynamicSegment
+from elftools.elf.elffile import ELFFile
+from elftools.elf.gnuversions import GNUVerDefSection, GNUVerNeedSection
+
+ELF_MAGIC = b"\x7fELF"
+
+
+@dataclass
+class ElfInfo:
+    elf_class: int  # 32 or 64
+    machine: str  # e_machine, e.g. "EM_X86_64"
+    type: str  # "ET_EXEC", "ET_DYN", "ET_REL", ...
+    interp: str | None = None
+    soname: str | None = None
+    needed: list[str] = field(default_factory=list)
+    runpath: list[str] = field(default_factory=list)
+    needed_versions: dict[str, set[str]] = field(default_factory=dict)  # soname -> versions
+    defined_versions: set[str] = field(default_factory=set)
+    has_debug: bool = False
+    has_symtab: bool = False
+
+    @property
+    def is_dynamic(self) -> bool:
+        return bool(self.interp or self.needed or self.soname)
+
+    @property
+    def is_shared_library(self) -> bool:
+        return self.type == "ET_DYN" and self.soname is not None and self.interp is None
+
+
+def is_elf(head: bytes) -> bool:
+    return head[:4] == ELF_MAGIC
+
+
+def read_elf(stream: BinaryIO) -> ElfInfo | None:
+    """Parse an ELF file; None when it is not ELF or too damaged to read."""
+    try:
+        elf = ELFFile(stream)
+        info = ElfInfo(elf.elfclass, elf.header.e_machine, elf.header.e_type)
+        dynamic = None
+        for seg in elf.iter_segments():
+            ptype = seg.header.p_type
+            if ptype == "PT_INTERP":
+                info.interp = seg.get_interp_name()
+            elif ptype == "PT_DYNAMIC" and isinstance(seg, DynamicSegment):
+                dynamic = seg
+        for section in elf.iter_sections():
+            if isinstance(section, DynamicSection):
+                dynamic = section  # the section form resolves strings most reliably
+            elif isinstance(section, GNUVerNeedSection):
+                for verneed, auxes in section.iter_versions():
+                    info.needed_versions.setdefault(verneed.name, set()).update(a.name for a in auxes)
+            elif isinstance(section, GNUVerDefSection):
+                for verdef, auxes in section.iter_versions():
+                    if verdef["vd_flags"] & 0x1:  # VER_FLG_BASE: the file's own name
+                        continue
+                    first = next(iter(auxes), None)
+                    if first is not None:
+                        info.defined_versions.add(first.name)
+            elif section.name.startswith(".debug_info") or section.name == ".zdebug_info":
+                info.has_debug = True
+            elif section.name == ".symtab":
+                info.has_symtab = True
+        if dynamic is not None:
+            for tag in dynamic.iter_tags():
+                kind = tag.entry.d_tag
+                if kind == "DT_NEEDED":
+                    info.needed.append(tag.needed)
+                elif kind == "DT_SONAME":
+                    info.soname = tag.soname
+                elif kind == "DT_RUNPATH":
+                    info.runpath += tag.runpath.split(":")
+                elif kind == "DT_RPATH":
+                    info.runpath += tag.rpath.split(":")
+        return info
+    except (ELFError, ValueError, KeyError, AssertionError, OSError, UnicodeDecodeError):
+        return None
+    except Exception:  # pyelftools raises assorted errors on truncated files
+        return None
+
+
+def read_elf_file(path: str) -> ElfInfo | None:
+    with open(path, "rb") as f:
+        if not is_elf(f.read(4)):
+            return None
+        f.seek(0)
+        return read_elf(f)

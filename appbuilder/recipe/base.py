@@ -1,0 +1,110 @@
+"""``PackageRecipe``: the class a package recipe derives from.
+
+A recipe is a Python class in ``recipes/NAME/recipe.py``::
+
+    class Hello(PackageRecipe):
+        name = 'hello'
+        version = '1.0'
+        buildRequires = ['libhello:devel']
+
+        def setup(r):
+            r.addSource('hello.c')
+            r.Make('hello LDLIBS=-lhello')
+            r.Install('hello', '%(bindir)s/')
+
+``setup(r)`` runs once per architecture; it records actions and the cook runs them.
+``r.arch`` is the architecture name (``x86_64`` or ``x86``) and ``r.macros`` the
+macros, so a recipe can differ per architecture.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+from typing import ClassVar
+
+from appbuilder.arch import Arch
+from appbuilder.errors import RecipeError
+from appbuilder.recipe import build_actions, policy_actions, source_actions  # noqa: F401  (register actions)
+from appbuilder.recipe.actions import REGISTRY, Action
+from appbuilder.recipe.macros import Macros, default_macros
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+._-]*$")
+
+
+class PackageRecipe:
+    """A recipe that builds one package from source."""
+
+    name: ClassVar[str | None] = None
+    version: ClassVar[str | None] = None
+    buildRequires: ClassVar[list[str]] = []
+
+    def __init__(self, arch: Arch, *, jobs: int = 2, recipe_file: str = "recipe.py"):
+        self.arch = arch.name
+        self.macros: Macros = default_macros(arch, name=self.name or "", version=self.version or "", jobs=jobs)
+        self.actions: list[Action] = []
+        self.main_dir = f"{self.name}-{self.version}"
+        self._recipe_file = recipe_file
+
+    def setup(self) -> None:  # pragma: no cover - every recipe overrides it
+        raise RecipeError(f"{type(self).__name__} does not define setup(r)")
+
+    def mainDir(self, directory: str) -> None:
+        """Name the directory the build happens in (default ``NAME-VERSION``)."""
+        self.main_dir = self.macros.expand(directory)
+
+    def __getattr__(self, attr: str):
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        cls = REGISTRY.get(attr)
+        if cls is None:
+            close = difflib.get_close_matches(attr, REGISTRY, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise RecipeError(f"{self._caller()}: unknown action {attr!r}{hint} (appbuild explain lists them)")
+        return lambda *args, **kwargs: self._record(cls, args, kwargs)
+
+    def _caller(self) -> str:
+        frame = sys._getframe(2)
+        return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+    def _record(self, cls: type[Action], args, kwargs) -> Action:
+        frame = sys._getframe(2)
+        where = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        try:
+            action = cls(*args, **kwargs)
+        except TypeError as exc:
+            raise RecipeError(f"{where}: {cls.__name__}: {exc}") from None
+        except RecipeError as exc:
+            raise RecipeError(f"{where}: {exc}") from None
+        action.where = where
+        self.actions.append(action)
+        return action
+
+    def actions_of(self, phase: str) -> list[Action]:
+        return [a for a in self.actions if a.phase == phase]
+
+    def settings(self, cls: type[Action]) -> list:
+        """The policy settings of one kind this recipe recorded, in order."""
+        return [a for a in self.actions if isinstance(a, cls)]
+
+
+def check_recipe_class(cls: type, path: str) -> None:
+    """Refuse a recipe class that lacks what every recipe must say."""
+    where = f"{path}: recipe {cls.__name__}"
+    for attr in ("name", "version"):
+        value = getattr(cls, attr, None)
+        if not value or not isinstance(value, str):
+            raise RecipeError(f"{where} has no '{attr}' (a class attribute string)")
+    if not NAME_RE.match(cls.name):
+        raise RecipeError(f"{where}: bad name {cls.name!r} (lower case letters, digits, + . _ -)")
+    if "-" in cls.version or not re.match(r"^[A-Za-z0-9._+~]+$", cls.version):
+        raise RecipeError(f"{where}: bad version {cls.version!r} (letters, digits, . _ + ~; no '-')")
+    reqs = getattr(cls, "buildRequires", [])
+    if not isinstance(reqs, (list, tuple)) or not all(isinstance(r, str) for r in reqs):
+        raise RecipeError(f"{where}: buildRequires must be a list of trove names")
+    if "setup" not in vars(cls) and not any("setup" in vars(b) for b in cls.__mro__[1:-1] if b is not PackageRecipe):
+        raise RecipeError(f"{where} does not define setup(r)")
+
+
+__all__ = ["PackageRecipe", "policy_actions", "source_actions", "build_actions"]

@@ -1,0 +1,358 @@
+"""Build actions: compile, install and arrange files in the install root.
+
+Commands run inside the build sandbox, in the build directory ``%(builddir)s``, with
+the compiler macros in the environment (``CC``, ``CFLAGS``, ``CPPFLAGS``,
+``LDFLAGS``, ...). File actions work on the install root ``%(destdir)s``; their paths
+are absolute paths of the installed system.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+from appbuilder.errors import RecipeError
+from appbuilder.recipe.actions import Action, ActionContext, in_build, in_root
+
+
+def compiler_env(ctx: ActionContext) -> dict[str, str]:
+    m = ctx.macros
+    return {
+        "CC": f"{m.cc} {m.archflags}",
+        "CXX": f"{m.cxx} {m.archflags}",
+        "CFLAGS": m.cflags,
+        "CXXFLAGS": m.cxxflags,
+        "CPPFLAGS": m.cppflags,
+        "LDFLAGS": m.ldflags,
+    }
+
+
+def _workdir(ctx: ActionContext, dir: str) -> Path:
+    return in_build(ctx, ctx.macros.expand(dir)) if dir else ctx.builddir
+
+
+class Run(Action):
+    """Run a shell command in the build directory.
+
+    The command is expanded with macros and run by ``/bin/sh -e``, so a failing
+    command fails the build. ``dir`` is relative to the build directory; ``env``
+    adds environment variables (values are macro-expanded).
+
+    Example::
+
+        r.Run('./mkversion.sh > version.h')
+        r.Run('make -C tools CC="%(cc)s %(archflags)s"', dir='src')
+    """
+
+    def __init__(self, cmd: str, dir: str = "", env: dict | None = None):
+        self.cmd, self.dir, self.env = cmd, dir, env or {}
+
+    def do(self, ctx: ActionContext) -> None:
+        env = {**compiler_env(ctx), **{k: ctx.macros.expand(str(v)) for k, v in self.env.items()}}
+        ctx.run(["/bin/sh", "-ec", ctx.macros.expand(self.cmd)], cwd=_workdir(ctx, self.dir), env=env)
+
+
+class Configure(Action):
+    """Run an autoconf ``configure`` script with the standard directories.
+
+    Passes ``--prefix``, ``--bindir``, ``--libdir``, ``--sysconfdir`` and the other
+    installation directories from the macros, ``--build=%(build)s`` (so an x86 build
+    on an x86_64 host is a native ``-m32`` build, not a cross build), then ``args``
+    (macro-expanded, split like a shell would). The compiler macros are in the
+    environment.
+
+    Example::
+
+        r.Configure('--disable-nls --with-zlib')
+    """
+
+    def __init__(self, args: str = "", dir: str = "", configureName: str = "configure", env: dict | None = None):
+        self.args, self.dir, self.configureName, self.env = args, dir, configureName, env or {}
+
+    def do(self, ctx: ActionContext) -> None:
+        m = ctx.macros
+        argv = [
+            f"./{self.configureName}",
+            f"--prefix={m.prefix}",
+            f"--exec-prefix={m.exec_prefix}",
+            f"--bindir={m.bindir}",
+            f"--sbindir={m.sbindir}",
+            f"--sysconfdir={m.sysconfdir}",
+            f"--datadir={m.datadir}",
+            f"--includedir={m.includedir}",
+            f"--libdir={m.libdir}",
+            f"--libexecdir={m.libexecdir}",
+            f"--localstatedir={m.localstatedir}",
+            f"--sharedstatedir={m.sharedstatedir}",
+            f"--mandir={m.mandir}",
+            f"--infodir={m.infodir}",
+            f"--build={m.build}",
+            *shlex.split(m.expand(self.args)),
+        ]
+        env = {**compiler_env(ctx), **{k: m.expand(str(v)) for k, v in self.env.items()}}
+        ctx.run(argv, cwd=_workdir(ctx, self.dir), env=env)
+
+
+class Make(Action):
+    """Run ``make`` in the build directory, in parallel (``%(parallelmflags)s``).
+
+    ``makeargs`` are macro-expanded and split like a shell would. With
+    ``forceFlags=True`` the compiler macros are passed as make variables
+    (``CC=... CFLAGS=...``) so that they override the Makefile's own; otherwise they
+    are only in the environment. ``parallel=False`` runs one job.
+
+    Example::
+
+        r.Make('PREFIX=%(prefix)s', forceFlags=True)
+    """
+
+    def __init__(self, makeargs: str = "", dir: str = "", forceFlags: bool = False, parallel: bool = True,
+                 target: str = ""):
+        self.makeargs, self.dir, self.forceFlags, self.parallel, self.target = (
+            makeargs, dir, forceFlags, parallel, target)
+
+    def argv(self, ctx: ActionContext) -> list[str]:
+        argv = ["make"]
+        if self.parallel:
+            argv += shlex.split(ctx.macros.parallelmflags)
+        if self.forceFlags:
+            argv += [f"{k}={v}" for k, v in compiler_env(ctx).items()]
+        argv += shlex.split(ctx.macros.expand(self.makeargs))
+        if self.target:
+            argv.append(ctx.macros.expand(self.target))
+        return argv
+
+    def do(self, ctx: ActionContext) -> None:
+        ctx.run(self.argv(ctx), cwd=_workdir(ctx, self.dir), env=compiler_env(ctx))
+
+
+class MakeInstall(Make):
+    """Run ``make install`` with ``DESTDIR`` pointing at the install root.
+
+    ``rootVar`` names the variable the Makefile uses for the install root
+    (``DESTDIR`` by default, sometimes ``INSTALL_ROOT`` or ``PREFIX``);
+    ``installtarget`` is the target (``install``). Runs one job at a time.
+
+    Example::
+
+        r.MakeInstall('CONFIG_PREFIX=%(destdir)s', rootVar='')
+    """
+
+    def __init__(self, makeargs: str = "", dir: str = "", rootVar: str = "DESTDIR",
+                 installtarget: str = "install", forceFlags: bool = False):
+        super().__init__(makeargs, dir, forceFlags=forceFlags, parallel=False, target=installtarget)
+        self.rootVar = rootVar
+
+    def argv(self, ctx: ActionContext) -> list[str]:
+        argv = super().argv(ctx)
+        if self.rootVar:
+            argv.insert(1, f"{self.rootVar}={ctx.destdir}")
+        return argv
+
+
+class Create(Action):
+    """Create a file in the install root with the given contents.
+
+    ``contents`` is macro-expanded unless ``macros=False``; ``mode`` defaults to 0644.
+
+    Example::
+
+        r.Create('%(sysconfdir)s/hostname', contents='cernvm\\n')
+        r.Create('/sbin/appliance-init', contents=script, mode=0o755, macros=False)
+    """
+
+    def __init__(self, file: str, contents: str = "", mode: int = 0o644, macros: bool = True):
+        self.file, self.contents, self.mode, self.macros = file, contents, mode, macros
+
+    def do(self, ctx: ActionContext) -> None:
+        path = in_root(ctx.destdir, ctx.macros.expand(self.file))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = ctx.macros.expand(self.contents) if self.macros else self.contents
+        path.write_text(text)
+        path.chmod(self.mode)
+
+
+class Install(Action):
+    """Copy files from the build directory into the install root.
+
+    ``src`` is relative to the build directory and may be a glob; ``dest`` is a path
+    in the installed system; a ``dest`` ending in ``/`` is a directory to copy into.
+    ``mode`` defaults to 0755 for executables and 0644 for everything else.
+
+    Example::
+
+        r.Install('busybox', '%(essentialbindir)s/busybox', mode=0o755)
+        r.Install('docs/*.txt', '%(thisdocdir)s/')
+    """
+
+    def __init__(self, src: str, dest: str, mode: int | None = None):
+        self.src, self.dest, self.mode = src, dest, mode
+
+    def do(self, ctx: ActionContext) -> None:
+        pattern = in_build(ctx, ctx.macros.expand(self.src))
+        sources = sorted(glob.glob(str(pattern)))
+        if not sources:
+            raise RecipeError(f"Install: nothing matches {self.src!r} in the build directory")
+        dest_text = ctx.macros.expand(self.dest)
+        into_dir = dest_text.endswith("/") or len(sources) > 1
+        dest = in_root(ctx.destdir, dest_text)
+        for src in map(Path, sources):
+            target = dest / src.name if into_dir else dest
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if src.is_dir():
+                shutil.copytree(src, target, symlinks=True, dirs_exist_ok=True)
+                continue
+            shutil.copyfile(src, target, follow_symlinks=False)
+            if not target.is_symlink():
+                mode = self.mode
+                if mode is None:
+                    mode = 0o755 if os.access(src, os.X_OK) else 0o644
+                target.chmod(mode)
+
+
+class Symlink(Action):
+    """Create a symbolic link ``link`` pointing to ``target`` in the install root.
+
+    ``target`` is stored exactly as given (relative or absolute, never resolved on the
+    build host); a ``link`` ending in ``/`` names a directory, and the link gets the
+    target's base name.
+
+    Example::
+
+        r.Symlink('busybox', '%(essentialbindir)s/sh')
+        r.Symlink('/bin/busybox', '/sbin/init')
+    """
+
+    def __init__(self, target: str, link: str):
+        self.target, self.link = target, link
+
+    def do(self, ctx: ActionContext) -> None:
+        target = ctx.macros.expand(self.target)
+        link_text = ctx.macros.expand(self.link)
+        if link_text.endswith("/"):
+            link_text += os.path.basename(target)
+        link = in_root(ctx.destdir, link_text)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(target)
+
+
+class MakeDirs(Action):
+    """Create directories in the install root (with their parents).
+
+    An empty directory is packaged as such; ``mode`` defaults to 0755.
+
+    Example::
+
+        r.MakeDirs('/proc', '/sys', '/dev', '/tmp', '/root')
+        r.MakeDirs('/tmp', mode=0o1777)
+    """
+
+    def __init__(self, *dirs: str, mode: int = 0o755):
+        if not dirs:
+            raise RecipeError("MakeDirs: name at least one directory")
+        self.dirs, self.mode = dirs, mode
+
+    def do(self, ctx: ActionContext) -> None:
+        for d in self.dirs:
+            path = in_root(ctx.destdir, ctx.macros.expand(d))
+            path.mkdir(parents=True, exist_ok=True)
+            path.chmod(self.mode)
+
+
+class Remove(Action):
+    """Remove files (globs) from the install root; ``recursive=True`` for directories.
+
+    Example::
+
+        r.Remove('%(libdir)s/*.la')
+        r.Remove('%(datadir)s/info', recursive=True)
+    """
+
+    def __init__(self, *paths: str, recursive: bool = False):
+        self.paths, self.recursive = paths, recursive
+
+    def do(self, ctx: ActionContext) -> None:
+        for p in self.paths:
+            for hit in sorted(glob.glob(str(in_root(ctx.destdir, ctx.macros.expand(p))))):
+                path = Path(hit)
+                if path.is_dir() and not path.is_symlink():
+                    if not self.recursive:
+                        raise RecipeError(f"Remove: {p} is a directory; pass recursive=True")
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+
+
+class SetModes(Action):
+    """Set the permission bits (setuid included) of files in the install root.
+
+    Example::
+
+        r.SetModes('%(bindir)s/ping', mode=0o4755)
+    """
+
+    def __init__(self, *paths: str, mode: int):
+        if not paths:
+            raise RecipeError("SetModes: name at least one path")
+        self.paths, self.mode = paths, mode
+
+    def do(self, ctx: ActionContext) -> None:
+        for p in self.paths:
+            hits = sorted(glob.glob(str(in_root(ctx.destdir, ctx.macros.expand(p)))))
+            if not hits:
+                raise RecipeError(f"SetModes: nothing matches {p!r} in the install root")
+            for hit in hits:
+                os.chmod(hit, self.mode)
+
+
+class Move(Action):
+    """Move (rename) a file or directory inside the install root.
+
+    Example::
+
+        r.Move('%(bindir)s/foo', '%(sbindir)s/foo')
+    """
+
+    def __init__(self, src: str, dest: str):
+        self.src, self.dest = src, dest
+
+    def do(self, ctx: ActionContext) -> None:
+        src = in_root(ctx.destdir, ctx.macros.expand(self.src))
+        dest = in_root(ctx.destdir, ctx.macros.expand(self.dest))
+        if not (src.exists() or src.is_symlink()):
+            raise RecipeError(f"Move: {self.src} does not exist in the install root")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dest)
+
+
+class Replace(Action):
+    """Edit files with a regular expression substitution (Python ``re`` syntax).
+
+    Paths are relative to the build directory, or absolute for files in the install
+    root. It is an error if the pattern matches nothing, unless ``allowNoChange=True``.
+
+    Example::
+
+        r.Replace(r'^CONFIG_STATIC=.*', 'CONFIG_STATIC=y', '.config')
+    """
+
+    def __init__(self, pattern: str, replacement: str, *paths: str, allowNoChange: bool = False):
+        if not paths:
+            raise RecipeError("Replace: name at least one file")
+        self.pattern, self.replacement, self.paths, self.allowNoChange = pattern, replacement, paths, allowNoChange
+
+    def do(self, ctx: ActionContext) -> None:
+        regex = re.compile(self.pattern, re.MULTILINE)
+        for p in self.paths:
+            path = in_build(ctx, ctx.macros.expand(p))
+            text = path.read_text()
+            new, count = regex.subn(ctx.macros.expand(self.replacement), text)
+            if not count and not self.allowNoChange:
+                raise RecipeError(f"Replace: {self.pattern!r} matches nothing in {p}")
+            path.write_text(new)

@@ -1,0 +1,34 @@
+"""``appbuild explain``: recipe documentation from the actions' own docstrings."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+
+from appbuilder.errors import AppbuildError
+from appbuilder.recipe import base  # noqa: F401  (registers every action)
+from appbuilder.recipe.actions import BUILD, POLICY, REGISTRY, SOURCE
+
+
+def _summary(cls) -> str:
+    doc = inspect.getdoc(cls) or ""
+    return doc.splitlines()[0] if doc else ""
+
+
+def list_actions() -> str:
+    lines = ["Recipe actions (appbuild explain NAME for details):"]
+    for phase, title in ((SOURCE, "source actions"), (BUILD, "build actions"), (POLICY, "policy settings")):
+        lines.append(f"\n{title}:")
+        for name, cls in sorted(REGISTRY.items()):
+            if cls.phase == phase:
+                lines.append(f"  {name:32} {_summary(cls)}")
+    return "\n".join(lines)
+
+
+def explain(name: str) -> str:
+    cls = REGISTRY.get(name)
+    if cls is None:
+        close = difflib.get_close_matches(name, REGISTRY, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise AppbuildError(f"no action or policy named {name!r}{hint}")
+    return cls.explain()

@@ -1,0 +1,170 @@
+"""Source actions: bring sources into the build directory before anything builds.
+
+Sources are either files beside the recipe (``recipes/NAME/``), archives or files
+fetched by URL and pinned by sha256, or Debian source packages fetched through apt.
+Everything fetched is kept in the lookaside cache under its sha256, so a second cook
+needs no network. Source actions run first, in the order the recipe gives them.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path, PurePosixPath
+
+from appbuilder.errors import RecipeError, SourceError
+from appbuilder.recipe.actions import SOURCE, Action, ActionContext, in_build
+
+_URL_SCHEMES = ("http://", "https://", "ftp://", "file://", "mirror://")
+
+
+def is_url(text: str) -> bool:
+    return text.startswith(_URL_SCHEMES)
+
+
+def local_source(ctx: ActionContext, name: str) -> Path:
+    """A file shipped beside the recipe; never outside the recipe directory."""
+    pure = PurePosixPath(name)
+    if pure.is_absolute() or ".." in pure.parts:
+        raise RecipeError(f"source {name!r} must be a path inside the recipe directory")
+    path = ctx.recipe_dir / pure
+    if not path.is_file():
+        raise SourceError(f"missing source: {name} is not in {ctx.recipe_dir}")
+    return path
+
+
+def obtain(ctx: ActionContext, name: str, sha256: str | None, mirrors) -> Path:
+    """A local source file or a fetched, verified one."""
+    name = ctx.macros.expand(name)
+    if is_url(name):
+        if not sha256:
+            raise RecipeError(f"source {name} is fetched by URL and must be pinned with sha256=")
+        return ctx.fetch(name, sha256, [ctx.macros.expand(m) for m in mirrors])
+    path = local_source(ctx, name)
+    if sha256:
+        from appbuilder.build.lookaside import verify_file
+
+        verify_file(path, sha256, what=name)
+    return path
+
+
+class addSource(Action):
+    """Add a single source file to the build directory.
+
+    ``name`` is a file beside the recipe or a URL (then ``sha256=`` is required, and
+    ``mirrors=`` lists other URLs to try). ``dest`` is where it goes, relative to the
+    build directory (default: its own name at the top). ``mode`` sets its permissions;
+    ``macros=True`` expands ``%(macros)s`` in its content.
+
+    Example::
+
+        r.addSource('init.sh', mode=0o755)
+        r.addSource('https://example.org/fix.h', sha256='9f86d0...', dest='include/')
+    """
+
+    phase = SOURCE
+
+    def __init__(self, name: str, sha256: str | None = None, dest: str = "", mode: int | None = None,
+                 macros: bool = False, mirrors: tuple | list = ()):
+        self.name, self.sha256, self.dest, self.mode, self.macros, self.mirrors = (
+            name, sha256, dest, mode, macros, tuple(mirrors))
+
+    def do(self, ctx: ActionContext) -> None:
+        src = obtain(ctx, self.name, self.sha256, self.mirrors)
+        basename = ctx.macros.expand(self.name).rstrip("/").rsplit("/", 1)[-1]
+        dest_text = ctx.macros.expand(self.dest)
+        if not dest_text or dest_text.endswith("/"):
+            dest_text += basename
+        dest = in_build(ctx, dest_text)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if self.macros:
+            dest.write_text(ctx.macros.expand(src.read_text()))
+        else:
+            shutil.copyfile(src, dest)
+        if self.mode is not None:
+            dest.chmod(self.mode)
+
+
+class addArchive(Action):
+    """Unpack an archive (tar, tar.gz/bz2/xz/zst, zip) into the source directory.
+
+    ``name`` is a file beside the recipe or a URL pinned by ``sha256=``, with optional
+    ``mirrors=`` (other full URLs, or ``mirror://NAME/path`` entries whose base URLs
+    come from ``repo/config.yaml``). Archives unpack into the parent of the build
+    directory, so a tarball holding ``foo-1.0/`` becomes the build directory of recipe
+    ``foo`` version ``1.0``; use ``r.mainDir()`` when the top directory is named
+    otherwise, or ``dir=`` to unpack into a subdirectory of the build directory.
+
+    Members with absolute paths, ``..`` components, or links pointing outside are
+    refused before anything is written.
+
+    Example::
+
+        r.addArchive('https://busybox.net/downloads/busybox-%(version)s.tar.bz2',
+                     sha256='faeeb244...', mirrors=['mirror://busybox/busybox-%(version)s.tar.bz2'])
+    """
+
+    phase = SOURCE
+
+    def __init__(self, name: str, sha256: str | None = None, dir: str | None = None,
+                 mirrors: tuple | list = ()):
+        self.name, self.sha256, self.dir, self.mirrors = name, sha256, dir, tuple(mirrors)
+
+    def do(self, ctx: ActionContext) -> None:
+        archive = obtain(ctx, self.name, self.sha256, self.mirrors)
+        dest = in_build(ctx, ctx.macros.expand(self.dir)) if self.dir is not None else ctx.srcdir
+        dest.mkdir(parents=True, exist_ok=True)
+        ctx.unpack(archive, dest)
+
+
+class addPatch(Action):
+    """Apply a patch (beside the recipe, or a pinned URL) to the build directory.
+
+    ``level`` is patch's ``-p`` (default 1); ``dir`` is where to apply it, relative to
+    the build directory. A patch that does not apply cleanly fails the build.
+
+    Example::
+
+        r.addPatch('fix-static-link.patch')
+    """
+
+    phase = SOURCE
+
+    def __init__(self, name: str, level: int = 1, dir: str = "", sha256: str | None = None,
+                 mirrors: tuple | list = ()):
+        self.name, self.level, self.dir, self.sha256, self.mirrors = name, level, dir, sha256, tuple(mirrors)
+
+    def do(self, ctx: ActionContext) -> None:
+        patch = obtain(ctx, self.name, self.sha256, self.mirrors)
+        cwd = in_build(ctx, ctx.macros.expand(self.dir)) if self.dir else ctx.builddir
+        ctx.run(
+            ["patch", f"-p{self.level}", "--batch", "--forward", "--no-backup-if-mismatch", "-i", str(patch)],
+            cwd=cwd,
+        )
+
+
+class addDebianSource(Action):
+    """Unpack a Debian source package, fetched through the machine's apt.
+
+    ``package`` and ``version`` name the source package exactly as Debian does
+    (``busybox``, ``1:1.35.0-4``); ``sha256`` pins its ``.dsc``, which in turn pins
+    every tarball it lists. appbuild adds ``deb-src`` entries derived at run time from
+    the machine's own apt sources, in a private apt state under the cache directory
+    (the system's apt configuration is not touched), and ``dpkg-source -x`` unpacks
+    the package with its Debian patches applied into the build directory.
+
+    Example::
+
+        r.addDebianSource('busybox', '1:1.35.0-4', sha256='3a2b...')
+    """
+
+    phase = SOURCE
+
+    def __init__(self, package: str, version: str, sha256: str):
+        self.package, self.version, self.sha256 = package, version, sha256
+
+    def do(self, ctx: ActionContext) -> None:
+        dsc = ctx.debian_source(self.package, self.version, self.sha256)
+        ctx.builddir.parent.mkdir(parents=True, exist_ok=True)
+        if ctx.builddir.exists():
+            shutil.rmtree(ctx.builddir)
+        ctx.run(["dpkg-source", "-x", str(dsc), str(ctx.builddir)], cwd=ctx.srcdir)

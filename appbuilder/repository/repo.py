@@ -1,0 +1,259 @@
+"""The repository: the content store plus the index, behind one small interface.
+
+Writers hand over a :class:`PackageBuild` (a package and the contents of its
+components, without versions); the repository allocates the version inside the same
+transaction that records it:
+
+* same upstream and the same source hash as the newest source revision: same source
+  count, next build count for that flavor;
+* a different source hash: next source count, build count 1;
+* a new upstream version: counts start again at 1-1.
+
+Readers ask for troves by name, by exact NVF, by what they provide or by the paths
+they own.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from appbuilder.errors import RepositoryError
+from appbuilder.repository import index
+from appbuilder.repository.deps import Dependency
+from appbuilder.repository.index import NVF_COLUMNS, flavor_key, row_nvf, write_transaction
+from appbuilder.repository.store import ContentStore
+from appbuilder.repository.trove import COMPONENT, GROUP, PACKAGE, FileEntry, Trove
+from appbuilder.repository.versions import NVF, Flavor, TroveSpec, Version, check_label
+
+
+@dataclass
+class ComponentContents:
+    """What a cook or an import found for one component, before it has a version."""
+
+    name: str  # full name, "busybox:runtime"
+    files: list[FileEntry] = field(default_factory=list)
+    provides: set[Dependency] = field(default_factory=set)
+    requires: set[Dependency] = field(default_factory=set)
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class PackageBuild:
+    """A package ready to commit: the repository gives it its version."""
+
+    name: str
+    upstream: str
+    flavor: Flavor
+    source_hash: str  # identity of the recipe and its sources (or of an imported file)
+    components: list[ComponentContents]
+    input_hash: str | None = None  # everything that went into the build; reused to skip
+    info: dict = field(default_factory=dict)
+    label: str | None = None
+    rebuild: bool = False  # a forced rebuild of the same inputs: new build count
+
+
+class Repository:
+    """A versioned, content-addressed trove repository in one directory."""
+
+    def __init__(self, path: Path | str, label: str):
+        self.path = Path(path)
+        self.label = check_label(label)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.store = ContentStore(self.path)
+        self.db = index.connect(self.path / "index.sqlite")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------------ writing
+
+    def commit_package(self, build: PackageBuild) -> Trove:
+        """Record a package and its components atomically; returns the package trove.
+
+        File contents must already be in the content store.
+        """
+        label = check_label(build.label or self.label)
+        for comp in build.components:
+            missing = [f.path for f in comp.files if f.sha256 and not self.store.has(f.sha256)]
+            if missing:
+                raise RepositoryError(f"{comp.name}: contents not in the store: {missing[:3]}")
+        self.store.sync()
+        with write_transaction(self.db) as db:
+            if build.input_hash and not build.rebuild:
+                done = db.execute(
+                    "SELECT trove_id FROM inputs WHERE input_hash=?", (build.input_hash,)
+                ).fetchone()
+                if done:  # someone committed the very same build meanwhile
+                    return index.load_trove(db, done[0], with_files=False)
+            version = self._allocate_version(db, build, label)
+            now = time.time()
+            components = [
+                Trove(c.name, version, build.flavor, kind=COMPONENT, files=c.files,
+                      provides=c.provides, requires=c.requires, info=c.info)
+                for c in sorted(build.components, key=lambda c: c.name)
+            ]
+            for comp in components:
+                index.insert_trove(db, comp, now)
+            package = Trove(
+                build.name, version, build.flavor, kind=PACKAGE,
+                members=[c.nvf for c in components],
+                info={**build.info, "source_hash": build.source_hash,
+                      "input_hash": build.input_hash},
+            )
+            pid = index.insert_trove(db, package, now)
+            if build.input_hash:  # the newest build of these inputs is the one to reuse
+                db.execute("INSERT OR REPLACE INTO inputs VALUES (?, ?)", (build.input_hash, pid))
+        return package
+
+    def _allocate_version(self, db, build: PackageBuild, label: str) -> Version:
+        latest = db.execute(
+            "SELECT source_count, source_hash FROM source_revisions"
+            " WHERE name=? AND label=? AND upstream=? ORDER BY source_count DESC LIMIT 1",
+            (build.name, label, build.upstream),
+        ).fetchone()
+        if latest and latest[1] == build.source_hash:
+            source_count = latest[0]
+        else:
+            source_count = latest[0] + 1 if latest else 1
+            db.execute(
+                "INSERT INTO source_revisions VALUES (?, ?, ?, ?, ?)",
+                (build.name, label, build.upstream, source_count, build.source_hash),
+            )
+        top = db.execute(
+            "SELECT MAX(build_count) FROM troves WHERE name=? AND label=? AND upstream=?"
+            " AND source_count=? AND flavor=?",
+            (build.name, label, build.upstream, source_count, flavor_key(build.flavor)),
+        ).fetchone()[0]
+        return Version(label, build.upstream, source_count, (top or 0) + 1)
+
+    def commit_group(self, group: Trove, input_hash: str) -> Trove:
+        """Record a group trove (exact member pins) unless this very closure exists."""
+        with write_transaction(self.db) as db:
+            done = db.execute("SELECT trove_id FROM inputs WHERE input_hash=?", (input_hash,)).fetchone()
+            if done:
+                return index.load_trove(db, done[0])
+            if index.trove_id(db, group.nvf) is not None:
+                raise RepositoryError(f"{group.nvf} already exists")
+            group.kind = GROUP
+            gid = index.insert_trove(db, group, time.time())
+            db.execute("INSERT INTO inputs VALUES (?, ?)", (input_hash, gid))
+        return group
+
+    # ------------------------------------------------------------------ reading
+
+    def by_input(self, input_hash: str) -> NVF | None:
+        row = self.db.execute(
+            f"SELECT {NVF_COLUMNS} FROM troves JOIN inputs ON inputs.trove_id = troves.id"
+            " WHERE input_hash=?",
+            (input_hash,),
+        ).fetchone()
+        return row_nvf(row) if row else None
+
+    def get(self, nvf: NVF, *, with_files: bool = True) -> Trove:
+        tid = index.trove_id(self.db, nvf)
+        if tid is None:
+            raise RepositoryError(f"no trove {nvf} in the repository")
+        return index.load_trove(self.db, tid, with_files=with_files)
+
+    def names(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT DISTINCT name FROM troves ORDER BY name")]
+
+    def versions(self, name: str, *, arch: str | None = None, label: str | None = None) -> list[NVF]:
+        """Every version of *name*, oldest first (commit order)."""
+        sql = f"SELECT {NVF_COLUMNS} FROM troves WHERE name=?"
+        args: list = [name]
+        if label:
+            sql += " AND label=?"
+            args.append(label)
+        sql += " ORDER BY id"
+        found = [row_nvf(r) for r in self.db.execute(sql, args)]
+        if arch:
+            found = [n for n in found if n.flavor.installable_on(arch)]
+        return found
+
+    def latest(self, name: str, *, arch: str | None = None, label: str | None = None) -> NVF | None:
+        found = self.versions(name, arch=arch, label=label)
+        if arch:  # prefer the exact flavor over an architecture-independent one
+            exact = [n for n in found if n.flavor.arch is not None]
+            found = exact or found
+        return found[-1] if found else None
+
+    def find(self, spec: TroveSpec | str, *, arch: str | None = None) -> list[NVF]:
+        """Troves matching a user's ``name[=version][[flavor]]``, oldest first."""
+        if isinstance(spec, str):
+            spec = TroveSpec.parse(spec)
+        found = self.versions(spec.name, arch=arch)
+        if spec.version:
+            found = [n for n in found if n.version.matches(spec.version)]
+        if spec.flavor is not None:
+            found = [n for n in found if n.flavor == spec.flavor]
+        return found
+
+    def find_one(self, spec: TroveSpec | str, *, arch: str | None = None) -> NVF:
+        """The newest trove matching *spec*, or an error that says what exists."""
+        found = self.find(spec, arch=arch)
+        if not found:
+            spec_name = spec.name if isinstance(spec, TroveSpec) else TroveSpec.parse(spec).name
+            known = self.versions(spec_name)
+            hint = (
+                "; it has: " + ", ".join(f"{n.version.revision}[{n.flavor}]" for n in known[-5:])
+                if known else "; there is no trove of that name"
+            )
+            raise RepositoryError(f"no trove matches {spec}{hint}")
+        return found[-1]
+
+    def providers(self, dep: Dependency) -> list[NVF]:
+        """Troves providing *dep* (flags included), oldest first."""
+        rows = self.db.execute(
+            f"SELECT {NVF_COLUMNS}, provides.flags FROM troves JOIN provides ON provides.trove_id = troves.id"
+            " WHERE provides.cls=? AND provides.name=? ORDER BY troves.id",
+            (dep.cls, dep.name),
+        )
+        return [row_nvf(r) for r in rows if dep.flags <= set(r[6].split())]
+
+    def owners(self, path: str) -> list[NVF]:
+        """Troves holding *path*, oldest first."""
+        rows = self.db.execute(
+            f"SELECT {NVF_COLUMNS} FROM troves JOIN files ON files.trove_id = troves.id"
+            " WHERE files.path=? ORDER BY troves.id",
+            (path,),
+        )
+        return [row_nvf(r) for r in rows]
+
+    def of_kind(self, kind: str) -> list[NVF]:
+        rows = self.db.execute(f"SELECT {NVF_COLUMNS} FROM troves WHERE kind=? ORDER BY name, id", (kind,))
+        return [row_nvf(r) for r in rows]
+
+    def packages(self) -> list[NVF]:
+        return self.of_kind(PACKAGE)
+
+    def groups(self) -> list[NVF]:
+        return self.of_kind(GROUP)
+
+    # ------------------------------------------------------------------ upkeep
+
+    def referenced_contents(self) -> set[str]:
+        """Every content digest a trove names: file contents and ``*_blob`` info entries."""
+        keep = {r[0] for r in self.db.execute("SELECT DISTINCT sha256 FROM files WHERE sha256 IS NOT NULL")}
+        for (info_json,) in self.db.execute("SELECT info FROM troves"):
+            keep.update(v for k, v in json.loads(info_json).items() if k.endswith("_blob") and isinstance(v, str))
+        return keep
+
+    def gc(self, *, grace_seconds: float = 3600) -> tuple[int, int]:
+        """Delete stored contents no trove references (left by interrupted commits).
+
+        Objects younger than *grace_seconds* are kept: a cook running right now may have
+        stored them and not committed yet.
+        """
+        cutoff = time.time() - grace_seconds
+        self.store.sweep_tmp(cutoff)
+        keep = self.referenced_contents()
+        count = size = 0
+        for digest in list(self.store.iter_digests()):
+            if digest not in keep and self.store.path_of(digest).stat().st_mtime < cutoff:
+                size += self.store.remove(digest)
+                count += 1
+        return count, size
