@@ -72,7 +72,7 @@ def cmd_query(args, settings: Settings, ui: Console) -> int:
 
     lines = query_lines(_open_repo(settings), args.name)
     if not lines:
-        ui.info(f"no troves named {args.name}" if args.name else "the repository is empty")
+        ui.note(f"no troves named {args.name}" if args.name else "the repository is empty")
         return 1 if args.name else 0
     for line in lines:
         ui.out(line)
@@ -82,8 +82,13 @@ def cmd_query(args, settings: Settings, ui: Console) -> int:
 def cmd_show(args, settings: Settings, ui: Console) -> int:
     from appbuilder.repository.display import show_lines
 
+    from appbuilder.repository.versions import TroveSpec
+
     repo = _open_repo(settings)
-    nvf = repo.find_one(args.spec, arch=args.arch)
+    spec = TroveSpec.parse(args.spec)
+    # without an explicit flavor, prefer the default architecture's build
+    arch = args.arch or (DEFAULT_ARCH if spec.flavor is None and repo.find(spec, arch=DEFAULT_ARCH) else None)
+    nvf = repo.find_one(spec, arch=arch)
     for line in show_lines(repo, nvf, files=args.files, deps=args.deps):
         ui.out(line)
     return 0

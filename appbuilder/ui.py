@@ -26,6 +26,10 @@ class Console:
     def info(self, text: str) -> None:
         self._print(self.rich, text, "dim")
 
+    def note(self, text: str) -> None:
+        """A remark that is not the command's output (goes to stderr)."""
+        self._print(self.err, text, "dim")
+
     def success(self, text: str) -> None:
         self._print(self.rich, text, "green")
 

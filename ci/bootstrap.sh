@@ -12,7 +12,7 @@ cd "$here"
 
 APT_PACKAGES=(
     # toolchain for cooking recipes, for x86_64 and i686 (-m32)
-    build-essential gcc-multilib binutils make patch file
+    build-essential gcc-multilib binutils make patch file zlib1g-dev
     # sandbox and sources: bubblewrap, Debian source packages, archives
     bubblewrap dpkg-dev xz-utils bzip2 zstd ca-certificates
     # Python: the venv module and the Debian-only bindings

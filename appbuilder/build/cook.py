@@ -206,7 +206,9 @@ class Cooker:
             extra=_sysroot_env(sysroot, recipe, arch) if declared else {},
             source_date_epoch=self.source_date_epoch,
         )
-        sandbox = Sandbox([work])
+        # the recipe's own files and the lookaside cache are read-only inputs of the build
+        self.lookaside.root.mkdir(parents=True, exist_ok=True)
+        sandbox = Sandbox([work], readonly=[rf.directory, self.lookaside.root])
         ctx = BuildContext(recipe, rf.directory, work, arch, sandbox=sandbox, env=env, log=log,
                            lookaside=self.lookaside, debian=self.debian, echo=opts.echo)
         recipe.macros.builddir = str(ctx.builddir)

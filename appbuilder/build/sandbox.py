@@ -32,11 +32,13 @@ class Sandbox:
     # every sandboxed process running in this program, so Ctrl-C can stop them all
     _running: set[subprocess.Popen] = set()
     _lock = threading.Lock()
+    _stopped = False  # set by kill_all: no new command may start afterwards
 
     @classmethod
     def kill_all(cls) -> None:
-        """Stop every sandboxed build command (used when the user interrupts)."""
+        """Stop every sandboxed build command and refuse new ones (the user interrupted)."""
         with cls._lock:
+            cls._stopped = True
             running = list(cls._running)
         for proc in running:
             _kill(proc)
@@ -81,14 +83,16 @@ class Sandbox:
         echo: Callable[[bytes], None] | None = None,
     ) -> int:
         """Run *command*; its output goes to *log* (and *echo*). Returns the exit status."""
-        proc = subprocess.Popen(
-            self.argv(command, cwd=cwd, env=env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        with self._lock:
+        with self._lock:  # starting and registering is atomic with respect to kill_all
+            if Sandbox._stopped:
+                raise Interrupted("interrupted: the build was stopped and nothing was committed")
+            proc = subprocess.Popen(
+                self.argv(command, cwd=cwd, env=env),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             self._running.add(proc)
         try:
             assert proc.stdout is not None

@@ -36,8 +36,13 @@ def check_acyclic(graph: nx.DiGraph) -> None:
         cycle = nx.find_cycle(graph)
     except nx.NetworkXNoCycle:
         return
-    names = [a for a, _ in cycle] + [cycle[0][0]]
-    raise DependencyCycle("build requirement cycle: " + " -> ".join(names))
+    # edges point from a requirement to what needs it; name the cycle the way users read it
+    needs = [b for _, b in reversed(cycle)]
+    start = needs.index(min(needs))
+    needs = needs[start:] + needs[:start]
+    raise DependencyCycle(
+        "build requirement cycle: " + " -> ".join([*needs, needs[0]]) + " (each needs the next to be cooked first)"
+    )
 
 
 def build_order(graph: nx.DiGraph) -> list[str]:

@@ -88,7 +88,7 @@ CREATE TABLE IF NOT EXISTS inputs (
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=300, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(path, timeout=300, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")

@@ -16,6 +16,7 @@ they own.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,10 +64,24 @@ class Repository:
         self.label = check_label(label)
         self.path.mkdir(parents=True, exist_ok=True)
         self.store = ContentStore(self.path)
-        self.db = index.connect(self.path / "index.sqlite")
+        self._local = threading.local()
+        self._connections: list = []
+        self.db  # create the schema now, in the caller's thread
+
+    @property
+    def db(self):
+        """This thread's connection to the index (SQLite connections are per thread)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = index.connect(self.path / "index.sqlite")
+            self._connections.append(conn)
+        return conn
 
     def close(self) -> None:
-        self.db.close()
+        for conn in self._connections:
+            conn.close()
+        self._connections.clear()
+        self._local = threading.local()
 
     # ------------------------------------------------------------------ writing
 
