@@ -6,6 +6,7 @@
     appbuild explain [ACTION]
     appbuild graph --build [--format dot|graphml] [-o FILE]
     appbuild gc
+    appbuild group-NAME --format F[,F...]|all --arch x86_64|x86|all [--version V]
 """
 
 from __future__ import annotations
@@ -101,18 +102,57 @@ def cmd_explain(args, settings: Settings | None, ui: Console) -> int:
     return 0
 
 
+def cmd_resolve(args, settings: Settings, ui: Console) -> int:
+    from appbuilder.graph.groups import resolve_group
+
+    repo = _open_repo(settings)
+    for arch in _arches(args.arch):
+        result = resolve_group(settings, repo, args.group, arch.name)
+        rows = result.rows()
+        width = max(len(r[0]) for r in rows) if rows else 10
+        ui.out(f"{'MEMBER':{width}}  {'REVISION':14}  {'FLAVOR':11}  REASON")
+        for name, revision, flavor, reason in rows:
+            ui.out(f"{name:{width}}  {revision:14}  {flavor:11}  {reason}")
+        for warning in result.warnings:
+            ui.warn(warning)
+        state = "new version" if result.new else "unchanged: the same closure as before"
+        ui.success(f"{result.group.nvf}  ({len(rows)} members; {state})")
+    return 0
+
+
 def cmd_graph(args, settings: Settings, ui: Console) -> int:
     from appbuilder.graph.buildorder import build_graph, build_order, export
     from appbuilder.recipe.loader import find_recipes
 
+    if args.group:
+        return _graph_group(args, settings, ui)
     if not args.build:
-        raise AppbuildError("say which graph: --build (the build order of recipes/)")
+        raise AppbuildError("say which graph: a group (appbuild graph group-NAME) or --build (the recipes' build order)")
     graph = build_graph(find_recipes(args.recipes or settings.recipes_dir))
     order = build_order(graph)
-    out = Path(args.output or f"build-order.{args.format}")
-    export(graph, out, args.format)
+    fmt = args.format or "dot"
+    if fmt not in ("dot", "graphml"):
+        raise AppbuildError(f"the build order exports as dot or graphml, not {fmt!r}")
+    out = Path(args.output or f"build-order.{fmt}")
+    export(graph, out, fmt)
     ui.info(f"build order: {' -> '.join(order)}")
     ui.success(f"wrote {out} ({graph.number_of_nodes()} recipes, {graph.number_of_edges()} edges)")
+    return 0
+
+
+def _graph_group(args, settings: Settings, ui: Console) -> int:
+    from appbuilder.graph.export import FORMATS, export_graph, runtime_graph
+    from appbuilder.graph.groups import find_group
+
+    repo = _open_repo(settings)
+    arch = get_arch(args.arch or DEFAULT_ARCH).name
+    group = repo.get(find_group(repo, args.group, arch, args.version), with_files=False)
+    graph = runtime_graph(repo, group)
+    formats = FORMATS if args.format in (None, "all") else tuple(args.format.split(","))
+    base = Path(args.output or f"{args.group}-{arch}")
+    for path in export_graph(graph, base, formats):
+        ui.success(f"wrote {path}")
+    ui.info(f"{group.nvf}: {graph.number_of_nodes()} packages, {graph.number_of_edges()} dependency edges")
     return 0
 
 
@@ -120,6 +160,43 @@ def cmd_gc(args, settings: Settings, ui: Console) -> int:
     count, size = _open_repo(settings).gc(grace_seconds=args.grace)
     ui.success(f"removed {count} unreferenced objects ({size} bytes)")
     return 0
+
+
+def cmd_build_image(args, settings: Settings, ui: Console) -> int:
+    from appbuilder.images.build import BuildRequest, build_images, parse_size
+
+    req = BuildRequest(
+        group=args.group, arches=[a.name for a in _arches(args.arch)], formats=args.format,
+        version=args.version, output=Path(args.output).resolve() if args.output else None, force=args.force,
+        size=parse_size(args.size) if args.size else None, jobs=args.jobs, cook=not args.no_cook,
+    )
+    repo = _open_repo(settings)
+    for image in build_images(settings, repo, req, say=ui.info):
+        ui.success(f"{image.group}: {image.directory}")
+        for fmt, paths in sorted(image.files.items()):
+            for path in paths:
+                ui.out(f"  {fmt:12} {path.name}  ({path.stat().st_size / (1 << 20):.1f} MiB)")
+        steps = ", ".join(f"{k} {v:.1f} s" for k, v in image.seconds.items())
+        ui.info(f"  kernel {image.kernel}; installed size {image.installed_size / (1 << 20):.1f} MiB; {steps}")
+    return 0
+
+
+def build_image_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="appbuild group-NAME", description=(
+        "Build the images of an image group: cook what changed, resolve the group (or take a pinned "
+        "--version), assemble a bootable disk and write it in the requested formats."))
+    p.add_argument("group", help="group-NAME (groups/group-NAME.py)")
+    p.add_argument("--format", default="raw", help="raw, qcow2, vmdk, vmdk-esx, ova, vhd, vhd-dynamic, ami, "
+                   "a comma list, or all (default raw)")
+    p.add_argument("--arch", default=DEFAULT_ARCH, help=f"x86_64, x86 or all (default {DEFAULT_ARCH})")
+    p.add_argument("--version", help="rebuild this recorded group version from its pins")
+    p.add_argument("--output", help="write into this directory instead of the image store")
+    p.add_argument("--force", action="store_true", help="replace images that already exist")
+    p.add_argument("--size", help="disk size (e.g. 512M, 2G); default: what the closure needs plus headroom")
+    p.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 2, help="parallel conversions")
+    p.add_argument("--no-cook", action="store_true", help="do not cook changed recipes first")
+    p.set_defaults(func=cmd_build_image)
+    return p
 
 
 # ---------------------------------------------------------------- parser
@@ -154,11 +231,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("action", nargs="?")
     e.set_defaults(func=cmd_explain, no_workspace=True)
 
-    g = sub.add_parser("graph", help="export a dependency graph")
+    r = sub.add_parser("resolve", help="resolve a group into exact pins and record it")
+    r.add_argument("group", help="group-NAME (groups/group-NAME.py)")
+    r.add_argument("--arch", default=DEFAULT_ARCH, help=f"x86_64, x86 or all (default {DEFAULT_ARCH})")
+    r.set_defaults(func=cmd_resolve)
+
+    g = sub.add_parser("graph", help="export a dependency graph (a group's runtime graph, or the build order)")
+    g.add_argument("group", nargs="?", help="group-NAME: its runtime dependency graph")
+    g.add_argument("--arch", help=f"the group's architecture (default {DEFAULT_ARCH})")
+    g.add_argument("--version", help="a recorded group version (default: the newest)")
     g.add_argument("--build", action="store_true", help="the build order of the recipes")
     g.add_argument("--recipes", help="recipes directory (default: the workspace's recipes/)")
-    g.add_argument("--format", choices=("dot", "graphml"), default="dot")
-    g.add_argument("-o", "--output")
+    g.add_argument("--format", default=None,
+                   help="dot, graphml, svg, png, a comma list, or all (default: all for a group, dot for --build)")
+    g.add_argument("-o", "--output", help="output file (--build) or base name without extension (group)")
     g.set_defaults(func=cmd_graph)
 
     gc = sub.add_parser("gc", help="delete stored contents no trove references")
@@ -169,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     ui = Console()
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_image_parser() if argv and argv[0].startswith("group-") else build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -65,7 +65,8 @@ def to_dot(graph: nx.DiGraph, name: str = "appbuild") -> str:
     """Graphviz text (written by hand: networkx's dot writer needs pydot or pygraphviz)."""
 
     def q(text: str) -> str:
-        return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        escaped = str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'"{escaped}"'
 
     lines = [f"digraph {q(name)} {{", "  rankdir=LR;", "  node [shape=box, fontname=Helvetica];"]
     for node, data in sorted(graph.nodes(data=True)):

@@ -1,15 +1,16 @@
 """Dependency closure: start from some troves, add a provider for every unmet requirement.
 
 Used to stage a cook's build requirements, and by group resolution. Packages expand
-into their components (except ``:debuginfo`` unless asked); each added trove records
-the **reason** it is there: named by the caller, a component of a named package, or
-the provider of one requirement of another member. An unmet requirement with no
-provider is reported with the chain of troves that led to it.
+into their components (by default all but ``:debuginfo``; a group chooses which);
+each added trove records the **reason** it is there: named by the caller, a component
+of a named package, or the provider of one requirement of another member. An unmet
+requirement with no provider is reported with the chain of troves that led to it.
 
 How a provider is chosen when several troves offer the same thing: a trove already in
-the closure wins; otherwise one on the requiring trove's label, then the newest (last
-committed) version, then the name that sorts first. When candidates of different names
-were available the choice is recorded, so ambiguity is never silent.
+the closure wins; otherwise one from a package the caller named, then one on the
+requiring trove's label, then the newest (last committed) version, then the name that
+sorts first. When candidates of different names were available the choice is
+recorded, so ambiguity is never silent.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from appbuilder.arch import ARCHES
 from appbuilder.repository.deps import Dependency
 from appbuilder.repository.repo import Repository
-from appbuilder.repository.trove import PACKAGE, Trove
-from appbuilder.repository.versions import NVF
+from appbuilder.repository.trove import GROUP, Trove
+from appbuilder.repository.versions import NVF, TroveSpec
 
-NAMED, COMPONENT, REQUIREMENT = "named", "component", "requirement"
+NAMED, COMPONENT, REQUIREMENT, SUBGROUP = "named", "component", "requirement", "subgroup"
 
 # dependency classes the closure does not resolve: the installer itself satisfies them
 IGNORED_CLASSES = frozenset({"rpmlib", "abi"})
@@ -30,26 +32,29 @@ IGNORED_CLASSES = frozenset({"rpmlib", "abi"})
 
 @dataclass(frozen=True)
 class Reason:
-    kind: str  # NAMED, COMPONENT or REQUIREMENT
+    kind: str  # NAMED, COMPONENT, REQUIREMENT or SUBGROUP
     required_by: NVF | None = None
     requirement: Dependency | None = None
 
     def __str__(self) -> str:
         if self.kind == NAMED:
-            return "named in the group"
+            return "named"
         if self.kind == COMPONENT:
             return f"component of {self.required_by.name}"
-        return f"provides {self.requirement} for {self.required_by.name}"
+        if self.kind == SUBGROUP:
+            return f"member of {self.required_by.name}"
+        return f"{self.required_by.name} requires {self.requirement}"
 
 
 @dataclass(frozen=True)
 class Unresolved:
     requirement: Dependency
-    chain: tuple[NVF, ...]  # from a named trove down to the one that needs it
+    chain: tuple[str, ...]  # names from a named trove down to the one that needs it
+    hint: str = ""
 
     def __str__(self) -> str:
-        path = " -> ".join(n.name for n in self.chain)
-        return f"{self.requirement} needed by {path}: nothing in the repository provides it"
+        text = f"{self.requirement} needed by {' -> '.join(self.chain)}: nothing in the repository provides it"
+        return text + (f" ({self.hint})" if self.hint else "")
 
 
 @dataclass(frozen=True)
@@ -73,29 +78,63 @@ class Closure:
     choices: list[Choice] = field(default_factory=list)
     requirement_edges: list[tuple[NVF, NVF, Dependency]] = field(default_factory=list)
 
-    def chain(self, nvf: NVF) -> tuple[NVF, ...]:
+    def chain(self, nvf: NVF) -> tuple[str, ...]:
         chain = [nvf]
         while (reason := self.members.get(chain[-1])) and reason.required_by is not None:
             chain.append(reason.required_by)
-        return tuple(reversed(chain))
+        return tuple(n.name for n in reversed(chain))
+
+
+@dataclass(frozen=True)
+class Root:
+    """A trove the caller names, with the components of it to take (None: the default)."""
+
+    nvf: NVF
+    components: tuple[str, ...] | None = None
+    reason: Reason = Reason(NAMED)
 
 
 class ClosureResolver:
-    """Computes closures over one repository for one architecture."""
+    """Computes closures over one repository for one architecture.
 
-    def __init__(self, repo: Repository, arch: str, *, exclude_components: tuple[str, ...] = ("debuginfo",)):
+    *components*: which components of a named package to take (None: all but
+    *exclude_components*). *removed*: trove or package names never to add.
+    *replaced*: name → the spec to use instead whenever that trove is needed.
+    *auto_resolve*: add providers for unmet requirements (otherwise only report them).
+    """
+
+    def __init__(self, repo: Repository, arch: str, *, components: tuple[str, ...] | None = None,
+                 exclude_components: tuple[str, ...] = ("debuginfo",), removed: set[str] = frozenset(),
+                 replaced: dict[str, TroveSpec] | None = None, auto_resolve: bool = True):
         self.repo = repo
         self.arch = arch
+        self.components = components
         self.exclude = set(exclude_components)
+        self.removed = set(removed)
+        self.replaced = replaced or {}
+        self.auto_resolve = auto_resolve
+        self.named_packages: set[str] = set()
 
-    def resolve(self, roots: list[NVF], *, extra_provides: set[Dependency] = frozenset()) -> Closure:
+    def is_removed(self, name: str) -> bool:
+        return name in self.removed or name.split(":", 1)[0] in self.removed
+
+    def wanted_component(self, component: str, only: tuple[str, ...] | None) -> bool:
+        if only is not None:
+            return component in only
+        if self.components is not None:
+            return component in self.components
+        return component not in self.exclude
+
+    def resolve(self, roots: list[Root | NVF], *, extra_provides: set[Dependency] = frozenset()) -> Closure:
+        roots = [r if isinstance(r, Root) else Root(r) for r in roots]
+        self.named_packages = {r.nvf.package for r in roots}
         closure = Closure()
         provided: dict[tuple[str, str], list[tuple[frozenset, NVF]]] = {}
         names: dict[str, NVF] = {}
         queue: deque[NVF] = deque()
 
-        def add(nvf: NVF, reason: Reason) -> None:
-            if nvf in closure.members:
+        def add(nvf: NVF, reason: Reason, only: tuple[str, ...] | None = None) -> None:
+            if nvf in closure.members or self.is_removed(nvf.name):
                 return
             trove = self.repo.get(nvf, with_files=False)
             closure.members[nvf] = reason
@@ -103,23 +142,25 @@ class ClosureResolver:
             names.setdefault(nvf.name, nvf)
             for p in trove.provides:
                 provided.setdefault((p.cls, p.name), []).append((p.flags, nvf))
-            if trove.kind == PACKAGE or trove.members:
-                for member in trove.members:
-                    comp = member.name.split(":", 1)[1] if ":" in member.name else ""
-                    if comp not in self.exclude:
-                        add(member, Reason(COMPONENT, nvf))
+            for member in trove.members:
+                if trove.kind == GROUP:
+                    add(member, Reason(SUBGROUP, nvf))
+                    continue
+                comp = member.name.split(":", 1)[1] if ":" in member.name else ""
+                if self.wanted_component(comp, only):
+                    add(member, Reason(COMPONENT, nvf))
             queue.append(nvf)
 
         for root in roots:
-            add(root, Reason(NAMED))
+            add(self._replacement(root.nvf.name) or root.nvf, root.reason, root.components)
         while queue:
             nvf = queue.popleft()
             for req in sorted(closure.troves[nvf].requires):
                 if req.cls in IGNORED_CLASSES or self._met(req, provided, names, closure, extra_provides):
                     continue
-                provider = self._choose(req, nvf, closure)
+                provider = self._choose(req, nvf, closure) if self.auto_resolve else None
                 if provider is None:
-                    closure.unresolved.append(Unresolved(req, closure.chain(nvf)))
+                    closure.unresolved.append(Unresolved(req, closure.chain(nvf), self._hint(req)))
                     continue
                 closure.requirement_edges.append((nvf, provider, req))
                 add(provider, Reason(REQUIREMENT, nvf, req))
@@ -137,28 +178,75 @@ class ClosureResolver:
         return any(req.satisfied_by(p) for p in extra)
 
     def candidates(self, req: Dependency) -> list[NVF]:
+        """Troves for this architecture that meet *req*, oldest first."""
         if req.cls == "trove":
-            latest = self.repo.latest(req.name, arch=self.arch)
-            return [latest] if latest else []
-        found = self.repo.owners(req.name) if req.cls == "file" else self.repo.providers(req)
-        return [n for n in found if n.flavor.installable_on(self.arch)]
+            found = self.repo.versions(req.name, arch=self.arch)
+        elif req.cls == "file":
+            found = self.repo.owners(req.name)
+        else:
+            found = self.repo.providers(req)
+        return [n for n in found if n.flavor.installable_on(self.arch) and not self.is_removed(n.name)]
+
+    def _replacement(self, name: str) -> NVF | None:
+        for key in (name, name.split(":", 1)[0]):
+            spec = self.replaced.get(key)
+            if spec is not None:
+                target = name if key != name else spec.name
+                return self.repo.find_one(TroveSpec(target, spec.version, spec.flavor), arch=self.arch)
+        return None
 
     def _choose(self, req: Dependency, required_by: NVF, closure: Closure) -> NVF | None:
         found = self.candidates(req)
         if not found:
             return None
-        # newest version of each name
         newest: dict[str, NVF] = {}
-        for n in found:  # oldest first, so later ones replace earlier ones
+        for n in found:  # oldest first, so later versions replace earlier ones
             newest[n.name] = n
         label = required_by.version.label
-        ranked = sorted(
-            newest.values(),
-            key=lambda n: (n.version.label != label, -found.index(n), n.name),
-        )
+        order = {n: i for i, n in enumerate(found)}
+
+        def rank(n: NVF):
+            return (n.package not in self.named_packages, n.version.label != label, -order[n], n.name)
+
+        ranked = sorted(newest.values(), key=rank)
         chosen = ranked[0]
+        replacement = self._replacement(chosen.name)
+        if replacement is not None:
+            chosen = replacement
         if len(newest) > 1:
-            rule = "same label as the requiring trove" if chosen.version.label == label and any(
-                n.version.label != label for n in newest.values()) else "newest, then first by name"
+            runner_up = ranked[1]
+            if (chosen.package in self.named_packages) != (runner_up.package in self.named_packages):
+                rule = "its package is named in the group"
+            elif (chosen.version.label == label) != (runner_up.version.label == label):
+                rule = f"same label as {required_by.name} ({label})"
+            elif order[chosen] != order[runner_up]:
+                rule = "the newest"
+            else:
+                rule = "first by name"
             closure.choices.append(Choice(req, required_by, chosen, tuple(sorted(newest)), rule))
         return chosen
+
+    def _hint(self, req: Dependency) -> str:
+        """Why nothing matched, when something almost did."""
+        if not self.auto_resolve:
+            return "autoResolve is off"
+        if req.cls == "trove" and self.is_removed(req.name):
+            return f"the group removes {req.name}"
+        near = []
+        if req.cls == "soname" and req.name.startswith(("ELF64/", "ELF32/")):
+            other = ("ELF32/" if req.name.startswith("ELF64/") else "ELF64/") + req.name[6:]
+            near = self.repo.providers(Dependency("soname", other))
+            if near:
+                return (f"{near[-1].name} provides {other} for {near[-1].flavor or 'no arch'}: "
+                        f"a library of the other ELF class cannot satisfy it")
+        near = self.repo.providers(req) if req.cls != "file" else self.repo.owners(req.name)
+        if near:
+            removed = [n for n in near if self.is_removed(n.name)]
+            if removed:
+                return f"{removed[-1].name} provides it but the group removes it"
+            return f"{near[-1].name} provides it, but only for {near[-1].flavor or 'no arch'}"
+        if req.cls == "soname":  # the library exists, without some symbol version
+            bare = self.repo.providers(Dependency("soname", req.name, req.flags & set(ARCHES)))
+            if bare:
+                return f"{bare[-1].name} provides {req.name} but not every symbol version asked for"
+        return ""

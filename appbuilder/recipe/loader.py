@@ -13,6 +13,7 @@ from pathlib import Path
 from appbuilder.arch import Arch
 from appbuilder.errors import AppbuildError, RecipeError
 from appbuilder.recipe.base import PackageRecipe, check_recipe_class
+from appbuilder.recipe.group import GroupRecipe, check_group_class
 
 RECIPE_FILE = "recipe.py"
 
@@ -58,15 +59,14 @@ def recipe_path(path: Path | str) -> Path:
     return path
 
 
-def load_recipe(path: Path | str) -> RecipeFile:
-    """Execute a recipe file and return its recipe class."""
-    path = recipe_path(path).resolve()
+def _exec_file(path: Path, base: type) -> type:
+    """Execute a recipe file; return the one subclass of *base* it defines."""
     source = path.read_text()
     try:
         code = compile(source, str(path), "exec")
     except SyntaxError as exc:
         raise RecipeError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
-    namespace: dict = {"__name__": f"appbuild_recipe_{path.parent.name}", "__file__": str(path)}
+    namespace: dict = {"__name__": f"appbuild_recipe_{path.stem}_{path.parent.name}", "__file__": str(path)}
     namespace.update(_recipe_globals())
     try:
         exec(code, namespace)
@@ -76,15 +76,55 @@ def load_recipe(path: Path | str) -> RecipeFile:
         raise RecipeError(f"{_recipe_frame(exc, path)}: {type(exc).__name__}: {exc}") from None
     classes = [
         v for v in namespace.values()
-        if isinstance(v, type) and issubclass(v, PackageRecipe) and v.__module__ == namespace["__name__"]
+        if isinstance(v, type) and issubclass(v, base) and v.__module__ == namespace["__name__"]
     ]
     if not classes:
-        raise RecipeError(f"{path}: defines no recipe class (a subclass of PackageRecipe)")
+        raise RecipeError(f"{path}: defines no recipe class (a subclass of {base.__name__})")
     if len(classes) > 1:
         names = ", ".join(c.__name__ for c in classes)
         raise RecipeError(f"{path}: defines several recipe classes ({names}); one per file")
-    check_recipe_class(classes[0], str(path))
-    return RecipeFile(path, classes[0])
+    return classes[0]
+
+
+def load_recipe(path: Path | str) -> RecipeFile:
+    """Execute a package recipe file and return its recipe class."""
+    path = recipe_path(path).resolve()
+    cls = _exec_file(path, PackageRecipe)
+    check_recipe_class(cls, str(path))
+    return RecipeFile(path, cls)
+
+
+@dataclass(frozen=True)
+class GroupFile:
+    """A group recipe on disk."""
+
+    path: Path
+    cls: type[GroupRecipe]
+
+    @property
+    def name(self) -> str:
+        return self.cls.name  # type: ignore[return-value]
+
+    def instantiate(self, arch: Arch) -> GroupRecipe:
+        group = self.cls(arch)
+        try:
+            group.setup()
+        except AppbuildError:
+            raise
+        except Exception as exc:
+            raise RecipeError(f"{_recipe_frame(exc, self.path)}: error in setup(): {type(exc).__name__}: {exc}") from None
+        return group
+
+
+def load_group(groups_dir: Path, name: str) -> GroupFile:
+    """Load ``groups_dir/NAME.py`` (NAME is ``group-...``)."""
+    path = (Path(groups_dir) / f"{name}.py").resolve()
+    if not path.is_file():
+        known = sorted(p.stem for p in Path(groups_dir).glob("group-*.py"))
+        raise RecipeError(f"no group recipe {path}" + (f"; known groups: {', '.join(known)}" if known else ""))
+    cls = _exec_file(path, GroupRecipe)
+    check_group_class(cls, str(path))
+    return GroupFile(path, cls)
 
 
 def find_recipes(root: Path | str) -> list[RecipeFile]:
@@ -105,9 +145,7 @@ def find_recipes(root: Path | str) -> list[RecipeFile]:
 
 
 def _recipe_globals() -> dict:
-    from appbuilder.recipe import base
-
-    return {"PackageRecipe": base.PackageRecipe}
+    return {"PackageRecipe": PackageRecipe, "GroupRecipe": GroupRecipe}
 
 
 def _recipe_frame(exc: BaseException, path: Path) -> str:

@@ -56,6 +56,21 @@ class PackageBuild:
     rebuild: bool = False  # a forced rebuild of the same inputs: new build count
 
 
+@dataclass
+class GroupBuild:
+    """A resolved group ready to commit: the repository gives it its version."""
+
+    name: str
+    upstream: str
+    flavor: Flavor
+    source_hash: str  # the group recipe
+    input_hash: str  # the recipe and the exact closure
+    members: list[NVF]
+    requires: set[Dependency] = field(default_factory=set)
+    info: dict = field(default_factory=dict)
+    label: str | None = None
+
+
 class Repository:
     """A versioned, content-addressed trove repository in one directory."""
 
@@ -123,7 +138,7 @@ class Repository:
                 db.execute("INSERT OR REPLACE INTO inputs VALUES (?, ?)", (build.input_hash, pid))
         return package
 
-    def _allocate_version(self, db, build: PackageBuild, label: str) -> Version:
+    def _allocate_version(self, db, build: "PackageBuild | GroupBuild", label: str) -> Version:
         latest = db.execute(
             "SELECT source_count, source_hash FROM source_revisions"
             " WHERE name=? AND label=? AND upstream=? ORDER BY source_count DESC LIMIT 1",
@@ -144,18 +159,24 @@ class Repository:
         ).fetchone()[0]
         return Version(label, build.upstream, source_count, (top or 0) + 1)
 
-    def commit_group(self, group: Trove, input_hash: str) -> Trove:
-        """Record a group trove (exact member pins) unless this very closure exists."""
+    def commit_group(self, build: "GroupBuild") -> tuple[Trove, bool]:
+        """Record a group trove (exact member pins); returns it and whether it is new.
+
+        The same closure (input hash) yields the existing group version; a new closure
+        gets the next build count, a changed group recipe the next source count.
+        """
+        label = check_label(build.label or self.label)
         with write_transaction(self.db) as db:
-            done = db.execute("SELECT trove_id FROM inputs WHERE input_hash=?", (input_hash,)).fetchone()
+            done = db.execute("SELECT trove_id FROM inputs WHERE input_hash=?", (build.input_hash,)).fetchone()
             if done:
-                return index.load_trove(db, done[0])
-            if index.trove_id(db, group.nvf) is not None:
-                raise RepositoryError(f"{group.nvf} already exists")
-            group.kind = GROUP
+                return index.load_trove(db, done[0], with_files=False), False
+            version = self._allocate_version(db, build, label)
+            group = Trove(build.name, version, build.flavor, kind=GROUP, members=list(build.members),
+                          requires=set(build.requires),
+                          info={**build.info, "source_hash": build.source_hash, "input_hash": build.input_hash})
             gid = index.insert_trove(db, group, time.time())
-            db.execute("INSERT INTO inputs VALUES (?, ?)", (input_hash, gid))
-        return group
+            db.execute("INSERT INTO inputs VALUES (?, ?)", (build.input_hash, gid))
+        return group, True
 
     # ------------------------------------------------------------------ reading
 

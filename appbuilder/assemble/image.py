@@ -1,0 +1,207 @@
+"""From a group trove to one bootable raw disk: stage, initramfs, partitions, disk.
+
+1. The group's member troves and the kernel among them; which kernel modules stay.
+2. Accounts and the generated files (fstab, hostname, release, manifest, modules).
+3. The root file system staged in a directory, module index regenerated, RPM database
+   for RPM capsules; ``mke2fs -d`` + ``debugfs`` make the ext4 partition.
+4. The initramfs (static busybox + root drivers + our init) and the FAT boot partition
+   with SYSLINUX, the kernel and the initramfs.
+5. The MBR and both partitions written into one sparse raw disk.
+
+Every identifier (file system UUID, FAT volume id, disk signature) and time stamp
+comes from the group version, so the same group version gives the same raw disk.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from appbuilder import __version__
+from appbuilder.assemble import bootloader, disk, ext4, initramfs, kernel as kernel_mod
+from appbuilder.assemble.accounts import Accounts
+from appbuilder.assemble.rootfs import GeneratedFile, StagedRoot, owners_and_groups, stage_root
+from appbuilder.errors import AppbuildError
+from appbuilder.images.meta import ImageMeta
+from appbuilder.policy.elf import read_elf
+from appbuilder.repository.repo import Repository
+from appbuilder.repository.trove import Trove
+
+MIB = 1 << 20
+
+
+@dataclass
+class AssembledDisk:
+    raw: Path
+    meta: ImageMeta
+    kernel_version: str
+    installed_size: int
+    initramfs_modules: list[str] = field(default_factory=list)
+    root_modules: list[str] = field(default_factory=list)
+    layout: disk.DiskLayout | None = None
+
+
+def _busybox(troves: list[Trove], repo: Repository) -> bytes:
+    for t in troves:
+        for f in t.files:
+            if f.path in ("/bin/busybox", "/usr/bin/busybox", "/sbin/busybox") and f.type == "file":
+                data = repo.store.read(f.sha256)
+                info = read_elf(io.BytesIO(data))
+                if info is None or info.interp:
+                    raise AppbuildError(f"{t.name}: {f.path} is not a static executable; the initramfs needs a static busybox")
+                return data
+    raise AppbuildError("the closure has no busybox (/bin/busybox): the initramfs needs a static busybox")
+
+
+def generated_files(group: Trove, meta: ImageMeta, accounts: Accounts, troves: list[Trove], *, root_uuid: str,
+                    boot_uuid: str, modules: list[str]) -> list[GeneratedFile]:
+    info = group.info
+    hostname = info.get("hostname") or "appliance"
+    release = (f"GROUP={meta.group}\nVERSION={meta.version}\nREVISION={meta.revision}\nARCH={meta.arch}\n"
+               f"BUILT_BY=appbuild-{__version__}\n")
+    os_release = (f'NAME="{meta.group}"\nID=appbuild\nVERSION_ID="{meta.revision}"\n'
+                  f'PRETTY_NAME="{meta.group} {meta.revision} ({meta.arch})"\n')
+    fstab = (
+        f"UUID={root_uuid}\t/\text4\tdefaults\t0 1\n"
+        f"UUID={boot_uuid}\t/boot\tvfat\tdefaults\t0 2\n"
+        "proc\t/proc\tproc\tdefaults\t0 0\n"
+        "sysfs\t/sys\tsysfs\tdefaults\t0 0\n"
+        "devpts\t/dev/pts\tdevpts\tgid=5,mode=620\t0 0\n"
+        "tmpfs\t/run\ttmpfs\tmode=0755,nosuid,nodev\t0 0\n"
+        "tmpfs\t/tmp\ttmpfs\tmode=1777,nosuid,nodev\t0 0\n"
+    )
+    manifest = {
+        "group": f"{meta.group}={meta.version}[is: {meta.arch}]",
+        "troves": sorted(str(t.nvf) for t in troves),
+        "builder": f"appbuild {__version__}",
+    }
+    return [
+        GeneratedFile("/etc/passwd", accounts.passwd().encode()),
+        GeneratedFile("/etc/group", accounts.group().encode()),
+        GeneratedFile("/etc/shadow", accounts.shadow().encode(), 0o600),
+        GeneratedFile("/etc/fstab", fstab.encode()),
+        GeneratedFile("/etc/hostname", f"{hostname}\n".encode()),
+        GeneratedFile("/etc/appliance-release", release.encode()),
+        GeneratedFile("/etc/os-release", os_release.encode()),
+        GeneratedFile("/etc/modules", "".join(f"{m}\n" for m in modules).encode()),
+        GeneratedFile("/var/lib/appbuild/manifest.json", (json.dumps(manifest, indent=2) + "\n").encode()),
+    ]
+
+
+def assemble_raw(repo: Repository, group: Trove, troves: list[Trove], meta_base: dict, work: Path, *,
+                 size: int | None = None, progress=lambda msg: None) -> AssembledDisk:
+    """Build the raw disk of *group* (its member *troves*) in *work*."""
+    sde = int(group.info.get("source_date_epoch") or meta_base["source_date_epoch"])
+    arch = group.flavor.arch
+    kern = kernel_mod.find_kernel(troves, repo.store)
+    builtin = _builtin_modules(kern, repo)
+    init_modules = kern.closure(kernel_mod.INITRAMFS_MODULES, strict=False)
+    wanted = [m for m in group.info.get("kernel_modules", []) if m.replace("-", "_") not in builtin]
+    root_modules = kern.closure(wanted, strict=True)
+    keep = kernel_mod.kept_module_files(kern, sorted(set(init_modules) | set(root_modules)))
+    moddir = kern.moddir + "/"
+    index_files = {f"{moddir}{n}" for n in ("modules.builtin", "modules.builtin.modinfo", "modules.order")}
+    skip = {f.path for t in troves for f in t.files
+            if f.path.startswith(moddir) and f.type == "file" and f.path not in keep and f.path not in index_files}
+
+    owners, groups = owners_and_groups(troves)
+    accounts = Accounts(group.info.get("users", []), owners, groups)
+    provisional = ImageMeta(group.name, str(group.version), arch, 0, sde, **meta_base.get("image", {}))
+    root_uuid = str(provisional.derived_uuid("rootfs"))
+    boot_volid = provisional.derived_u32("bootfs")
+    generated = generated_files(group, provisional, accounts, troves, root_uuid=root_uuid,
+                                boot_uuid=bootloader.fat_volume_uuid(boot_volid), modules=root_modules)
+
+    progress(f"staging {len(troves)} troves")
+    staging = work / "root"
+    staged = stage_root(repo.store, troves, staging, accounts=accounts, source_date_epoch=sde, skip=skip,
+                        generated=generated)
+    kernel_mod.regenerate_module_index(staging, kern.version)
+    _record_new_files(staged, sde)
+    _add_rpm_database(repo, troves, staged, sde)
+
+    progress(f"initramfs for kernel {kern.version} ({len(init_modules)} modules)")
+    initrd = initramfs.build_initramfs(
+        busybox=_busybox(troves, repo),
+        modules=[(kern.modules[m].path, repo.store.read(kern.modules[m].sha256)) for m in init_modules],
+        mtime=sde,
+    )
+    boot_dir = work / "boot"
+    boot_dir.mkdir()
+    kernel_name = f"vmlinuz-{kern.version}"
+    initrd_name = f"initrd.img-{kern.version}"
+    repo.store.copy_to(kern.image.sha256, boot_dir / kernel_name)
+    (boot_dir / initrd_name).write_bytes(initrd)
+    for path, entry in staged.boot_files.items():
+        name = path.rsplit("/", 1)[1]
+        if name != kernel_name and not name.startswith("System.map"):
+            repo.store.copy_to(entry.sha256, boot_dir / name)
+    cmdline = f"root=UUID={root_uuid} ro console=tty0 console=ttyS0,115200 quiet panic=10"
+    (boot_dir / "syslinux.cfg").write_text(bootloader.syslinux_config(
+        kernel=kernel_name, initrd=initrd_name, cmdline=cmdline, label=f"{meta_base['group']} {group.version.revision}"))
+
+    boot_bytes = max(bootloader.MIN_BOOT_BYTES, sum(p.stat().st_size for p in boot_dir.iterdir()) + 4 * MIB)
+    root_bytes = _root_minimum(staged)
+    layout = disk.plan_layout(boot_bytes, root_bytes, size)
+    meta = ImageMeta(group.name, str(group.version), arch, layout.total, sde, **meta_base.get("image", {}))
+
+    progress(f"root file system: {layout.root.size // MIB} MiB ext4; boot partition: {layout.boot.size // MIB} MiB FAT")
+    root_img, boot_img = work / "root.ext4", work / "boot.fat"
+    ext4.make_ext4(staged, root_img, layout.root.size, uuid=root_uuid, label="root", source_date_epoch=sde)
+    bootloader.make_boot_partition({p.name: p for p in boot_dir.iterdir()}, boot_img, layout.boot.size,
+                                   volume_id=boot_volid, hidden_sectors=layout.boot.first_lba, source_date_epoch=sde)
+    raw = work / f"{meta.basename}.raw"
+    record = disk.mbr(layout, signature=meta.derived_u32("mbr"), boot_code=bootloader.SYSLINUX_MBR.read_bytes()[:440])
+    disk.write_disk(raw, layout, boot_image=boot_img, root_image=root_img, master_boot_record=record)
+    for leftover in (root_img, boot_img):
+        leftover.unlink()
+    shutil.rmtree(staging, ignore_errors=True)
+    return AssembledDisk(raw, meta, kern.version, staged.installed_size, init_modules, root_modules, layout)
+
+
+def _builtin_modules(kern: kernel_mod.Kernel, repo: Repository) -> set[str]:
+    entry = next((f for f in kern.trove.files if f.path == f"{kern.moddir}/modules.builtin"), None)
+    if entry is None or not entry.sha256:
+        return set()
+    text = repo.store.read(entry.sha256).decode(errors="replace")
+    return {kernel_mod._module_name(line.strip()) for line in text.splitlines() if line.strip()}
+
+
+def _root_minimum(staged: StagedRoot) -> int:
+    """Bytes the ext4 partition needs: data, inode tables, journal, reserve, a little slack."""
+    data = ext4.needed_bytes(staged)
+    inodes = max(len(staged.entries) * 2, 4096) * ext4.INODE_SIZE
+    estimate = int(data * 1.05) + inodes + 8 * MIB
+    size = estimate + ext4.journal_bytes(estimate * 2) + estimate // 50
+    return size
+
+
+def capsule_type(trove: Trove) -> str | None:
+    """``rpm`` or ``deb`` for a capsule component, None for cooked troves."""
+    capsule = trove.info.get("capsule")
+    return capsule.get("type") if isinstance(capsule, dict) else capsule
+
+
+def _record_new_files(staged: StagedRoot, sde: int) -> None:
+    """Give files that staging steps created (depmod output, RPM database) image metadata."""
+    from appbuilder.assemble.rootfs import ImageEntry
+
+    for host in sorted(staged.directory.rglob("*")):
+        path = "/" + str(host.relative_to(staged.directory))
+        if path not in staged.entries:
+            kind = "dir" if host.is_dir() and not host.is_symlink() else "symlink" if host.is_symlink() else "file"
+            staged.add(ImageEntry(path, kind, 0o755 if kind == "dir" else 0o644, mtime=sde))
+
+
+def _add_rpm_database(repo: Repository, troves: list[Trove], staged: StagedRoot, sde: int) -> None:
+    """RPM capsules get an RPM database in the image, so `rpm -qa` works there."""
+    rpms = [t for t in troves if capsule_type(t) == "rpm"]
+    if not rpms:
+        return
+    from appbuilder.capsule.rpmdb import build_rpm_database
+
+    build_rpm_database(repo.store, rpms, staged.directory)
+    _record_new_files(staged, sde)

@@ -1,0 +1,110 @@
+"""The initramfs: a static busybox, the modules that mount the root, and our ``/init``.
+
+It holds only what the kernel needs to reach the root file system: the disk and file
+system drivers chosen by :mod:`appbuilder.assemble.kernel` (virtio, IDE/SATA/SCSI,
+ext4, with their dependencies), loaded in dependency order, then the root found by
+UUID, mounted read-only and switched to. The archive is a ``newc`` cpio written here
+(sorted, fixed times, owner 0) and gzip-compressed without a time stamp, so it is
+reproducible.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from dataclasses import dataclass
+
+from appbuilder.errors import AppbuildError
+
+INIT_SCRIPT = r"""#!/bin/sh
+# appbuild initramfs: load disk and file system drivers, find the root, switch to it.
+bb=/bin/busybox
+fail() {
+    echo "appbuild initramfs: $*; starting an emergency shell" > /dev/console
+    exec $bb sh < /dev/console > /dev/console 2>&1
+}
+$bb mount -t proc proc /proc
+$bb mount -t sysfs sysfs /sys
+$bb mount -t devtmpfs devtmpfs /dev
+for module in $($bb cat /etc/initramfs-modules); do
+    $bb insmod "$module" 2>/dev/null
+done
+root= fstype=ext4 flags=ro
+for arg in $($bb cat /proc/cmdline); do
+    case "$arg" in
+        root=*) root="${arg#root=}" ;;
+        rootfstype=*) fstype="${arg#rootfstype=}" ;;
+        rw) flags=rw ;;
+    esac
+done
+[ -n "$root" ] || fail "no root= on the kernel command line"
+device=
+tries=0
+while [ -z "$device" ] && [ $tries -lt 200 ]; do
+    case "$root" in
+        UUID=*|LABEL=*) device=$($bb findfs "$root" 2>/dev/null) ;;
+        *) [ -b "$root" ] && device="$root" ;;
+    esac
+    [ -n "$device" ] || { $bb sleep 0.05; tries=$((tries + 1)); }
+done
+[ -n "$device" ] || fail "root file system $root not found"
+$bb mount -t "$fstype" -o "$flags" "$device" /newroot || fail "cannot mount $device on /newroot"
+[ -x /newroot/sbin/init ] || fail "the root file system has no /sbin/init"
+$bb mount --move /dev /newroot/dev 2>/dev/null || $bb umount /dev
+$bb umount /sys /proc
+exec $bb switch_root /newroot /sbin/init
+"""
+
+
+@dataclass(frozen=True)
+class CpioEntry:
+    path: str  # without leading slash, "." for the root
+    mode: int  # full st_mode
+    data: bytes = b""
+    rdev: tuple[int, int] = (0, 0)
+
+
+def _header(ino: int, entry: CpioEntry, mtime: int) -> bytes:
+    name = entry.path.encode() + b"\0"
+    fields = (ino, entry.mode, 0, 0, 1, mtime, len(entry.data), 0, 0, entry.rdev[0], entry.rdev[1], len(name), 0)
+    head = b"070701" + b"".join(f"{v:08X}".encode() for v in fields) + name
+    return head + b"\0" * (-len(head) % 4)
+
+
+def cpio_newc(entries: list[CpioEntry], mtime: int) -> bytes:
+    """A newc cpio archive of *entries* (in path order), times set to *mtime*."""
+    out = io.BytesIO()
+    for ino, entry in enumerate(sorted(entries, key=lambda e: e.path), start=1):
+        out.write(_header(ino, entry, mtime))
+        out.write(entry.data)
+        out.write(b"\0" * (-len(entry.data) % 4))
+    out.write(_header(0, CpioEntry("TRAILER!!!", 0), 0))
+    return out.getvalue()
+
+
+def build_initramfs(*, busybox: bytes, modules: list[tuple[str, bytes]], mtime: int) -> bytes:
+    """gzip-compressed initramfs; *modules* are (in-image path, content) in load order."""
+    if not busybox.startswith(b"\x7fELF"):
+        raise AppbuildError("the initramfs needs a busybox binary and the one found is not ELF")
+    entries = [CpioEntry(d, 0o040755) for d in ("bin", "dev", "etc", "newroot", "proc", "sys", "lib")]
+    entries += [
+        CpioEntry("dev/console", 0o020600, rdev=(5, 1)),
+        CpioEntry("dev/null", 0o020666, rdev=(1, 3)),
+        CpioEntry("bin/busybox", 0o100755, busybox),
+        CpioEntry("bin/sh", 0o120777, b"busybox"),
+        CpioEntry("init", 0o100755, INIT_SCRIPT.encode()),
+        CpioEntry("etc/initramfs-modules", 0o100644, "".join(f"{p}\n" for p, _ in modules).encode()),
+    ]
+    dirs: set[str] = set()
+    for path, data in modules:
+        rel = path.lstrip("/")
+        parts = rel.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            dirs.add("/".join(parts[:i]))
+        entries.append(CpioEntry(rel, 0o100644, data))
+    entries += [CpioEntry(d, 0o040755) for d in sorted(dirs) if d not in {"lib"}]
+    raw = cpio_newc(entries, mtime)
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9, mtime=0) as gz:
+        gz.write(raw)
+    return buf.getvalue()

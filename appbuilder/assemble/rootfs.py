@@ -1,0 +1,146 @@
+"""Stage a group's closure as the root file system of an image, without root privileges.
+
+Every member's files are written into a staging directory in path order: contents
+from the content store, symlinks, hard links, directories, FIFOs. What an unprivileged
+user cannot create on the host (owners other than its own, device nodes) and what the
+host would make non-reproducible (ctimes) is recorded per path as an
+:class:`ImageEntry`; the file system writer applies it inside the image
+(``appbuilder.assemble.ext4``). Times are clamped to the image's SOURCE_DATE_EPOCH.
+
+``/boot`` goes to the boot partition instead, and of the kernel's modules only those
+the image keeps are staged. Generated files (accounts, fstab, hostname, release,
+manifest) are added last and win over members' files of the same path.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from appbuilder.assemble.accounts import Accounts
+from appbuilder.errors import AppbuildError
+from appbuilder.repository.store import ContentStore
+from appbuilder.repository.trove import FileEntry, Trove
+
+DIR_MODE = 0o755
+
+
+@dataclass
+class ImageEntry:
+    """Final metadata of one path in the image."""
+
+    path: str
+    type: str
+    mode: int
+    uid: int = 0
+    gid: int = 0
+    mtime: int = 0
+    rdev: int = 0
+
+
+@dataclass
+class GeneratedFile:
+    path: str
+    content: bytes
+    mode: int = 0o644
+
+
+@dataclass
+class StagedRoot:
+    directory: Path
+    entries: dict[str, ImageEntry] = field(default_factory=dict)
+    boot_files: dict[str, FileEntry] = field(default_factory=dict)  # /boot/NAME -> entry
+    installed_size: int = 0
+
+    def add(self, entry: ImageEntry) -> None:
+        self.entries[entry.path] = entry
+
+
+def _host(root: Path, real_root: str, path: str) -> Path:
+    pure = PurePosixPath(path)
+    if not pure.is_absolute() or ".." in pure.parts:
+        raise AppbuildError(f"refusing to stage {path!r}")
+    host = root.joinpath(*pure.parts[1:])
+    parent = os.path.realpath(host.parent)
+    if parent != real_root and not parent.startswith(real_root + os.sep):
+        raise AppbuildError(f"{path} would be staged outside the image root (through a symlink)")
+    return host
+
+
+def stage_root(
+    store: ContentStore,
+    troves: list[Trove],
+    dest: Path,
+    *,
+    accounts: Accounts,
+    source_date_epoch: int,
+    skip: set[str] = frozenset(),
+    generated: list[GeneratedFile] = (),
+) -> StagedRoot:
+    """Write *troves* (minus *skip* paths and ``/boot``) and *generated* files under *dest*."""
+    dest.mkdir(parents=True, exist_ok=True)
+    real_root = os.path.realpath(dest)
+    staged = StagedRoot(dest)
+    staged.add(ImageEntry("/", "dir", DIR_MODE, mtime=source_date_epoch))
+
+    def clamp(mtime: int) -> int:
+        return min(mtime, source_date_epoch) if mtime else source_date_epoch
+
+    def parents(path: str) -> None:
+        for parent in reversed(PurePosixPath(path).parents[:-1]):
+            p = str(parent)
+            if p not in staged.entries:
+                staged.add(ImageEntry(p, "dir", DIR_MODE, mtime=source_date_epoch))
+                _host(dest, real_root, p).mkdir(exist_ok=True)
+
+    entries = sorted((f for t in troves for f in t.files), key=lambda f: f.path)
+    for f in entries:
+        if f.path in skip:
+            continue
+        if f.path.startswith("/boot/"):  # the boot partition holds these; /boot is its mount point
+            if f.type == "file":
+                staged.boot_files[f.path] = f
+            continue
+        parents(f.path)
+        host = _host(dest, real_root, f.path)
+        if f.type == "dir":
+            host.mkdir(exist_ok=True)
+        else:
+            if host.is_symlink() or host.exists():
+                if host.is_dir() and not host.is_symlink():
+                    raise AppbuildError(f"{f.path} is a directory in one member and a {f.type} in another")
+                host.unlink()
+            if f.type == "file":
+                store.copy_to(f.sha256, host)
+                staged.installed_size += f.size
+            elif f.type == "symlink":
+                os.symlink(f.target, host)
+            elif f.type == "hardlink":
+                source = _host(dest, real_root, f.target)
+                if not source.is_file():
+                    raise AppbuildError(f"{f.path} is a hard link to {f.target}, which is not in the image")
+                os.link(source, host)
+            elif f.type == "fifo":
+                os.mkfifo(host)
+            # char and block devices exist only inside the image (see ImageEntry)
+        if f.type in ("file", "hardlink", "fifo", "dir") and host.exists():
+            os.chmod(host, stat.S_IMODE(f.mode) | (0o200 if f.type != "dir" else 0o700))
+        staged.add(ImageEntry(f.path, "file" if f.type == "hardlink" else f.type, f.mode,
+                              accounts.uid(f.owner), accounts.gid(f.group), clamp(f.mtime), f.rdev))
+
+    for g in generated:
+        parents(g.path)
+        host = _host(dest, real_root, g.path)
+        if host.is_symlink() or host.exists():
+            host.unlink()
+        host.write_bytes(g.content)
+        staged.add(ImageEntry(g.path, "file", g.mode, mtime=source_date_epoch))
+        staged.installed_size += len(g.content)
+    return staged
+
+
+def owners_and_groups(troves: list[Trove]) -> tuple[set[str], set[str]]:
+    files = [f for t in troves for f in t.files]
+    return {f.owner for f in files}, {f.group for f in files}

@@ -1,0 +1,151 @@
+"""``GroupRecipe``: what an appliance is for; appbuild finds everything else.
+
+A group recipe lives in ``groups/group-NAME.py``::
+
+    class GroupCernvm(GroupRecipe):
+        name = 'group-cernvm'
+        version = '1.0'
+        imageGroup = True
+
+        def setup(r):
+            r.add('busybox')
+            r.add('appliance-init')
+            r.add('hello', components=['runtime'])
+            r.remove('hello:config')
+            r.addNewGroup('group-base')
+
+``setup(r)`` runs once per architecture (``r.arch``). Resolution then starts from what
+the group names and adds a provider for every unmet requirement (``autoResolve``),
+fails on what stays unmet (``depCheck``) and on two members writing one path with
+different contents (``checkPathConflicts``), and records the result as a group trove
+with the exact version of every member.
+
+Switches (class attributes, all on by default except ``imageGroup``):
+
+``autoResolve``         add providers of unmet requirements from the repository
+``depCheck``            fail when a requirement stays unmet (otherwise: warn)
+``checkPathConflicts``  fail when two members write one path differently
+``imageGroup``          the group is a complete system an image can be built from
+``defaultComponents``   which components of an added package go in
+``kernelModules``       (image groups) kernel modules to keep, with their dependencies
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from appbuilder.arch import Arch
+from appbuilder.errors import RecipeError
+from appbuilder.repository.versions import Flavor, TroveSpec
+
+GROUP_NAME_RE = re.compile(r"^group-[a-z0-9][a-z0-9+._-]*$")
+
+DEFAULT_COMPONENTS = ("runtime", "lib", "config", "data", "rpm", "deb")
+
+
+@dataclass
+class GroupItem:
+    """One trove the group names."""
+
+    spec: TroveSpec
+    components: tuple[str, ...] | None  # None: the group's default components
+    where: str
+
+
+@dataclass
+class GroupContents:
+    """What ``setup()`` said, ready for resolution."""
+
+    items: list[GroupItem] = field(default_factory=list)
+    removed: dict[str, str] = field(default_factory=dict)  # trove name -> where
+    replaced: dict[str, TroveSpec] = field(default_factory=dict)  # name -> spec
+    subgroups: list[tuple[str, str]] = field(default_factory=list)  # (group name, where)
+    allowed_conflicts: list[str] = field(default_factory=list)  # path regexes
+
+
+class GroupRecipe:
+    """A recipe naming the troves of a group (an appliance, or part of one)."""
+
+    name: ClassVar[str | None] = None
+    version: ClassVar[str | None] = None
+    autoResolve: ClassVar[bool] = True
+    depCheck: ClassVar[bool] = True
+    checkPathConflicts: ClassVar[bool] = True
+    imageGroup: ClassVar[bool] = False
+    defaultComponents: ClassVar[tuple[str, ...]] = DEFAULT_COMPONENTS
+    kernelModules: ClassVar[tuple[str, ...]] = ()
+    # image settings an image group may set
+    hostname: ClassVar[str] = "appliance"
+    users: ClassVar[tuple[str, ...]] = ()  # "name:uid:group:gid:home:shell" beyond root
+
+    def __init__(self, arch: Arch):
+        self.arch = arch.name
+        self.contents = GroupContents()
+
+    def setup(self) -> None:  # pragma: no cover - every group overrides it
+        raise RecipeError(f"{type(self).__name__} does not define setup(r)")
+
+    @staticmethod
+    def _where() -> str:
+        frame = sys._getframe(2)
+        return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+    def add(self, name: str, version: str | None = None, flavor: str | None = None,
+            components: list[str] | tuple[str, ...] | None = None) -> None:
+        """Put a package (all its default components), a component, or a capsule in the group.
+
+        ``version`` pins a version (full, a revision, or just the upstream version);
+        ``flavor`` picks an architecture (``is: x86``) other than the group's;
+        ``components`` names which components of a package go in.
+        """
+        spec = TroveSpec(name, version, Flavor.parse(flavor) if flavor else None)
+        comps = tuple(components) if components is not None else None
+        if comps is not None and ":" in name:
+            raise RecipeError(f"{self._where()}: add({name!r}): components= only applies to a package name")
+        self.contents.items.append(GroupItem(spec, comps, self._where()))
+
+    def remove(self, name: str) -> None:
+        """Leave a trove (package or component) out, even if something pulled it in.
+
+        With ``depCheck`` on, removing something another member requires is an error.
+        """
+        self.contents.removed[name] = self._where()
+
+    def replace(self, name: str, spec: str) -> None:
+        """Use another version of a trove, wherever it comes from (``'busybox=1.35.0-1-2'``)."""
+        new = TroveSpec.parse(spec)
+        if new.name.split(":", 1)[0] != name.split(":", 1)[0]:
+            raise RecipeError(f"{self._where()}: replace({name!r}, {spec!r}) must name the same trove")
+        self.contents.replaced[name] = new
+
+    def addNewGroup(self, group: str) -> None:
+        """Include another group (``groups/GROUP.py``), resolved with this one and kept as a member."""
+        if not GROUP_NAME_RE.match(group):
+            raise RecipeError(f"{self._where()}: addNewGroup({group!r}): group names start with 'group-'")
+        self.contents.subgroups.append((group, self._where()))
+
+    def allowPathConflicts(self, *patterns: str) -> None:
+        """Allow members to write the paths matching these regular expressions differently."""
+        for p in patterns:
+            try:
+                re.compile(p)
+            except re.error as exc:
+                raise RecipeError(f"{self._where()}: bad path pattern {p!r}: {exc}") from None
+        self.contents.allowed_conflicts.extend(patterns)
+
+
+def check_group_class(cls: type, path: str) -> None:
+    where = f"{path}: group recipe {cls.__name__}"
+    for attr in ("name", "version"):
+        value = getattr(cls, attr, None)
+        if not value or not isinstance(value, str):
+            raise RecipeError(f"{where} has no '{attr}' (a class attribute string)")
+    if not GROUP_NAME_RE.match(cls.name):
+        raise RecipeError(f"{where}: bad name {cls.name!r} (group names look like group-NAME)")
+    if not path.endswith(f"{cls.name}.py"):
+        raise RecipeError(f"{where}: a group named {cls.name!r} belongs in groups/{cls.name}.py")
+    if "-" in cls.version or not re.match(r"^[A-Za-z0-9._+~]+$", cls.version):
+        raise RecipeError(f"{where}: bad version {cls.version!r} (letters, digits, . _ + ~; no '-')")

@@ -1,0 +1,18 @@
+class GroupCernvm(GroupRecipe):
+    """The CernVM appliance: just enough OS. A kernel and the modules the appliance
+    uses, a static busybox cooked from Debian's source, the base files and our own
+    init; everything they need is found by dependency resolution."""
+
+    name = 'group-cernvm'
+    version = '1.0'
+    imageGroup = True
+    hostname = 'cernvm'
+    # kept in the root file system (with their dependencies) and loaded at boot
+    kernelModules = ('vfat', 'nls_cp437', 'nls_ascii', 'nls_utf8', 'virtio_net', 'e1000', 'fuse', 'iso9660')
+
+    def setup(r):
+        r.add('base-files')
+        r.add('busybox')
+        r.add('appliance-init')
+        # the kernel comes from the Debian archive (appbuild import deb linux-image-...)
+        r.add('linux-image-*-amd64' if r.arch == 'x86_64' else 'linux-image-*-686')
