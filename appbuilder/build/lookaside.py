@@ -112,6 +112,7 @@ class Lookaside:
         final = final_dir / name
         if final.is_file():
             return final
+        self.tmp.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=self.tmp, prefix="entry-"))
         try:
             (shutil.move if move else shutil.copyfile)(str(path), str(staging / name))

@@ -39,7 +39,8 @@ class ElfInfo:
 
     @property
     def is_shared_library(self) -> bool:
-        return self.type == "ET_DYN" and self.soname is not None and self.interp is None
+        # a library may also carry an interpreter and run (libc.so.6 does): the soname decides
+        return self.type == "ET_DYN" and self.soname is not None
 
 
 def is_elf(head: bytes) -> bool:

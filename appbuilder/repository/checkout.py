@@ -4,6 +4,11 @@ Paths are created inside the destination only: a parent that resolves outside it
 (through a symlink some trove carries) is refused. Ownership is not applied and
 device nodes are skipped, so this works unprivileged; images are staged differently
 (as a tar stream carrying owners and devices, see ``appbuilder.assemble``).
+
+Capsules carry their upstream modification times (``FileEntry.mtime``); they are
+applied (to links themselves, not their targets; to directories after everything
+inside them is written), so that ``rpm -V`` on a staged root finds what the package
+says. Cooked files have mtime 0 and keep the time they were written.
 """
 
 from __future__ import annotations
@@ -22,10 +27,16 @@ def _host_path(root: Path, real_root: str, path: str) -> Path:
     if ".." in pure.parts:
         raise RepositoryError(f"refusing path with '..': {path}")
     host = root.joinpath(*pure.parts[1:])
-    parent = os.path.realpath(host.parent)
-    if parent != real_root and not parent.startswith(real_root + os.sep):
-        raise RepositoryError(f"{path} would be written outside {root} (through a symlink)")
+    _check_inside(root, real_root, host.parent, path)
     return host
+
+
+def _check_inside(root: Path, real_root: str, host: Path, path: str) -> str:
+    """The real path of *host*, refused when a symlink leads it outside *root*."""
+    real = os.path.realpath(host)
+    if real != real_root and not real.startswith(real_root + os.sep):
+        raise RepositoryError(f"{path} would be written outside {root} (through a symlink)")
+    return real
 
 
 def materialize(store: ContentStore, troves: Iterable[Trove], dest: Path) -> int:
@@ -34,12 +45,18 @@ def materialize(store: ContentStore, troves: Iterable[Trove], dest: Path) -> int
     real_root = os.path.realpath(dest)
     entries: list[FileEntry] = sorted((f for t in troves for f in t.files), key=lambda f: f.path)
     count = 0
+    dir_times: list[tuple[Path, int]] = []
     for f in entries:
         host = _host_path(dest, real_root, f.path)
-        host.parent.mkdir(parents=True, exist_ok=True)
+        # through the real path: a symlink to a directory that a later entry creates
+        Path(os.path.realpath(host.parent)).mkdir(parents=True, exist_ok=True)
         if f.type == "dir":
+            if host.is_symlink():  # never chmod what a link points to outside
+                _check_inside(dest, real_root, host, f.path)
             host.mkdir(exist_ok=True)
             os.chmod(host, f.mode)
+            if f.mtime:
+                dir_times.append((host, f.mtime))
         elif f.type in ("char", "block"):
             continue
         else:
@@ -52,12 +69,17 @@ def materialize(store: ContentStore, troves: Iterable[Trove], dest: Path) -> int
                 os.symlink(f.target, host)
             elif f.type == "hardlink":
                 source = _host_path(dest, real_root, f.target)
-                if source.is_file():
+                if source.is_file() and not source.is_symlink():
                     os.link(source, host)
                 else:
                     store.copy_to(f.sha256, host)
                     os.chmod(host, f.mode)
             elif f.type == "fifo":
                 os.mkfifo(host, f.mode)
+                os.chmod(host, f.mode)  # not masked by the umask, like every other entry
+            if f.mtime:
+                os.utime(host, (f.mtime, f.mtime), follow_symlinks=False)
         count += 1
+    for host, mtime in reversed(dir_times):  # deepest first: a parent's time is set last
+        os.utime(host, (mtime, mtime), follow_symlinks=False)
     return count

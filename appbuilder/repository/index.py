@@ -93,9 +93,12 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.executescript(SCHEMA)
-    conn.execute(
-        "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
-    )
+    # write only on a new index: an INSERT, even one ignored, waits for any running writer,
+    # and a reader opening the repository must not wait for a commit to finish
+    if conn.execute("SELECT 1 FROM meta WHERE key='schema'").fetchone() is None:
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+        )
     return conn
 
 
