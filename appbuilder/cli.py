@@ -6,6 +6,10 @@
     appbuild explain [ACTION]
     appbuild graph --build [--format dot|graphml] [-o FILE]
     appbuild gc
+    appbuild inspect IMAGE... [--json]
+    appbuild upload ami IMAGE_DIR_OR_MANIFEST [--endpoint URL] [--bucket B] --region R [--method import|ebs-direct]
+    appbuild import rpm FILE.rpm... | --repo PATH-OR-URL [--only NAME...] [--arch A] [--label L]
+    appbuild import deb PKG[:ARCH]... | FILE.deb... [--label L]
     appbuild group-NAME --format F[,F...]|all --arch x86_64|x86|all [--version V]
 """
 
@@ -162,6 +166,51 @@ def cmd_gc(args, settings: Settings, ui: Console) -> int:
     return 0
 
 
+def cmd_inspect(args, settings: Settings | None, ui: Console) -> int:
+    import json
+
+    from appbuilder.images.inspect import inspect_images, report_lines
+
+    reports = inspect_images([Path(p) for p in args.images])
+    if args.json:
+        ui.out(json.dumps([r.to_dict() for r in reports], indent=2))
+        return 0
+    for i, report in enumerate(reports):
+        if i:
+            ui.out("")
+        for line in report_lines(report):
+            ui.out(line)
+    return 0
+
+
+def cmd_upload_ami(args, settings: Settings | None, ui: Console) -> int:
+    from appbuilder.images.ami import endpoint_from_env, load_image, upload_ami
+
+    endpoint = endpoint_from_env(args.region, args.endpoint, args.s3_endpoint, args.ebs_endpoint,
+                                 args.access_key, args.secret_key)
+    result = upload_ami(
+        load_image(Path(args.image)), endpoint, bucket=args.bucket, method=args.method, key=args.key,
+        name=args.name, role_name=args.role_name, create_bucket=args.create_bucket, keep_object=args.keep_object,
+        timeout=args.timeout, poll=args.poll, jobs=args.jobs, progress=ui.note,
+    )
+    ui.out(result.image_id)
+    return 0
+
+
+def cmd_import(args, settings: Settings, ui: Console) -> int:
+    from appbuilder.capsule.importer import UNCHANGED, import_command
+
+    results = import_command(
+        settings, _open_repo(settings), args.kind, args.packages, repo_location=getattr(args, "repo", None),
+        only=getattr(args, "only", None), arch=getattr(args, "arch", None), label=args.label,
+        allow_missing=getattr(args, "allow_missing", False), with_depends=getattr(args, "with_depends", False),
+        warn=ui.warn,
+    )
+    for result in results:
+        (ui.info if result.status == UNCHANGED else ui.success)(str(result))
+    return 0
+
+
 def cmd_build_image(args, settings: Settings, ui: Console) -> int:
     from appbuilder.images.build import BuildRequest, build_images, parse_size
 
@@ -247,9 +296,55 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-o", "--output", help="output file (--build) or base name without extension (group)")
     g.set_defaults(func=cmd_graph)
 
+    im = sub.add_parser("import", help="import upstream binary packages (RPM, DEB) as capsules")
+    kinds = im.add_subparsers(dest="kind", metavar="rpm|deb", required=True)
+    ir = kinds.add_parser("rpm", help="RPM files, or an rpm-md repository (--repo)")
+    ir.add_argument("packages", nargs="*", metavar="FILE.rpm")
+    ir.add_argument("--repo", help="an rpm-md repository: a directory or an http(s)/mirror:// URL")
+    ir.add_argument("--only", nargs="+", metavar="NAME[.ARCH]", help="these packages and their dependency closure")
+    ir.add_argument("--arch", help="with --repo: x86_64, x86, a comma list or all (default all, plus noarch)")
+    ir.add_argument("--allow-missing", action="store_true", help="import an --only closure with unmet requirements")
+    ir.add_argument("--label", help="the label to import to (default: rpm.label in repo/config.yaml, or the repository's)")
+    ir.set_defaults(func=cmd_import)
+    idb = kinds.add_parser("deb", help="Debian packages by name (through the machine's apt), or .deb files")
+    idb.add_argument("packages", nargs="+", metavar="PKG[:ARCH]|FILE.deb")
+    idb.add_argument("--with-depends", action="store_true",
+                     help="also import the named packages' direct dependencies (for metapackages such as "
+                          "linux-image-amd64)")
+    idb.add_argument("--label", help="the label to import to (default: deb.label in repo/config.yaml, or the repository's)")
+    idb.set_defaults(func=cmd_import)
+
     gc = sub.add_parser("gc", help="delete stored contents no trove references")
     gc.add_argument("--grace", type=float, default=3600, help="keep objects younger than this many seconds")
     gc.set_defaults(func=cmd_gc)
+
+    ins = sub.add_parser("inspect", help="list what images hold: format, partitions, filesystems, kernel, troves")
+    ins.add_argument("images", nargs="+", metavar="IMAGE", help="raw, qcow2, vmdk, vhd or ova files")
+    ins.add_argument("--json", action="store_true", help="print the reports as JSON")
+    ins.set_defaults(func=cmd_inspect, no_workspace=True)
+
+    up = sub.add_parser("upload", help="upload an image to a cloud")
+    targets = up.add_subparsers(dest="target", metavar="ami", required=True)
+    ua = targets.add_parser("ami", help="register an ami image with EC2 (S3 + ImportSnapshot, or EBS direct)")
+    ua.add_argument("image", metavar="IMAGE_DIR_OR_MANIFEST", help="directory holding NAME.ami.json, or that file")
+    ua.add_argument("--endpoint", help="EC2 endpoint URL (default: AWS's for the region)")
+    ua.add_argument("--s3-endpoint", help="S3 endpoint URL (default: --endpoint)")
+    ua.add_argument("--ebs-endpoint", help="EBS direct API endpoint URL (default: --endpoint)")
+    ua.add_argument("--region", help="region (default: AWS_REGION)")
+    ua.add_argument("--bucket", help="S3 bucket the disk is uploaded to for ImportSnapshot")
+    ua.add_argument("--create-bucket", action="store_true", help="create the bucket if it does not exist")
+    ua.add_argument("--key", help="S3 key (default appbuild/NAME.raw)")
+    ua.add_argument("--access-key", help="access key id (default: AWS_ACCESS_KEY_ID)")
+    ua.add_argument("--secret-key", help="secret access key (default: AWS_SECRET_ACCESS_KEY)")
+    ua.add_argument("--method", choices=("import", "ebs-direct"), default="import",
+                    help="import: S3 upload + ImportSnapshot (default); ebs-direct: EBS direct APIs, no S3")
+    ua.add_argument("--name", help="AMI name (default: the image's NAME)")
+    ua.add_argument("--role-name", help="IAM role ImportSnapshot uses (default: the service's, vmimport)")
+    ua.add_argument("--keep-object", action="store_true", help="keep the uploaded disk in S3")
+    ua.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the snapshot (default 3600)")
+    ua.add_argument("--poll", type=float, default=10, help="seconds between status checks (default 10)")
+    ua.add_argument("-j", "--jobs", type=int, default=8, help="parallel part/block uploads (default 8)")
+    ua.set_defaults(func=cmd_upload_ami, no_workspace=True)
     return p
 
 

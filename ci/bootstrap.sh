@@ -17,8 +17,8 @@ APT_PACKAGES=(
     bubblewrap dpkg-dev xz-utils bzip2 zstd ca-certificates
     # Python: the venv module and the Debian-only bindings
     python3-venv python3-guestfs python3-rpm
-    # capsules: rpm, rpmbuild and rpm-md repositories
-    rpm createrepo-c cpio
+    # capsules: rpm, rpmbuild, rpmsign and rpm-md repositories; gpg makes test signing keys
+    rpm createrepo-c cpio gpg
     # images: partitioning, filesystems, bootloader, conversion, boot tests
     fdisk e2fsprogs syslinux syslinux-common extlinux mtools dosfstools
     qemu-utils qemu-system-x86 libguestfs-tools linux-image-amd64 xorriso

@@ -8,7 +8,7 @@ class GroupCernvm(GroupRecipe):
     imageGroup = True
     hostname = 'cernvm'
     # kept in the root file system (with their dependencies) and loaded at boot
-    kernelModules = ('vfat', 'nls_cp437', 'nls_ascii', 'nls_utf8', 'virtio_net', 'e1000', 'fuse', 'iso9660')
+    kernelModules = ('vfat', 'nls_cp437', 'nls_ascii', 'nls_utf8', 'virtio_net', 'e1000', 'fuse', 'isofs')
 
     def setup(r):
         r.add('base-files')

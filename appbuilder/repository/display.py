@@ -50,6 +50,10 @@ def _dep_lines(trove: Trove) -> list[str]:
     lines += [f"      {d}" for d in sorted(trove.provides, key=str)] or ["      (nothing)"]
     lines.append("    requires:")
     lines += [f"      {d}" for d in sorted(trove.requires, key=str)] or ["      (nothing)"]
+    upstream = trove.info.get("upstream_requires")
+    if upstream:  # capsules: the package's own words, version constraints included
+        lines.append(f"    upstream requires ({trove.info.get('capsule', 'upstream')}):")
+        lines += [f"      {r}" for r in upstream]
     for note in trove.info.get("dependency_notes", []):
         lines.append(f"    note: {note}")
     return lines

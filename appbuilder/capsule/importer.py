@@ -1,0 +1,290 @@
+"""Committing capsules: versions that follow upstream, no-ops, labels, all or nothing.
+
+* **Versions.** A capsule's trove version is ``label/UPSTREAM-S-B`` where UPSTREAM is
+  ``[epoch:]version-release`` (RPM) or the Debian version. The source count S follows
+  the upstream *source build* (the source RPM, or the Debian ``Source`` and version),
+  so the x86_64 and i686 builds of one upstream release share it; the build count B
+  counts different package files of that same source build and flavor (an upstream
+  rebuild or re-signing without a version bump). A newer upstream version is a new
+  version on the same label, starting again at ``-1-1``.
+* **No-ops.** Importing a package file that is already in the repository on that label
+  (same sha256) does nothing and says so; for rpm-md repositories and apt this is
+  decided from the metadata's checksums, without a download.
+* **Labels.** ``--label`` chooses the label; otherwise ``rpm.label`` / ``deb.label`` of
+  ``repo/config.yaml``, otherwise the repository's label.
+* **All or nothing.** Every package of one command is read, verified and stored before
+  the first is committed: a bad package, a checksum mismatch or a missing dependency
+  leaves the index as it was (stored contents nobody references are removed by
+  ``appbuild gc``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from appbuilder.arch import ARCHES, Arch
+from appbuilder.build.lookaside import Lookaside
+from appbuilder.capsule import CAPSULE_FORMAT
+from appbuilder.capsule.model import Capsule, CapsuleError
+from appbuilder.capsule.payload import ContentWriter
+from appbuilder.repository.deps import Dependency
+from appbuilder.repository.repo import ComponentContents, PackageBuild, Repository
+from appbuilder.repository.store import sha256_file
+from appbuilder.repository.versions import NVF, check_label
+from appbuilder.settings import Settings
+
+IMPORTED, UNCHANGED = "imported", "already imported"
+WRITE_THREADS = 8  # content store writes in flight while payloads are read
+
+
+@dataclass
+class ImportResult:
+    source: str  # the package file name
+    nvf: NVF
+    status: str  # IMPORTED or UNCHANGED
+    files: int = 0
+    size: int = 0
+
+    def __str__(self) -> str:
+        if self.status == UNCHANGED:
+            return f"{self.source}: already imported as {self.nvf}"
+        return f"imported {self.nvf}  ({self.source}, {self.files} files, {_size(self.size)})"
+
+
+class Importer:
+    """Imports upstream packages of one kind into one repository."""
+
+    def __init__(self, settings: Settings, repo: Repository, kind: str, *, label: str | None = None,
+                 warn: Callable[[str], None] | None = None):
+        section = (settings.config or {}).get(kind) or {}
+        self.settings = settings
+        self.repo = repo
+        self.kind = kind
+        self.label = check_label(label or section.get("label") or repo.label)
+        self.lookaside = Lookaside(settings.lookaside, settings.mirrors)
+        self.warn = warn or (lambda text: None)
+
+    @contextlib.contextmanager
+    def writing(self):
+        """A content writer shared by the packages of one command; all written on exit."""
+        writer = ContentWriter(self.repo.store, threads=WRITE_THREADS)
+        try:
+            yield writer
+        except BaseException:
+            with contextlib.suppress(Exception):
+                writer.close()
+            raise
+        writer.close()
+
+    def input_hash(self, file_sha256: str) -> str:
+        key = {"capsule_format": CAPSULE_FORMAT, "kind": self.kind, "file": file_sha256, "label": self.label}
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+    def existing(self, file_sha256: str) -> NVF | None:
+        return self.repo.by_input(self.input_hash(file_sha256))
+
+    def commit(self, capsules: list[Capsule], unchanged: list[ImportResult]) -> list[ImportResult]:
+        """Commit read capsules (all were read without error); returns one result per package."""
+        results = list(unchanged)
+        seen: set[str] = set()
+        for c in capsules:
+            if c.file_sha256 in seen:
+                continue
+            seen.add(c.file_sha256)
+            before = self.existing(c.file_sha256)
+            build = PackageBuild(
+                name=c.name, upstream=c.upstream, flavor=c.flavor, source_hash=c.source_id,
+                components=[ComponentContents(c.component, c.files, c.provides, c.requires, c.info)],
+                input_hash=self.input_hash(c.file_sha256),
+                info={"capsule": c.kind, "upstream_name": c.upstream_name, "source": c.file_name,
+                      "capsule_sha256": c.file_sha256},
+                label=self.label,
+            )
+            trove = self.repo.commit_package(build)
+            status = UNCHANGED if before else IMPORTED
+            results.append(ImportResult(c.file_name, trove.nvf, status, len(c.files), c.stored_bytes))
+        return results
+
+    def unchanged(self, name: str, nvf: NVF) -> ImportResult:
+        return ImportResult(name, nvf, UNCHANGED)
+
+
+# ------------------------------------------------------------------ RPM
+
+
+class RpmImporter(Importer):
+    def __init__(self, settings: Settings, repo: Repository, **kw):
+        from appbuilder.capsule.rpmsig import TrustPolicy
+
+        super().__init__(settings, repo, "rpm", **kw)
+        self.policy = TrustPolicy.from_config(settings.config, settings.workspace)
+        self.keyring = self.policy.keyring() if self.policy.keys else None
+
+    def read(self, path: Path, writer: ContentWriter, expected_sha256: str | None = None) -> Capsule:
+        from appbuilder.capsule.rpm import read_rpm
+
+        return read_rpm(path, self.repo.store, self.policy, keyring=self.keyring,
+                        expected_sha256=expected_sha256, writer=writer)
+
+    def import_files(self, paths: list[Path]) -> list[ImportResult]:
+        capsules, unchanged = [], []
+        with self.writing() as writer:
+            for path in paths:
+                path = Path(path)
+                if not path.is_file():
+                    raise CapsuleError(f"{path}: no such file")
+                nvf = self.existing(sha256_file(path))
+                if nvf:
+                    unchanged.append(self.unchanged(path.name, nvf))
+                else:
+                    capsules.append(self.read(path, writer))
+        return self.commit(_rpm_order(capsules), unchanged)
+
+    def import_repository(self, location: str, *, only: list[str] | None = None,
+                          arches: list[Arch] | None = None, allow_missing: bool = False,
+                          progress: Callable[[str], None] | None = None) -> list[ImportResult]:
+        from appbuilder.capsule.rpmmd import RpmMdRepository
+        from appbuilder.capsule.rpmselect import Selection
+
+        md = RpmMdRepository(location, self.lookaside).load()
+        wanted: set[str | None] = {a.name for a in (arches or ARCHES.values())} | {None}
+        selection = Selection(md, wanted, external=self._provided_here)
+        packages = selection.only(only) if only else selection.everything()
+        if selection.missing:
+            text = "\n  ".join(str(m) for m in selection.missing)
+            if not allow_missing:
+                raise CapsuleError(f"unresolved dependencies in the --only closure (nothing in {location} or in "
+                                   f"appbuild's repository provides them); nothing was imported:\n  {text}")
+            self.warn(f"importing with unresolved dependencies:\n  {text}")
+        capsules, unchanged = [], []
+        with self.writing() as writer:
+            for pkg in packages:
+                if pkg.checksum_type == "sha256" and (nvf := self.existing(pkg.checksum)):
+                    unchanged.append(self.unchanged(pkg.file_name, nvf))
+                    continue
+                path, expected = md.package_file(pkg)
+                if expected is None and (nvf := self.existing(sha256_file(path))):
+                    unchanged.append(self.unchanged(pkg.file_name, nvf))
+                    continue
+                if progress:
+                    progress(pkg.nevra)
+                capsule = self.read(path, writer, expected)
+                if (capsule.name, capsule.upstream_name) != (pkg.name, pkg.nevra):
+                    raise CapsuleError(f"{pkg.location}: the repository metadata says {pkg.nevra}, "
+                                       f"the package is {capsule.upstream_name}")
+                capsules.append(capsule)
+        return self.commit(capsules, unchanged)
+
+    def _provided_here(self, dep: Dependency, arch: Arch | None) -> bool:
+        """Whether appbuild's repository already has a trove meeting *dep* (for arch)."""
+        found = self.repo.owners(dep.name) if dep.cls == "file" else self.repo.providers(dep)
+        return any(arch is None or n.flavor.installable_on(arch.name) for n in found)
+
+
+def _rpm_order(capsules: list[Capsule]) -> list[Capsule]:
+    """Older versions of a name first, so the newest is committed last."""
+    import functools
+
+    import rpm
+
+    def evr(c: Capsule) -> tuple[str, str, str]:
+        info = c.info["rpm"]
+        return (str(info["epoch"] or 0), info["version"], info["release"])
+
+    def cmp(a: Capsule, b: Capsule) -> int:
+        if a.name != b.name:
+            return -1 if a.name < b.name else 1
+        return rpm.labelCompare(evr(a), evr(b))
+
+    return sorted(capsules, key=functools.cmp_to_key(cmp))
+
+
+# ------------------------------------------------------------------ DEB
+
+
+class DebImporter(Importer):
+    def __init__(self, settings: Settings, repo: Repository, **kw):
+        super().__init__(settings, repo, "deb", **kw)
+
+    def read(self, path: Path, writer: ContentWriter, expected_sha256: str | None = None) -> Capsule:
+        from appbuilder.capsule.deb import read_deb
+
+        return read_deb(path, self.repo.store, expected_sha256=expected_sha256, writer=writer)
+
+    def import_args(self, args: list[str], *, with_depends: bool = False) -> list[ImportResult]:
+        """Each argument a .deb file or a package name ``PKG[:ARCH][=VERSION]`` for apt.
+
+        *with_depends* also imports the direct dependencies of the named packages (one
+        level, first alternative): what a metapackage such as ``linux-image-amd64``
+        stands for.
+        """
+        from appbuilder.capsule.debapt import DebianArchive, DebSpec
+
+        files = [a for a in args if a.endswith(".deb") or "/" in a]
+        specs = [DebSpec.parse(a) for a in args if a not in files]
+        archive = DebianArchive(self.settings.cache, self.lookaside, warn=self.warn) if specs else None
+        records = dict(zip(specs, archive.lookup(specs))) if specs else {}
+        if with_depends and specs:
+            extra = [d for r in records.values() for d in r.direct_depends() if d not in records]
+            extra = list(dict.fromkeys(extra))
+            records.update(zip(extra, archive.lookup(extra)))
+            args = [*args, *(str(d) for d in extra)]
+        capsules, unchanged = [], []
+        with self.writing() as writer:
+            for arg in args:
+                record = None
+                if arg in files:
+                    path = Path(arg)
+                    if not path.is_file():
+                        raise CapsuleError(f"{arg}: no such file")
+                    sha, name = sha256_file(path), path.name
+                else:
+                    record = records[DebSpec.parse(arg)]
+                    sha, name = record.sha256, f"{record.spec.name}_{record.version}_{record.arch}.deb"
+                if nvf := self.existing(sha):
+                    unchanged.append(self.unchanged(name, nvf))
+                    continue
+                if record is not None:
+                    path = archive.fetch(record)
+                capsules.append(self.read(path, writer, sha))
+        return self.commit(capsules, unchanged)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+# ------------------------------------------------------------------ command line
+
+
+def import_command(settings: Settings, repo: Repository, kind: str, packages: list[str], *,
+                   repo_location: str | None = None, only: list[str] | None = None, arch: str | None = None,
+                   label: str | None = None, allow_missing: bool = False, with_depends: bool = False,
+                   warn: Callable[[str], None] | None = None) -> list[ImportResult]:
+    """What ``appbuild import rpm|deb ...`` does; returns one result per package."""
+    from appbuilder.arch import get_arch
+
+    if kind == "deb":
+        if not packages:
+            raise CapsuleError("appbuild import deb: name Debian packages (PKG[:i386]) or .deb files")
+        return DebImporter(settings, repo, label=label, warn=warn).import_args(packages, with_depends=with_depends)
+    if repo_location and packages:
+        raise CapsuleError("appbuild import rpm: give package files or --repo, not both")
+    if not repo_location and not packages:
+        raise CapsuleError("appbuild import rpm: give package files, or --repo PATH-OR-URL")
+    if (only or arch) and not repo_location:
+        raise CapsuleError("appbuild import rpm: --only and --arch go with --repo")
+    importer = RpmImporter(settings, repo, label=label, warn=warn)
+    if not repo_location:
+        return importer.import_files([Path(p) for p in packages])
+    arches = None if arch in (None, "all") else [get_arch(a) for a in arch.split(",")]
+    return importer.import_repository(repo_location, only=only, arches=arches, allow_missing=allow_missing)

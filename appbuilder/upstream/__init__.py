@@ -1,0 +1,1 @@
+"""Upstream distributions as appbuild reaches them: the machine's apt, rpm-md repositories."""
