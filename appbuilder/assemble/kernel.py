@@ -29,11 +29,13 @@ from appbuilder.errors import AppbuildError
 from appbuilder.repository.store import ContentStore
 from appbuilder.repository.trove import FileEntry, Trove
 
-# what the initramfs needs to find and mount the root file system: virtio and
-# IDE/SCSI (SATA in AHCI mode too) disks, ext4
+# what the initramfs needs to find and mount the root file system on every hypervisor
+# the output formats are for: virtio (KVM/QEMU, qcow2), IDE and SATA/AHCI, LSI Logic
+# and PVSCSI (VMware vmx/ova), Hyper-V storage (VHD), NVMe and Xen (EC2); then ext4
 INITRAMFS_MODULES = (
     "virtio_pci", "virtio_blk", "virtio_scsi",
     "ata_piix", "ata_generic", "ahci", "sd_mod", "sr_mod",
+    "mptspi", "vmw_pvscsi", "hv_storvsc", "nvme", "xen_blkfront",
     "ext4", "crc32c_generic",
 )
 

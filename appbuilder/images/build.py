@@ -104,7 +104,8 @@ def _build_one(settings: Settings, repo: Repository, req: BuildRequest, arch: st
     try:
         t = time.monotonic()
         troves = staged_troves(repo, group)
-        assembled = assemble_raw(repo, group, troves, {"group": req.group, "source_date_epoch": 0}, work,
+        fallback_epoch = int(settings.config.get("source_date_epoch", 0))
+        assembled = assemble_raw(repo, group, troves, {"group": req.group, "source_date_epoch": fallback_epoch}, work,
                                  size=req.size, progress=lambda m: say(f"[{arch}] {m}"))
         timings["assemble"] = time.monotonic() - t
         t = time.monotonic()
@@ -113,7 +114,9 @@ def _build_one(settings: Settings, repo: Repository, req: BuildRequest, arch: st
         produced = convert_all(assembled.raw, [f.name for f in formats], out, assembled.meta, jobs=req.jobs,
                                progress=lambda m: say(f"[{arch}] {m}"))
         timings["convert"] = time.monotonic() - t
-        placed = store.commit([p for paths in produced.values() for p in paths], directory, force=req.force)
+        # formats may share a file (raw and ami: the same disk)
+        unique = list(dict.fromkeys(p for paths in produced.values() for p in paths))
+        placed = store.commit(unique, directory, force=req.force)
         by_name = {p.name: p for p in placed}
         files = {fmt: [by_name[p.name] for p in paths] for fmt, paths in produced.items()}
         return BuiltImage(arch, str(group.nvf), directory, files, assembled.meta, assembled.kernel_version,
