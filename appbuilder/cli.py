@@ -211,6 +211,17 @@ def cmd_import(args, settings: Settings, ui: Console) -> int:
     return 0
 
 
+def cmd_import_upstream(args, settings: Settings, ui: Console) -> int:
+    from appbuilder.capsule.importer import UNCHANGED, import_upstream
+
+    results = import_upstream(settings, _open_repo(settings), warn=ui.warn)
+    for result in results:
+        (ui.info if result.status == UNCHANGED else ui.success)(str(result))
+    new = sum(r.status != UNCHANGED for r in results)
+    ui.note(f"{len(results)} upstream packages: {new} imported, {len(results) - new} already current")
+    return 0
+
+
 def cmd_build_image(args, settings: Settings, ui: Console) -> int:
     from appbuilder.images.build import BuildRequest, build_images, parse_size
 
@@ -297,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_graph)
 
     im = sub.add_parser("import", help="import upstream binary packages (RPM, DEB) as capsules")
-    kinds = im.add_subparsers(dest="kind", metavar="rpm|deb", required=True)
+    kinds = im.add_subparsers(dest="kind", metavar="rpm|deb|upstream", required=True)
     ir = kinds.add_parser("rpm", help="RPM files, or an rpm-md repository (--repo)")
     ir.add_argument("packages", nargs="*", metavar="FILE.rpm")
     ir.add_argument("--repo", help="an rpm-md repository: a directory or an http(s)/mirror:// URL")
@@ -313,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "linux-image-amd64)")
     idb.add_argument("--label", help="the label to import to (default: deb.label in repo/config.yaml, or the repository's)")
     idb.set_defaults(func=cmd_import)
+    iu = kinds.add_parser("upstream", help="everything repo/config.yaml lists under 'upstream:' (no-op when current)")
+    iu.set_defaults(func=cmd_import_upstream)
 
     gc = sub.add_parser("gc", help="delete stored contents no trove references")
     gc.add_argument("--grace", type=float, default=3600, help="keep objects younger than this many seconds")

@@ -114,6 +114,63 @@ def hello_repo(tmp_path_factory, shared_cache):
 
 
 @pytest.fixture(scope="session")
+def unprivileged_user() -> str | None:
+    """A user without privileges to run things as (created when the tests run as root);
+    None when the tests already run unprivileged."""
+    if os.geteuid() != 0:
+        return None
+    name = "appbuild-test"
+    if subprocess.run(["id", name], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+                       check=True, capture_output=True)
+    return name
+
+
+@dataclasses.dataclass
+class Appliance:
+    """group-cernvm built once for the session, in every format, for both architectures."""
+
+    settings: Settings
+    version: dict[str, str]  # arch -> group revision (1.0-1-1)
+    files: dict[tuple[str, str], list[Path]]  # (arch, format) -> files
+    build_output: str
+
+    def file(self, arch: str, fmt: str, suffix: str | None = None) -> Path:
+        paths = self.files[(arch, fmt)]
+        return next(p for p in paths if suffix is None or p.name.endswith(suffix)) if suffix else paths[0]
+
+
+APPLIANCE_FORMATS = "raw,qcow2,vmdk,vmdk-esx,ova,vhd,vhd-dynamic,ami"
+
+
+@pytest.fixture(scope="session")
+def appliance(tmp_path_factory, shared_cache) -> Appliance:
+    """Import the upstream kernels, cook the recipes, build group-cernvm for x86_64 and x86
+    through the real command line (the README's build, with every format)."""
+    import re
+
+    root = tmp_path_factory.mktemp("appliance")
+    s = make_settings(root, cache=shared_cache)
+    run_appbuild(s, "import", "upstream")
+    proc = run_appbuild(s, "group-cernvm", "--format", APPLIANCE_FORMATS, "--arch", "all", "-j", "2")
+    versions: dict[str, str] = {}
+    files: dict[tuple[str, str], list[Path]] = {}
+    arch = None
+    directory = None
+    for line in proc.stdout.splitlines():
+        m = re.match(r"^group-cernvm=\S+/(\S+)\[is: (\S+)\]: (\S+)$", line)
+        if m:
+            versions[m.group(2)] = m.group(1)
+            arch, directory = m.group(2), Path(m.group(3))
+            continue
+        m = re.match(r"^  (\S+)\s+(\S+)  \(", line)
+        if m and arch:
+            files.setdefault((arch, m.group(1)), []).append(directory / m.group(2))
+    assert set(versions) == {"x86_64", "x86"}, proc.stdout
+    return Appliance(s, versions, files, proc.stdout)
+
+
+@pytest.fixture(scope="session")
 def x86_64():
     return get_arch("x86_64")
 

@@ -75,6 +75,7 @@ def generated_files(group: Trove, meta: ImageMeta, accounts: Accounts, troves: l
     )
     manifest = {
         "group": f"{meta.group}={meta.version}[is: {meta.arch}]",
+        "packages": sorted(str(m) for m in group.members if ":" not in m.name and not m.name.startswith("group-")),
         "troves": sorted(str(t.nvf) for t in troves),
         "builder": f"appbuild {__version__}",
     }

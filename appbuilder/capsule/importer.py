@@ -266,6 +266,31 @@ def _size(n: float) -> str:
 # ------------------------------------------------------------------ command line
 
 
+def import_upstream(settings: Settings, repo: Repository, *,
+                    warn: Callable[[str], None] | None = None) -> list[ImportResult]:
+    """Import everything ``repo/config.yaml`` lists under ``upstream:``.
+
+    ``upstream: {deb: [{packages: [...], with_depends: bool, label: L}], rpm: [{repo: URL,
+    only: [...], arch: A, label: L}]}``. Packages already imported are no-ops, so this is
+    what a nightly runs to pick up upstream updates.
+    """
+    upstream = settings.config.get("upstream") or {}
+    if not isinstance(upstream, dict) or not upstream:
+        raise CapsuleError("repo/config.yaml lists no 'upstream:' packages to import")
+    results: list[ImportResult] = []
+    for entry in upstream.get("deb") or []:
+        packages = [str(p) for p in entry.get("packages") or []]
+        importer = DebImporter(settings, repo, label=entry.get("label"), warn=warn)
+        results += importer.import_args(packages, with_depends=bool(entry.get("with_depends")))
+    for entry in upstream.get("rpm") or []:
+        results += import_command(settings, repo, "rpm", [], repo_location=entry["repo"], only=entry.get("only"),
+                                  arch=entry.get("arch"), label=entry.get("label"), warn=warn)
+    unknown = set(upstream) - {"deb", "rpm"}
+    if unknown:
+        raise CapsuleError(f"repo/config.yaml upstream: unknown kind(s) {', '.join(sorted(unknown))} (deb, rpm)")
+    return results
+
+
 def import_command(settings: Settings, repo: Repository, kind: str, packages: list[str], *,
                    repo_location: str | None = None, only: list[str] | None = None, arch: str | None = None,
                    label: str | None = None, allow_missing: bool = False, with_depends: bool = False,

@@ -88,7 +88,8 @@ def boot_until(image: Path, opts: BootOptions, *, marker: str = BOOT_MARKER, kee
                 if not chunk:
                     break
                 console += chunk
-                if found_at is None and target in console:
+                at = console.find(target) if found_at is None else -1
+                if at >= 0 and console.find(b"\n", at) >= 0:  # the whole line has arrived
                     found_at = time.monotonic()
     finally:
         proc.kill()

@@ -145,13 +145,3 @@ def keys(rpms, tmp_path_factory) -> Keys:
     return Keys(trusted, other, good, bad)
 
 
-@pytest.fixture(scope="session")
-def unprivileged_user() -> str | None:
-    """A user without privileges to run things as (created when the tests run as root)."""
-    if os.geteuid() != 0:
-        return None
-    name = "appbuild-test"
-    if subprocess.run(["id", name], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-                       check=True, capture_output=True)
-    return name
