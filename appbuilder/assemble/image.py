@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,11 +123,14 @@ def assemble_raw(repo: Repository, group: Trove, troves: list[Trove], meta_base:
     _record_new_files(staged, sde)
     _add_rpm_database(repo, troves, staged, sde)
 
-    progress(f"initramfs for kernel {kern.version} ({len(init_modules)} modules)")
+    config = next((f for f in staged.boot_files.values() if f.path == f"/boot/config-{kern.version}"), None)
+    compression = initramfs.compression_for(repo.store.read(config.sha256).decode(errors="replace")) if config else "gzip"
+    progress(f"initramfs for kernel {kern.version} ({len(init_modules)} modules, {compression})")
     initrd = initramfs.build_initramfs(
         busybox=_busybox(troves, repo),
         modules=[(kern.modules[m].path, repo.store.read(kern.modules[m].sha256)) for m in init_modules],
         mtime=sde,
+        compression=compression,
     )
     boot_dir = work / "boot"
     boot_dir.mkdir()
@@ -159,7 +161,6 @@ def assemble_raw(repo: Repository, group: Trove, troves: list[Trove], meta_base:
     disk.write_disk(raw, layout, boot_image=boot_img, root_image=root_img, master_boot_record=record)
     for leftover in (root_img, boot_img):
         leftover.unlink()
-    shutil.rmtree(staging, ignore_errors=True)
     return AssembledDisk(raw, meta, kern.version, staged.installed_size, init_modules, root_modules, layout)
 
 

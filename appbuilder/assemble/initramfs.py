@@ -4,7 +4,9 @@ It holds only what the kernel needs to reach the root file system: the disk and 
 system drivers chosen by :mod:`appbuilder.assemble.kernel` (virtio, IDE/SATA/SCSI,
 ext4, with their dependencies), loaded in dependency order, then the root found by
 UUID, mounted read-only and switched to. The archive is a ``newc`` cpio written here
-(sorted, fixed times, owner 0) and gzip-compressed without a time stamp, so it is
+(sorted, fixed times, owner 0), compressed with zstd when the kernel can unpack it
+(``CONFIG_RD_ZSTD``: smaller than gzip -9, twenty times faster to make, and faster to
+unpack under emulation) and with gzip otherwise, without a time stamp, so it is
 reproducible.
 """
 
@@ -13,6 +15,8 @@ from __future__ import annotations
 import gzip
 import io
 from dataclasses import dataclass
+
+import zstandard
 
 from appbuilder.errors import AppbuildError
 
@@ -82,8 +86,17 @@ def cpio_newc(entries: list[CpioEntry], mtime: int) -> bytes:
     return out.getvalue()
 
 
-def build_initramfs(*, busybox: bytes, modules: list[tuple[str, bytes]], mtime: int) -> bytes:
-    """gzip-compressed initramfs; *modules* are (in-image path, content) in load order."""
+ZSTD_LEVEL = 9
+
+
+def compression_for(kernel_config: str) -> str:
+    """``zstd`` if the kernel's config says it unpacks zstd initramfs images, else ``gzip``."""
+    return "zstd" if "\nCONFIG_RD_ZSTD=y" in "\n" + kernel_config else "gzip"
+
+
+def build_initramfs(*, busybox: bytes, modules: list[tuple[str, bytes]], mtime: int,
+                    compression: str = "gzip") -> bytes:
+    """The compressed initramfs; *modules* are (in-image path, content) in load order."""
     if not busybox.startswith(b"\x7fELF"):
         raise AppbuildError("the initramfs needs a busybox binary and the one found is not ELF")
     entries = [CpioEntry(d, 0o040755) for d in ("bin", "dev", "etc", "newroot", "proc", "sys", "lib")]
@@ -104,6 +117,8 @@ def build_initramfs(*, busybox: bytes, modules: list[tuple[str, bytes]], mtime: 
         entries.append(CpioEntry(rel, 0o100644, data))
     entries += [CpioEntry(d, 0o040755) for d in sorted(dirs) if d not in {"lib"}]
     raw = cpio_newc(entries, mtime)
+    if compression == "zstd":
+        return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(raw)
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9, mtime=0) as gz:
         gz.write(raw)
