@@ -9,6 +9,15 @@ from rich.console import Console as RichConsole
 from rich.markup import escape
 
 
+def human_size(n: float) -> str:
+    """``1.5 MiB``-style sizes for people."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
 class Console:
     def __init__(self, stream=None):
         self.stream = stream or sys.stdout

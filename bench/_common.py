@@ -140,3 +140,16 @@ def r3(x: float) -> float:
 
 def rmtree(path: str | Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def sequential_argv(spec, raw: Path, out: Path) -> list[str]:
+    """The one ``qemu-img convert`` a naive pipeline runs for a format *spec* (same options)."""
+    q = spec.disk.qemu_img
+    if q is None:
+        return ["qemu-img", "convert", "-f", "raw", "-O", "raw", str(raw), str(out)]
+    argv = ["qemu-img", "convert", "-f", "raw", "-O", q.format]
+    if q.option_string:
+        argv += ["-o", q.option_string]
+    if q.compress:
+        argv.append("-c")
+    return argv + [str(raw), str(out)]

@@ -25,13 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import APPBUILD, REPO_ROOT, emit, med, r3, run, stats, table, timed
+from _common import APPBUILD, REPO_ROOT, emit, med, r3, run, sequential_argv, stats, table, timed
 
 from appbuilder.assemble.image import assemble_raw
 from appbuilder.graph.groups import find_group, staged_troves
 from appbuilder.images.boot import BootOptions, boot_until
 from appbuilder.images.convert import convert_all
-from appbuilder.images.formats import boot_drive, resolve_formats
+from appbuilder.images.formats import resolve_formats
 from appbuilder.repository.repo import Repository
 from appbuilder.settings import load_settings
 
@@ -41,18 +41,6 @@ def prepare(repository: Path, cache: Path) -> None:
     run([APPBUILD, "import", "upstream"], env=env, cwd=REPO_ROOT)
     run([APPBUILD, "cook", "recipes/", "--arch", "all", "-j", "2"], env=env, cwd=REPO_ROOT)
     run([APPBUILD, "resolve", "group-cernvm", "--arch", "all"], env=env, cwd=REPO_ROOT)
-
-
-def sequential_argv(spec, raw: Path, out: Path) -> list[str]:
-    q = spec.disk.qemu_img
-    if q is None:
-        return ["qemu-img", "convert", "-f", "raw", "-O", "raw", str(raw), str(out)]
-    argv = ["qemu-img", "convert", "-f", "raw", "-O", q.format]
-    if q.option_string:
-        argv += ["-o", q.option_string]
-    if q.compress:
-        argv.append("-c")
-    return argv + [str(raw), str(out)]
 
 
 def main() -> int:

@@ -30,7 +30,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import emit, interleave, mb, med, r3, run, table  # first: puts the project on sys.path
+from _common import emit, interleave, mb, med, r3, run, sequential_argv, table  # first: puts the project on sys.path
 
 from appbuilder.images.convert import convert_all
 from appbuilder.images.formats import resolve_formats
@@ -77,19 +77,6 @@ def make_raw(work: Path, size_mib: int, data_mb: int) -> tuple[Path, int]:
          "-E", f"offset={MIB},root_owner=0:0", "-d", str(data), str(raw), f"{(size_mib - 1) * 1024}k"])
     shutil.rmtree(data)
     return raw, copied
-
-
-def sequential_argv(spec, raw: Path, out: Path) -> list[str]:
-    """The one qemu-img convert the naive pipeline runs for *spec* (same options)."""
-    q = spec.disk.qemu_img
-    if q is None:
-        return ["qemu-img", "convert", "-f", "raw", "-O", "raw", str(raw), str(out)]
-    argv = ["qemu-img", "convert", "-f", "raw", "-O", q.format]
-    if q.option_string:
-        argv += ["-o", q.option_string]
-    if q.compress:
-        argv.append("-c")
-    return argv + [str(raw), str(out)]
 
 
 def main() -> int:

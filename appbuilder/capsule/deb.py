@@ -273,12 +273,5 @@ def _read_data(path: Path, writer: ContentWriter, conffiles: set[str], md5sums: 
 def _check_md5(content: StoredContent, expected: str | None, p: str, package: str) -> None:
     if not expected:
         return
-    h = hashlib.md5()
-    if content.data is not None:
-        h.update(content.data)
-    else:
-        with open(content.spool, "rb") as src:
-            while chunk := src.read(1 << 20):
-                h.update(chunk)
-    if h.hexdigest() != expected:
+    if content.hexdigest("md5") != expected:
         raise CapsuleError(f"{package}: {p} does not match its md5sums entry: the package is corrupted")

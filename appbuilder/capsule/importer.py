@@ -37,6 +37,7 @@ from appbuilder.repository.repo import ComponentContents, PackageBuild, Reposito
 from appbuilder.repository.store import sha256_file
 from appbuilder.repository.versions import NVF, check_label
 from appbuilder.settings import Settings
+from appbuilder.ui import human_size
 
 IMPORTED, UNCHANGED = "imported", "already imported"
 WRITE_THREADS = 8  # content store writes in flight while payloads are read
@@ -53,7 +54,7 @@ class ImportResult:
     def __str__(self) -> str:
         if self.status == UNCHANGED:
             return f"{self.source}: already imported as {self.nvf}"
-        return f"imported {self.nvf}  ({self.source}, {self.files} files, {_size(self.size)})"
+        return f"imported {self.nvf}  ({self.source}, {self.files} files, {human_size(self.size)})"
 
 
 class Importer:
@@ -255,12 +256,6 @@ class DebImporter(Importer):
         return self.commit(capsules, unchanged)
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 # ------------------------------------------------------------------ command line

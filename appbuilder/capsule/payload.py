@@ -114,6 +114,19 @@ class StoredContent:
     data: bytes | None  # the whole content when small (ELF files are parsed from it)
     spool: Path | None = None  # a temporary file holding large content
 
+    def hexdigest(self, algo: str) -> str:
+        """The content's digest with *algo* (md5, sha1, ...), as packages record them."""
+        if algo == "sha256":
+            return self.sha256
+        h = hashlib.new(algo)
+        if self.data is not None:
+            h.update(self.data)
+        else:
+            with open(self.spool, "rb") as src:
+                while chunk := src.read(1 << 20):
+                    h.update(chunk)
+        return h.hexdigest()
+
 
 class ContentWriter:
     """Puts member contents into the content store, hashing them on the way.

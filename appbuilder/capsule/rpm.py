@@ -322,16 +322,6 @@ def _exact_reader(archive, size: int):
 def _check_digest(content: StoredContent, f, algo: str, package: str) -> None:
     if not f.digest or set(f.digest) == {"0"}:
         return
-    if algo == "sha256":
-        actual = content.sha256
-    else:
-        h = hashlib.new(algo)
-        if content.data is not None:
-            h.update(content.data)
-        else:
-            with open(content.spool, "rb") as src:
-                while chunk := src.read(1 << 20):
-                    h.update(chunk)
-        actual = h.hexdigest()
+    actual = content.hexdigest(algo)
     if actual != f.digest:
         raise CapsuleError(f"{package}: {f.name} does not match its digest in the header: the payload is corrupted")

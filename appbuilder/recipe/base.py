@@ -89,17 +89,22 @@ class PackageRecipe:
         return [a for a in self.actions if isinstance(a, cls)]
 
 
-def check_recipe_class(cls: type, path: str) -> None:
-    """Refuse a recipe class that lacks what every recipe must say."""
-    where = f"{path}: recipe {cls.__name__}"
+def check_name_and_version(cls: type, where: str, name_re: re.Pattern, name_rule: str) -> None:
+    """Refuse a recipe class without a valid ``name`` and ``version`` (packages and groups)."""
     for attr in ("name", "version"):
         value = getattr(cls, attr, None)
         if not value or not isinstance(value, str):
             raise RecipeError(f"{where} has no '{attr}' (a class attribute string)")
-    if not NAME_RE.match(cls.name):
-        raise RecipeError(f"{where}: bad name {cls.name!r} (lower case letters, digits, + . _ -)")
+    if not name_re.match(cls.name):
+        raise RecipeError(f"{where}: bad name {cls.name!r} ({name_rule})")
     if "-" in cls.version or not re.match(r"^[A-Za-z0-9._+~]+$", cls.version):
         raise RecipeError(f"{where}: bad version {cls.version!r} (letters, digits, . _ + ~; no '-')")
+
+
+def check_recipe_class(cls: type, path: str) -> None:
+    """Refuse a recipe class that lacks what every recipe must say."""
+    where = f"{path}: recipe {cls.__name__}"
+    check_name_and_version(cls, where, NAME_RE, "lower case letters, digits, + . _ -")
     reqs = getattr(cls, "buildRequires", [])
     if not isinstance(reqs, (list, tuple)) or not all(isinstance(r, str) for r in reqs):
         raise RecipeError(f"{where}: buildRequires must be a list of trove names")

@@ -138,14 +138,9 @@ class GroupRecipe:
 
 
 def check_group_class(cls: type, path: str) -> None:
+    from appbuilder.recipe.base import check_name_and_version
+
     where = f"{path}: group recipe {cls.__name__}"
-    for attr in ("name", "version"):
-        value = getattr(cls, attr, None)
-        if not value or not isinstance(value, str):
-            raise RecipeError(f"{where} has no '{attr}' (a class attribute string)")
-    if not GROUP_NAME_RE.match(cls.name):
-        raise RecipeError(f"{where}: bad name {cls.name!r} (group names look like group-NAME)")
+    check_name_and_version(cls, where, GROUP_NAME_RE, "group names look like group-NAME")
     if not path.endswith(f"{cls.name}.py"):
         raise RecipeError(f"{where}: a group named {cls.name!r} belongs in groups/{cls.name}.py")
-    if "-" in cls.version or not re.match(r"^[A-Za-z0-9._+~]+$", cls.version):
-        raise RecipeError(f"{where}: bad version {cls.version!r} (letters, digits, . _ + ~; no '-')")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from appbuilder.repository.repo import Repository
 from appbuilder.repository.trove import Trove
 from appbuilder.repository.versions import NVF
+from appbuilder.ui import human_size
 
 
 def query_lines(repo: Repository, name: str | None = None) -> list[str]:
@@ -27,7 +28,7 @@ def show_lines(repo: Repository, nvf: NVF, *, files: bool = False, deps: bool = 
     if members:
         lines.append("  components:" if trove.kind == "package" else "  members:")
         for m in members:
-            lines.append(f"    {m.name}  ({len(m.files)} files, {_size(m.size)})")
+            lines.append(f"    {m.name}  ({len(m.files)} files, {human_size(m.size)})")
     for comp in members or [trove]:
         if deps:
             lines += _dep_lines(comp)
@@ -59,9 +60,3 @@ def _dep_lines(trove: Trove) -> list[str]:
     return lines
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
