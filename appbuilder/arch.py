@@ -34,6 +34,11 @@ class Arch:
         return f"ELF{self.elf_class}"
 
     @property
+    def multiarch(self) -> str:
+        """Debian's multiarch triplet directory name (``x86_64-linux-gnu``, ``i386-linux-gnu``)."""
+        return self.multiarch_libdirs[0].rsplit("/", 1)[1]
+
+    @property
     def loader_soname(self) -> str:
         return self.loader.rsplit("/", 1)[-1]
 

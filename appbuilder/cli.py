@@ -11,6 +11,12 @@
     appbuild import rpm FILE.rpm... | --repo PATH-OR-URL [--only NAME...] [--arch A] [--label L]
     appbuild import deb PKG[:ARCH]... | FILE.deb... [--label L]
     appbuild group-NAME --format F[,F...]|all --arch x86_64|x86|all [--version V]
+    appbuild images [group-NAME] | show group-NAME=VERSION | diff [group-NAME=]V1 [group-NAME=]V2
+    appbuild publish group-NAME=VERSION --to DIR|s3://BUCKET/PREFIX [--channel release|nightly] [--keep N]
+    appbuild rollback group-NAME --to VERSION [--dest DIR|s3://...] [--arch A]
+    appbuild serve [DIR] [--port P]
+    appbuild fs keygen --repo NAME -o DIR | publish DIR --repo NAME --to OUT [--key FILE] | check OUT/NAME --pub FILE
+    appbuild context make USER-DATA.ini -o CTX.iso|CTX.img [--add FILE...]
 """
 
 from __future__ import annotations
@@ -241,6 +247,143 @@ def cmd_build_image(args, settings: Settings, ui: Console) -> int:
     return 0
 
 
+def _destination(args, settings: Settings) -> str:
+    dest = args.dest or os.environ.get("APPBUILD_PUBLISH_TO") or (settings.config.get("publish") or {}).get("to")
+    if not dest:
+        raise AppbuildError("say where: --to DIR or s3://BUCKET/PREFIX (or publish.to in repo/config.yaml, "
+                            "or APPBUILD_PUBLISH_TO)")
+    return str(dest)
+
+
+def _endpoint(args, settings: Settings) -> str | None:
+    return args.endpoint_url or (settings.config.get("publish") or {}).get("endpoint_url")
+
+
+def cmd_images(args, settings: Settings, ui: Console) -> int:
+    import json
+
+    from appbuilder.images import catalog
+    from appbuilder.images.store import ImageStore
+
+    store = ImageStore(settings.images)
+    if args.images_command == "show":
+        group, _, version = args.spec.partition("=")
+        if not version:
+            raise AppbuildError(f"name a version: group-NAME=VERSION (got {args.spec!r})")
+        if args.json:
+            ui.out(json.dumps([e.manifest.to_dict() for e in store.find(group, version, args.arch)], indent=2))
+            return 0
+        lines = catalog.show_lines(store, group, version, args.arch, members=not args.no_members)
+    elif args.images_command == "diff":
+        lines = catalog.diff_lines(store, args.old, args.new, args.arch)
+    else:
+        if args.json:
+            ui.out(json.dumps([{"group": e.group, "version": e.revision, "arch": e.arch, "directory": str(e.directory),
+                                "manifest": e.manifest.to_dict() if e.manifest else None}
+                               for e in store.entries(args.group)], indent=2))
+            return 0
+        lines = catalog.list_lines(store, args.group)
+    for line in lines:
+        ui.out(line)
+    return 0
+
+
+def cmd_publish(args, settings: Settings, ui: Console) -> int:
+    from appbuilder.images.publish import PublishRequest, parse_spec, publish
+    from appbuilder.images.sign import require_signer
+    from appbuilder.images.store import ImageStore
+
+    group, version = parse_spec(args.spec)
+    signer = require_signer(settings.config, key=args.key, gpg_home=args.gpg_home, unsigned=args.unsigned)
+    req = PublishRequest(
+        group=group, version=version, destination=_destination(args, settings),
+        arches=[a.name for a in _arches(args.arch)] if args.arch else None,
+        formats=args.format.split(",") if args.format else None, channel=args.channel,
+        make_current=not args.no_current, keep=args.keep, endpoint_url=_endpoint(args, settings),
+        lock_timeout=args.lock_timeout,
+    )
+    result = publish(ImageStore(settings.images), req, signer, say=ui.info)
+    for arch in result.published:
+        ui.success(f"published {group}={result.version} ({arch}) at {result.destination}/{group}/{result.version}/{arch}")
+    for arch in result.unchanged:
+        ui.info(f"{group}={result.version} ({arch}) was already published there with these files")
+    ui.out(f"current: {', '.join(f'{a} {v}' for a, v in sorted(result.current.items())) or 'none'}")
+    return 0
+
+
+def cmd_rollback(args, settings: Settings, ui: Console) -> int:
+    from appbuilder.images.publish import rollback
+
+    before, now = rollback(_destination(args, settings), args.group, args.version,
+                           arches=[a.name for a in _arches(args.arch)] if args.arch else None, reason=args.reason,
+                           endpoint_url=_endpoint(args, settings), lock_timeout=args.lock_timeout)
+    for arch, previous in sorted(before.items()):
+        if previous == now[arch]:
+            ui.info(f"{args.group} ({arch}): {previous} is already current")
+        else:
+            ui.success(f"{args.group} ({arch}): current is now {now[arch]}"
+                       + (f"; {previous} is withdrawn" if previous else ""))
+    return 0
+
+
+def cmd_serve(args, settings: Settings | None, ui: Console) -> int:
+    from appbuilder.images.serve import serve
+
+    root = args.root
+    if root is None:
+        root = os.environ.get("APPBUILD_PUBLISH_TO") or (((settings.config if settings else {}).get("publish")
+                                                           or {}).get("to"))
+    if not root or str(root).startswith("s3://"):
+        raise AppbuildError("serve a published directory: appbuild serve DIR")
+    serve(Path(root), args.port, args.bind, say=lambda m: (ui.out(m), sys.stdout.flush()))
+    return 0
+
+
+def cmd_fs_keygen(args, settings: Settings | None, ui: Console) -> int:
+    from appbuilder.fs.keys import generate
+
+    pair = generate(args.repo, Path(args.output), force=args.force)
+    ui.success(f"key {pair.key_id} for {args.repo}: {pair.private_path} (private: keep it where you publish), "
+               f"{pair.public_path} (public: /etc/cvmfs/keys/{args.repo}.pub on the clients)")
+    return 0
+
+
+def cmd_fs_publish(args, settings: Settings | None, ui: Console) -> int:
+    from appbuilder.fs.publish import publish
+
+    key = Path(args.key) if args.key else Path(args.keys) / f"{args.repo}.key"
+    report = publish(Path(args.source), args.repo, Path(args.to), key, rehash=args.rehash, ttl=args.ttl,
+                     jobs=args.jobs, progress=ui.note)
+    for path in report.skipped:
+        ui.warn(f"not published (not a file, directory or symlink): {path}")
+    ui.success(report.summary())
+    return 0
+
+
+def cmd_fs_check(args, settings: Settings | None, ui: Console) -> int:
+    from appbuilder.fs.check import check
+
+    report = check(Path(args.repository), [Path(p) for p in args.pub], contents=not args.quick)
+    for problem in report.problems:
+        ui.error(problem)
+    if not report.ok:
+        return 1
+    ui.success(f"{report.manifest.repository} revision {report.manifest.revision}: {report.files} files, "
+               f"{report.objects} objects, signature and hashes good")
+    return 0
+
+
+def cmd_context_make(args, settings: Settings | None, ui: Console) -> int:
+    from appbuilder.context.drive import make_config_drive
+
+    drive = make_config_drive(Path(args.user_data), Path(args.output), extra=[Path(p) for p in args.add],
+                              fmt=args.format, label=args.label)
+    for problem in drive.problems:
+        ui.warn(f"{args.user_data}: {problem} (the appliance will report and skip it)")
+    ui.success(f"wrote {drive.path} ({drive.format}, label {drive.label}, {drive.size} bytes): {', '.join(drive.files)}")
+    return 0
+
+
 def build_image_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="appbuild group-NAME", description=(
         "Build the images of an image group: cook what changed, resolve the group (or take a pinned "
@@ -358,14 +501,106 @@ def build_parser() -> argparse.ArgumentParser:
     ua.add_argument("--poll", type=float, default=10, help="seconds between status checks (default 10)")
     ua.add_argument("-j", "--jobs", type=int, default=8, help="parallel part/block uploads (default 8)")
     ua.set_defaults(func=cmd_upload_ami, no_workspace=True)
+
+    ims = sub.add_parser("images", help="the image store: versions, one version, two versions compared",
+                         description="appbuild images [group-NAME] | show group-NAME=VERSION | diff V1 V2")
+    views = ims.add_subparsers(dest="images_command", metavar="list|show|diff")
+    il = views.add_parser("list", help="every recorded version, newest first (the default)")
+    il.add_argument("group", nargs="?", help="only this group")
+    il.add_argument("--json", action="store_true", help="print the manifests as JSON")
+    ish = views.add_parser("show", help="one recorded version: files, checksums, pins, builder, log")
+    ish.add_argument("spec", metavar="group-NAME=VERSION")
+    ish.add_argument("--arch", help="only this architecture")
+    ish.add_argument("--json", action="store_true", help="print the manifests as JSON")
+    ish.add_argument("--no-members", action="store_true", help="leave out the member pins")
+    idf = views.add_parser("diff", help="which packages changed between two recorded versions")
+    idf.add_argument("old", metavar="[group-NAME=]V1")
+    idf.add_argument("new", metavar="[group-NAME=]V2")
+    idf.add_argument("--arch", help="only this architecture (default: every one both have)")
+    ims.set_defaults(func=cmd_images, images_command="list", group=None, json=False)
+
+    def destination_options(parser, flags):
+        parser.add_argument(*flags, dest="dest", metavar="DEST",
+                            help="a directory, or s3://BUCKET/PREFIX (default: publish.to in repo/config.yaml)")
+        parser.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS, or AWS_ENDPOINT_URL)")
+        parser.add_argument("--lock-timeout", type=float, default=60,
+                            help="seconds to wait for another publish to the destination to finish (default 60)")
+
+    pb = sub.add_parser("publish", help="publish a recorded group version to a download server")
+    pb.add_argument("spec", metavar="group-NAME=VERSION")
+    destination_options(pb, ("--to", "--dest"))
+    pb.add_argument("--arch", help="x86_64, x86 or all (default: every arch recorded for the version)")
+    pb.add_argument("--format", help="only these formats, a comma list (default: every format recorded)")
+    pb.add_argument("--channel", choices=("release", "nightly"), default="release",
+                    help="release (kept until removed by hand) or nightly (pruned by --keep)")
+    pb.add_argument("--no-current", action="store_true", help="publish without making it the current release")
+    pb.add_argument("--keep", type=int, help="then delete all but the newest N nightlies (never a current one)")
+    pb.add_argument("--key", help="OpenPGP key to sign SHA256SUMS with (default: publish.key, APPBUILD_SIGNING_KEY)")
+    pb.add_argument("--gpg-home", help="GNUPGHOME holding the key (default: publish.gpg_home, APPBUILD_GPG_HOME)")
+    pb.add_argument("--unsigned", action="store_true", help="publish without a signature")
+    pb.set_defaults(func=cmd_publish)
+
+    rb = sub.add_parser("rollback", help="make an earlier published release current again (no rebuild)")
+    rb.add_argument("group", help="group-NAME")
+    rb.add_argument("--to", dest="version", required=True, metavar="VERSION", help="the release to make current")
+    destination_options(rb, ("--dest",))
+    rb.add_argument("--arch", help="x86_64, x86 or all (default: every arch the release has)")
+    rb.add_argument("--reason", help="why the current release is withdrawn (shown on the download page)")
+    rb.set_defaults(func=cmd_rollback)
+
+    sv = sub.add_parser("serve", help="serve a published directory over HTTP (for trying it; use nginx for real)")
+    sv.add_argument("root", nargs="?", metavar="DIR", help="default: publish.to in repo/config.yaml")
+    sv.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    sv.add_argument("--bind", default="127.0.0.1", help="address (default 127.0.0.1)")
+    sv.set_defaults(func=cmd_serve)
+    fs = sub.add_parser("fs", help="CernVM-FS-style repositories: keys, publishing, checks")
+    fsc = fs.add_subparsers(dest="fs_command", metavar="keygen|publish|check", required=True)
+    fk = fsc.add_parser("keygen", help="make a repository's Ed25519 key pair (NAME.key, NAME.pub)")
+    fk.add_argument("--repo", required=True, metavar="NAME", help="the repository (e.g. sft.cern.ch)")
+    fk.add_argument("-o", "--output", required=True, metavar="DIR", help="where NAME.key and NAME.pub go")
+    fk.add_argument("--force", action="store_true", help="replace an existing key pair")
+    fk.set_defaults(func=cmd_fs_keygen, no_workspace=True)
+    fp = fsc.add_parser("publish", help="publish a directory tree as the next revision of a repository")
+    fp.add_argument("source", metavar="DIR", help="the tree to publish")
+    fp.add_argument("--repo", required=True, metavar="NAME", help="the repository (e.g. sft.cern.ch)")
+    fp.add_argument("--to", required=True, metavar="OUT", help="the static HTTP tree; OUT/NAME is the repository")
+    fp.add_argument("--key", metavar="FILE", help="the repository's private key (default: KEYS/NAME.key)")
+    fp.add_argument("--keys", metavar="DIR", default="/etc/cvmfs/keys",
+                    help="where NAME.key is kept (default /etc/cvmfs/keys, as on a CernVM-FS server)")
+    fp.add_argument("--rehash", action="store_true", help="read every file again, even those that look unchanged")
+    fp.add_argument("--ttl", type=int, default=240, help="seconds clients may keep the manifest (default 240)")
+    fp.add_argument("-j", "--jobs", type=int, help="files compressed at once (default: the CPUs, up to 8)")
+    fp.set_defaults(func=cmd_fs_publish, no_workspace=True)
+    fch = fsc.add_parser("check", help="verify a published repository as a client would")
+    fch.add_argument("repository", metavar="OUT/NAME", help="the repository directory")
+    fch.add_argument("--pub", nargs="+", required=True, metavar="FILE", help="the public key(s) to trust")
+    fch.add_argument("--quick", action="store_true", help="check that objects exist without reading them")
+    fch.set_defaults(func=cmd_fs_check, no_workspace=True)
+
+    cx = sub.add_parser("context", help="contextualization: config drives holding user data")
+    cxc = cx.add_subparsers(dest="context_command", metavar="make", required=True)
+    cm = cxc.add_parser("make", help="a config drive (ISO 9660 or FAT, labelled cidata) with user-data")
+    cm.add_argument("user_data", metavar="USER-DATA.ini", help="EC2-style user data with a [cernvm] section")
+    cm.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.iso (ISO 9660) or FILE.img (FAT)")
+    cm.add_argument("--add", nargs="+", default=[], metavar="FILE", help="more files for the drive (scripts)")
+    cm.add_argument("--format", choices=("iso", "fat"), help="default: from the output's suffix")
+    cm.add_argument("--label", default="cidata", help="the volume label (default cidata)")
+    cm.set_defaults(func=cmd_context_make, no_workspace=True)
     return p
+
+
+def _images_argv(argv: list[str]) -> list[str]:
+    """``appbuild images [group-NAME]`` means ``appbuild images list [group-NAME]``."""
+    if argv and argv[0] == "images" and (len(argv) == 1 or argv[1] not in ("list", "show", "diff", "-h", "--help")):
+        return ["images", "list", *argv[1:]]
+    return argv
 
 
 def main(argv: list[str] | None = None) -> int:
     ui = Console()
     argv = sys.argv[1:] if argv is None else argv
     parser = build_image_parser() if argv and argv[0].startswith("group-") else build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_images_argv(argv))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

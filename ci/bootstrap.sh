@@ -20,10 +20,16 @@ APT_PACKAGES=(
     # capsules: rpm, rpmbuild, rpmsign and rpm-md repositories; gpg makes test signing keys
     rpm createrepo-c cpio gpg
     # images: partitioning, filesystems, bootloader, conversion, boot tests
-    fdisk e2fsprogs syslinux syslinux-common extlinux mtools dosfstools
+    fdisk e2fsprogs kmod syslinux syslinux-common extlinux mtools dosfstools
     qemu-utils qemu-system-x86 libguestfs-tools linux-image-amd64 xorriso
     # graph pictures
     graphviz
+    # the download page is tested in a real headless browser (selenium drives chromedriver)
+    chromium chromium-driver
+    # the download server config in ci/nginx is tested with a real nginx
+    nginx-light
+    # the file system benchmark's reference download (bench/fs_read.py)
+    curl
 )
 
 as_root() {

@@ -1,7 +1,10 @@
 class GroupCernvm(GroupRecipe):
     """The CernVM appliance: just enough OS. A kernel and the modules the appliance
     uses, a static busybox cooked from Debian's source, the base files and our own
-    init; everything they need is found by dependency resolution."""
+    init; the file system client that brings the experiment software (cvmfs-client,
+    with the keys and servers of the repositories it trusts) and the contextualization
+    agent. Everything they need (the C library, libfuse3, SQLite, libcrypto, zlib for
+    the client) is found by dependency resolution."""
 
     name = 'group-cernvm'
     version = '1.0'
@@ -14,5 +17,8 @@ class GroupCernvm(GroupRecipe):
         r.add('base-files')
         r.add('busybox')
         r.add('appliance-init')
+        r.add('cvmfs-client')
+        r.add('cvmfs-keys')
+        r.add('cernvm-context')
         # the kernel comes from the Debian archive (appbuild import deb linux-image-...)
         r.add('linux-image-*-amd64' if r.arch == 'x86_64' else 'linux-image-*-686')

@@ -178,3 +178,92 @@ def x86_64():
 @pytest.fixture(scope="session")
 def x86():
     return get_arch("x86")
+
+
+# ------------------------------------------------------------------ image versions, publishing
+
+
+def copy_tree(source: Path, target: Path, *, link: bool = False) -> None:
+    """A copy of *source* (hard links with *link*: for image files nobody writes to)."""
+    subprocess.run(["cp", "-a", "--link" if link else "--reflink=auto", str(source), str(target)], check=True)
+
+
+def appliance_sandbox(appliance: Appliance, root: Path, recipes: list[str] = ()) -> Settings:
+    """A workspace with copies of the project's groups/, repo/config.yaml and the named recipes
+    (the others are taken from the repository as the appliance cooked them), a copy of the
+    appliance's repository and an image store seeded with the appliance's x86_64 images
+    (hard links): new group versions made here never reach the shared appliance."""
+    ws = root / "workspace"
+    (ws / "repo").mkdir(parents=True)
+    (ws / "recipes").mkdir()
+    shutil.copy(PROJECT / "repo" / "config.yaml", ws / "repo" / "config.yaml")
+    for name in recipes:
+        shutil.copytree(PROJECT / "recipes" / name, ws / "recipes" / name)
+    shutil.copytree(PROJECT / "groups", ws / "groups")
+    s = make_settings(root, workspace=ws, cache=appliance.settings.cache)
+    copy_tree(appliance.settings.repository, s.repository)
+    version = appliance.version["x86_64"]
+    seeded = s.images / "group-cernvm" / version
+    seeded.mkdir(parents=True)
+    copy_tree(appliance.settings.images / "group-cernvm" / version / "x86_64", seeded / "x86_64", link=True)
+    return s
+
+
+@dataclasses.dataclass
+class TwoVersions:
+    """group-cernvm (x86_64) recorded in two versions: the appliance's, and one built after a
+    change to base-files was cooked (in a sandbox; see appliance_sandbox)."""
+
+    settings: Settings
+    old: str
+    new: str
+    new_output: str
+
+
+@pytest.fixture(scope="session")
+def two_versions(appliance, tmp_path_factory) -> TwoVersions:
+    root = tmp_path_factory.mktemp("two-versions")
+    s = appliance_sandbox(appliance, root, ["base-files"])
+    issue = s.recipes_dir / "base-files" / "recipe.py"
+    text = issue.read_text()
+    assert "CernVM appliance (built by appbuild)" in text
+    issue.write_text(text.replace("CernVM appliance (built by appbuild)", "CernVM appliance (nightly 2)"))
+    proc = run_appbuild(s, "group-cernvm", "--arch", "x86_64", "--format", "qcow2,vmdk", "-j", "2")
+    import re
+
+    new = re.search(r"^group-cernvm=\S+/(\S+)\[is: x86_64\]: ", proc.stdout, re.M).group(1)
+    assert new != appliance.version["x86_64"], proc.stdout
+    return TwoVersions(s, appliance.version["x86_64"], new, proc.stdout)
+
+
+@dataclasses.dataclass
+class SigningKey:
+    home: Path  # GNUPGHOME with the secret key (what publishing uses)
+    key: str  # its user id
+    fingerprint: str
+    verify_home: Path  # a keyring holding only the public key (what a downloader uses)
+
+    def env(self) -> dict[str, str]:
+        return {"APPBUILD_SIGNING_KEY": self.key, "APPBUILD_GPG_HOME": str(self.home)}
+
+
+@pytest.fixture(scope="session")
+def signing_key(tmp_path_factory) -> SigningKey:
+    """A fresh OpenPGP signing key for the session, and a separate keyring that trusts it."""
+    root = tmp_path_factory.mktemp("gpg")
+    home, verify = root / "signer", root / "verifier"
+    for d in (home, verify):
+        d.mkdir(mode=0o700)
+    key = "appbuild test releases <releases@example.invalid>"
+    gpg = ["gpg", "--batch", "--no-tty", "--quiet"]
+    subprocess.run([*gpg, "--homedir", str(home), "--passphrase", "", "--quick-gen-key", key, "ed25519", "sign",
+                    "never"], check=True, capture_output=True)
+    public = subprocess.run([*gpg, "--homedir", str(home), "--armor", "--export", key], check=True,
+                            capture_output=True).stdout
+    subprocess.run([*gpg, "--homedir", str(verify), "--import"], input=public, check=True, capture_output=True)
+    listing = subprocess.run([*gpg, "--homedir", str(home), "--with-colons", "--list-keys", key], check=True,
+                             capture_output=True, text=True).stdout
+    fingerprint = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+    yield SigningKey(home, "releases@example.invalid", fingerprint, verify)
+    for d in (home, verify):
+        subprocess.run(["gpgconf", "--homedir", str(d), "--kill", "all"], capture_output=True)

@@ -271,7 +271,7 @@ class Cooker:
             return set()
         closure = ClosureResolver(self.repo, arch.name).resolve(reqs)
         troves = [self.repo.get(n) for n in closure.members]
-        materialize(self.repo.store, troves, sysroot)
+        materialize(self.repo.store, troves, sysroot, relative_links=True)
         return set().union(*(t.provides for t in troves))
 
     def _suggest(self, dep: Dependency) -> str | None:
@@ -294,15 +294,19 @@ class Cooker:
 
 
 def _sysroot_env(sysroot: Path, recipe: PackageRecipe, arch: Arch) -> dict[str, str]:
-    """Compiler search paths pointing into the staged build requirements."""
+    """Compiler search paths pointing into the staged build requirements.
+
+    Only compile- and link-time paths: no LD_LIBRARY_PATH, so the host's compiler and
+    shell never run on a library (a C library!) staged for the target.
+    """
     libdirs = [recipe.macros.libdir, f"/{arch.lib}", *arch.multiarch_libdirs, "/usr/lib", "/lib"]
     libdirs = list(dict.fromkeys(libdirs))
     libs = ":".join(str(sysroot) + d for d in libdirs)
     pkgconfig = ":".join(str(sysroot) + d + "/pkgconfig" for d in [*libdirs, "/usr/share"])
+    includes = [sysroot / "usr/include" / arch.multiarch, sysroot / "usr/include"]
     return {
-        "CPATH": str(sysroot / "usr/include"),
+        "CPATH": ":".join(map(str, includes)),
         "LIBRARY_PATH": libs,
-        "LD_LIBRARY_PATH": libs,
         "PKG_CONFIG_PATH": pkgconfig,
         "PKG_CONFIG_SYSROOT_DIR": str(sysroot),
     }

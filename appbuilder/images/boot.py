@@ -5,14 +5,27 @@ snapshot mode (the image file is never modified), the serial console on a pipe, 
 a deadline. Software emulation (TCG) is the default; set ``APPBUILD_QEMU_ACCEL=kvm``
 to opt into KVM where it works (nested KVM hangs on some hosts). A guest reaches host
 services only through ``-netdev user,restrict=on,guestfwd=...`` to loopback ports.
+
+:func:`boot_until` waits for one line and stops the guest; :class:`RunningGuest`
+keeps it running while a test waits for one console line after another (and acts
+on the host in between, e.g. stops a server when the guest asks for it).
+
+Each guest connection to a forwarded address gets its own connection to the host
+port: the forward runs a small relay per connection (``cmd:``, see :func:`relay`).
+QEMU's other kind of forward (``tcp:`` to a character device) connects once, when
+QEMU starts, and carries every guest connection over that one stream; it also makes
+QEMU fail to start when the host port is closed.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import select
 import shutil
+import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +67,7 @@ def qemu_argv(image: Path, opts: BootOptions) -> list[str]:
     for path, fmt, iface in opts.extra_drives:
         argv += ["-drive", f"file={path},format={fmt},if={iface},readonly=on"]
     if opts.guestfwd:
-        fwd = ",".join(f"guestfwd=tcp:{ip}:{port}-tcp:127.0.0.1:{host_port}" for ip, port, host_port in opts.guestfwd)
+        fwd = ",".join(f"guestfwd=tcp:{ip}:{port}-cmd:{relay_command(host_port)}" for ip, port, host_port in opts.guestfwd)
         argv += ["-netdev", f"user,id=net0,restrict=on,{fwd}", "-device", "virtio-net-pci,netdev=net0"]
     else:
         argv += ["-nic", "none"]
@@ -98,3 +111,149 @@ def boot_until(image: Path, opts: BootOptions, *, marker: str = BOOT_MARKER, kee
     line = next((ln.strip() for ln in text.splitlines() if marker in ln), "")
     seconds = (found_at - start) if found_at is not None else time.monotonic() - start
     return BootResult(found_at is not None, seconds, text, line)
+
+
+# ---------------------------------------------------------------- a guest that keeps running
+
+
+class RunningGuest:
+    """A guest booted in QEMU whose console a test reads line by line while it runs.
+
+    ::
+
+        with RunningGuest(image, opts) as guest:
+            guest.wait_for("APPLIANCE-BOOT-OK")
+            line = guest.wait_for(re.compile(r"CHECK (\\w+) (ok|FAILED)"), timeout=60)
+
+    Each :meth:`wait_for` looks at the console lines after the last one it matched.
+    Leaving the ``with`` block (or :meth:`stop`) kills QEMU.
+    """
+
+    def __init__(self, image: Path, opts: BootOptions):
+        self.opts = opts
+        self.start = time.monotonic()
+        self.proc = subprocess.Popen(qemu_argv(image, opts), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self._buffer = bytearray()
+        self.lines: list[str] = []  # complete console lines so far
+        self._cursor = 0  # lines before this one were looked at by wait_for
+
+    def __enter__(self) -> "RunningGuest":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def console(self) -> str:
+        return "\n".join(self.lines) + ("\n" + self._buffer.decode(errors="replace") if self._buffer else "")
+
+    @property
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def _read(self, wait: float) -> bool:
+        """Read what the console has (waiting up to *wait* seconds); False at end of output."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        ready, _, _ = select.select([fd], [], [], wait)
+        if not ready:
+            return True
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return False
+        self._buffer += chunk
+        *complete, rest = self._buffer.split(b"\n")
+        self.lines += [line.decode(errors="replace").rstrip("\r") for line in complete]
+        self._buffer = bytearray(rest)
+        return True
+
+    def wait_for(self, pattern: str | re.Pattern, timeout: float | None = None, *, partial: bool = False) -> str:
+        """The next console line containing *pattern* (a string, or a regular expression searched
+        for); raises :class:`AppbuildError` with the console's tail when QEMU exits or the
+        deadline (default: the boot options' timeout) passes first. With *partial*, a line
+        whose end has not arrived yet counts too (a prompt such as ``login:``)."""
+        deadline = time.monotonic() + (self.opts.timeout if timeout is None else timeout)
+        match = pattern.search if isinstance(pattern, re.Pattern) else (lambda line: pattern in line)
+        alive = True
+        while True:
+            while self._cursor < len(self.lines):
+                line = self.lines[self._cursor]
+                self._cursor += 1
+                if match(line):
+                    return line
+            unfinished = self._buffer.decode(errors="replace")
+            if partial and self._cursor == len(self.lines) and unfinished and match(unfinished):
+                self._cursor += 1  # when this line is complete, it has been seen
+                return unfinished
+            if not alive or time.monotonic() > deadline:
+                what = "QEMU exited" if not alive else f"no such line within {timeout or self.opts.timeout:.0f} s"
+                tail = "\n".join(self.console.splitlines()[-60:])
+                raise AppbuildError(f"waiting for {getattr(pattern, 'pattern', pattern)!r} on the console: {what}; "
+                                    f"the console ends with:\n{tail}")
+            alive = self._read(min(0.2, max(0.0, deadline - time.monotonic())))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, 9)
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+
+# ---------------------------------------------------------------- forwarding guest connections
+
+
+def relay_command(host_port: int) -> str:
+    """The ``cmd:`` QEMU runs for each guest connection to a forwarded address (no commas:
+    QEMU's option syntax would need them doubled)."""
+    command = f"{sys.executable} -m appbuilder.images.boot relay 127.0.0.1 {int(host_port)}"
+    return command.replace(",", ",,")
+
+
+def relay(host: str, port: int) -> int:
+    """Copy bytes between stdin/stdout (QEMU's end of one guest connection) and host:port.
+
+    A closed host port ends the guest's connection at once, as a dead server would."""
+    # stderr is the guest's connection too: nothing may be written there
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        upstream = socket.create_connection((host, port), timeout=10)
+    except OSError:
+        return 1
+    upstream.settimeout(None)
+    guest_in, guest_out = 0, 1
+    open_in, open_up = True, True
+    while open_up:
+        watch = ([guest_in] if open_in else []) + [upstream]
+        ready, _, _ = select.select(watch, [], [])
+        if guest_in in ready:
+            data = os.read(guest_in, 65536)
+            if data:
+                upstream.sendall(data)
+            else:
+                open_in = False
+                upstream.shutdown(socket.SHUT_WR)
+        if upstream in ready:
+            data = upstream.recv(65536)
+            if data:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(guest_out, view):]
+            else:  # the host side is done: the guest sees the end of the stream
+                open_up = False
+                try:
+                    socket.socket(fileno=os.dup(guest_out)).shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+                break
+    upstream.close()
+    return 0
+
+
+if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "relay":
+    sys.exit(relay(sys.argv[2], int(sys.argv[3])))

@@ -6,6 +6,13 @@ disk, convert it to every requested format in parallel, and move the results int
 image store. Output names and the store are checked before any work starts; all work
 happens in a temporary directory inside the store, so an interrupted or failed build
 leaves nothing under a final name.
+
+Every build into the store is recorded: ``manifest.json`` (the group trove and its
+pins, formats, sha256 and size of every file, builder version, times) and ``build.log``
+(this build's progress lines) beside the images. When the store already records the
+group version being built, the new files must have the recorded sha256, or the build
+fails and the store keeps what it had: a version rebuilt from its pins is the very image
+first built (and published), not merely a similar one.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from typing import Callable
 
 from appbuilder.arch import get_arch
 from appbuilder.errors import AppbuildError, Interrupted
+from appbuilder.images import manifest as mf
 from appbuilder.images.meta import ImageMeta
 from appbuilder.images.store import ImageStore
 from appbuilder.repository.repo import Repository
@@ -58,6 +66,7 @@ class BuiltImage:
     kernel: str = ""
     installed_size: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    manifest: mf.Manifest | None = None  # as recorded in the store (None with --output)
 
 
 def build_images(settings: Settings, repo: Repository, req: BuildRequest,
@@ -81,6 +90,14 @@ def _build_one(settings: Settings, repo: Repository, req: BuildRequest, arch: st
 
     timings: dict[str, float] = {}
     t0 = time.monotonic()
+    log: list[str] = []
+    started = mf.utc_now()
+    user_say = say
+
+    def say(message: str) -> None:  # progress for the user, and the build's log
+        log.append(f"[{time.monotonic() - t0:7.1f}s] {message}")
+        user_say(message)
+
     if req.version is None:
         if req.cook and settings.recipes_dir.is_dir():
             _cook_changed(settings, repo, arch, say)
@@ -116,15 +133,62 @@ def _build_one(settings: Settings, repo: Repository, req: BuildRequest, arch: st
         timings["convert"] = time.monotonic() - t
         # formats may share a file (raw and ami: the same disk)
         unique = list(dict.fromkeys(p for paths in produced.values() for p in paths))
+        records = mf.file_records(unique)
+        _check_recorded(settings, req, group, arch, records)
         placed = store.commit(unique, directory, force=req.force)
         by_name = {p.name: p for p in placed}
         files = {fmt: [by_name[p.name] for p in paths] for fmt, paths in produced.items()}
+        recorded = None
+        if req.output is None:
+            say(f"[{arch}] recorded {directory / mf.MANIFEST}")
+            manifest = _manifest(group, req.group, arch, assembled, produced, records, timings, started)
+            recorded = store.record(directory, manifest, [_log_header(manifest, started), *log])
         return BuiltImage(arch, str(group.nvf), directory, files, assembled.meta, assembled.kernel_version,
-                          assembled.installed_size, timings)
+                          assembled.installed_size, timings, recorded)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted while building {req.group} for {arch}; no image was written") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _check_recorded(settings: Settings, req: BuildRequest, group, arch: str, records: dict[str, dict]) -> None:
+    """Refuse files that differ from those the image store recorded for this group version."""
+    recorded = ImageStore(settings.images).manifest(req.group, group.version.revision, arch)
+    if recorded is None or recorded.trove != str(group.nvf):
+        return
+    bad = mf.mismatches(recorded, records)
+    if bad:
+        then = recorded.builder
+        now = mf.builder_identity()
+        note = "" if then == now else f" (recorded by {_who(then)}, now built by {_who(now)})"
+        raise AppbuildError(f"{group.nvf} did not rebuild to the bytes recorded in "
+                            f"{ImageStore(settings.images).directory(req.group, group.version.revision, arch)}"
+                            f"{note}; nothing was written:\n  " + "\n  ".join(bad))
+
+
+def _who(builder: dict) -> str:
+    return f"appbuild {builder.get('version', '?')}" + (f" at {builder['commit'][:12]}" if builder.get("commit") else "")
+
+
+def _manifest(group, name: str, arch: str, assembled, produced: dict[str, list[Path]], records: dict[str, dict],
+              timings: dict[str, float], started: str) -> mf.Manifest:
+    now = mf.utc_now()
+    formats = {fmt: [p.name for p in paths] for fmt, paths in produced.items()}
+    builder = mf.builder_identity()
+    return mf.Manifest(
+        group=name, trove=str(group.nvf), version=str(group.version), arch=arch,
+        members=[str(m) for m in group.members], named=list(group.info.get("named", [])),
+        formats=formats, files=records, builder=builder, kernel=assembled.kernel_version,
+        installed_size=assembled.installed_size, disk_size=assembled.meta.disk_size,
+        source_date_epoch=assembled.meta.source_date_epoch, built=now, updated=now,
+        builds=[{"started": started, "finished": now, "formats": sorted(formats), "builder": builder,
+                 "seconds": {k: round(v, 2) for k, v in timings.items()}}],
+    )
+
+
+def _log_header(manifest: mf.Manifest, started: str) -> str:
+    return (f"== {started} {_who(manifest.builder)}: {manifest.trove}, "
+            f"formats {', '.join(sorted(manifest.formats))} ==")
 
 
 def _cook_changed(settings: Settings, repo: Repository, arch: str, say: Callable[[str], None]) -> None:

@@ -39,8 +39,13 @@ def _check_inside(root: Path, real_root: str, host: Path, path: str) -> str:
     return real
 
 
-def materialize(store: ContentStore, troves: Iterable[Trove], dest: Path) -> int:
-    """Write every file of *troves* under *dest*; returns how many entries were written."""
+def materialize(store: ContentStore, troves: Iterable[Trove], dest: Path, *, relative_links: bool = False) -> int:
+    """Write every file of *troves* under *dest*; returns how many entries were written.
+
+    With *relative_links*, absolute symlink targets are rewritten relative to the link,
+    so that they point inside *dest* rather than at the host (a sysroot: Debian's
+    ``libfoo.so -> /usr/lib/x86_64-linux-gnu/libfoo.so.1`` must find the staged library).
+    """
     dest.mkdir(parents=True, exist_ok=True)
     real_root = os.path.realpath(dest)
     entries: list[FileEntry] = sorted((f for t in troves for f in t.files), key=lambda f: f.path)
@@ -66,7 +71,10 @@ def materialize(store: ContentStore, troves: Iterable[Trove], dest: Path) -> int
                 store.copy_to(f.sha256, host)
                 os.chmod(host, f.mode)
             elif f.type == "symlink":
-                os.symlink(f.target, host)
+                target = f.target
+                if relative_links and target.startswith("/"):
+                    target = os.path.relpath(target, os.path.dirname(f.path))
+                os.symlink(target, host)
             elif f.type == "hardlink":
                 source = _host_path(dest, real_root, f.target)
                 if source.is_file() and not source.is_symlink():

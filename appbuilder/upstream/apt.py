@@ -19,11 +19,13 @@ warning; only a package that then cannot be found is an error.
 
 from __future__ import annotations
 
+import fcntl
 import re
 import subprocess
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from appbuilder.errors import SourceError
 
@@ -178,10 +180,20 @@ class PrivateApt:
         name = "appbuild-src.sources" if self.kind == "deb-src" else "appbuild.sources"
         (self.state / "sources.list.d" / name).write_text(sources_text(entries, self.kind))
 
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the private state's lock: apt's own lock fails rather than waits, and two cooks
+        (threads or processes) may need the same state at once."""
+        self.state.mkdir(parents=True, exist_ok=True)
+        with open(self.state / ".appbuild.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
     def update(self, *, index_glob: str, warn: Callable[[str], None] | None = None) -> None:
         """Refresh the indexes; a failed index is a warning while some *index_glob* lists exist."""
-        self.prepare()
-        proc = self.run("apt-get", "update")
+        with self.locked():
+            self.prepare()
+            proc = self._run("apt-get", "update")
         if proc.returncode == 0:
             return
         detail = _apt_errors(proc.stdout + proc.stderr)
@@ -191,7 +203,11 @@ class PrivateApt:
             warn(f"apt-get update reported errors; using the indexes it has ({detail})")
 
     def run(self, tool: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-        """Run ``apt-get`` or ``apt-cache`` with the private options."""
+        """Run ``apt-get`` or ``apt-cache`` with the private options (one at a time)."""
+        with self.locked():
+            return self._run(tool, *args, cwd=cwd)
+
+    def _run(self, tool: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([tool, *self.options(), *args], cwd=cwd, capture_output=True, text=True)
 
 

@@ -1,0 +1,164 @@
+"""The catalog: the whole tree of one revision in one SQLite database.
+
+One row per directory entry; the row id is the inode number the client hands to the
+kernel (1 is the root), so a lookup is one indexed query on ``(parent, name)`` and a
+directory listing one range scan of that index::
+
+    CREATE TABLE catalog (
+        inode    INTEGER PRIMARY KEY,  -- 1: the root directory (parent 0, name '')
+        parent   INTEGER NOT NULL,     -- inode of the directory holding it
+        name     TEXT NOT NULL,        -- one path component, UTF-8
+        mode     INTEGER NOT NULL,     -- st_mode: file type and permission bits
+        size     INTEGER NOT NULL,     -- files: bytes uncompressed; symlinks: target length
+        mtime    INTEGER NOT NULL,     -- seconds since the epoch
+        mtime_ns INTEGER NOT NULL,     -- nanoseconds, for the publisher's change detection
+        hash     TEXT,                 -- regular files: the content object's hash
+        symlink  TEXT,                 -- symbolic links: the target, as is
+        nlink    INTEGER NOT NULL      -- directories: 2 + subdirectories; otherwise 1
+    );
+    CREATE UNIQUE INDEX catalog_parent_name ON catalog (parent, name);
+    CREATE TABLE properties (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+``properties`` holds ``schema`` (1), ``repository``, ``revision`` and counts. Hard
+links are published as separate files (their content is one object); sockets,
+FIFOs and devices are not published. The catalog is stored as an object with the
+suffix ``C`` and named by the manifest.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from appbuilder.errors import AppbuildError
+
+SCHEMA_VERSION = 1
+ROOT_INODE = 1
+
+SCHEMA = """
+CREATE TABLE catalog (
+    inode INTEGER PRIMARY KEY,
+    parent INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    mode INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    hash TEXT,
+    symlink TEXT,
+    nlink INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX catalog_parent_name ON catalog (parent, name);
+CREATE TABLE properties (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+COLUMNS = "inode, parent, name, mode, size, mtime, mtime_ns, hash, symlink, nlink"
+
+
+class CatalogError(AppbuildError):
+    """A catalog is not a valid SQLite database of this schema."""
+
+
+@dataclass
+class Entry:
+    inode: int
+    parent: int
+    name: str
+    mode: int
+    size: int
+    mtime: int
+    mtime_ns: int
+    hash: str | None = None
+    symlink: str | None = None
+    nlink: int = 1
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.mode)
+
+    @property
+    def is_file(self) -> bool:
+        return stat.S_ISREG(self.mode)
+
+    @property
+    def is_symlink(self) -> bool:
+        return stat.S_ISLNK(self.mode)
+
+
+def build(entries: list[Entry], properties: dict[str, str]) -> bytes:
+    """The catalog database holding *entries* (inodes assigned by the caller), as bytes."""
+    with tempfile.TemporaryDirectory(prefix="appbuild-catalog-") as tmp:
+        path = Path(tmp) / "catalog.db"
+        db = sqlite3.connect(path)
+        try:
+            db.execute("PRAGMA journal_mode=OFF")
+            db.execute("PRAGMA synchronous=OFF")
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.executescript(SCHEMA)
+            db.executemany(f"INSERT INTO catalog ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                           [(e.inode, e.parent, e.name, e.mode, e.size, e.mtime, e.mtime_ns, e.hash, e.symlink,
+                             e.nlink) for e in entries])
+            props = {"schema": str(SCHEMA_VERSION), **properties}
+            db.executemany("INSERT INTO properties (key, value) VALUES (?, ?)", sorted(props.items()))
+            db.commit()
+            db.execute("VACUUM")
+        finally:
+            db.close()
+        return path.read_bytes()
+
+
+class Catalog:
+    """A catalog read from its bytes (in memory), for the publisher and for checks."""
+
+    def __init__(self, data: bytes):
+        if not data.startswith(b"SQLite format 3\x00"):
+            raise CatalogError("the catalog is not an SQLite database")
+        self.db = sqlite3.connect(":memory:")
+        try:
+            self.db.deserialize(data)
+            check = self.db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise CatalogError(f"the catalog database is damaged ({check})")
+            self.properties = dict(self.db.execute("SELECT key, value FROM properties"))
+            self.db.execute(f"SELECT {COLUMNS} FROM catalog LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise CatalogError(f"the catalog is not a valid catalog database ({exc})") from None
+        if self.properties.get("schema") != str(SCHEMA_VERSION):
+            raise CatalogError(f"catalog schema {self.properties.get('schema')!r} is not {SCHEMA_VERSION}")
+
+    def _rows(self, query: str, args=()) -> list[Entry]:
+        return [Entry(*row) for row in self.db.execute(f"SELECT {COLUMNS} FROM catalog {query}", args)]
+
+    def get(self, inode: int) -> Entry | None:
+        rows = self._rows("WHERE inode = ?", (inode,))
+        return rows[0] if rows else None
+
+    def lookup(self, path: str) -> Entry | None:
+        """The entry at *path* (``/a/b``, relative to the repository root), symlinks not followed."""
+        entry = self.get(ROOT_INODE)
+        for part in [p for p in path.split("/") if p]:
+            if entry is None or not entry.is_dir:
+                return None
+            rows = self._rows("WHERE parent = ? AND name = ?", (entry.inode, part))
+            entry = rows[0] if rows else None
+        return entry
+
+    def listdir(self, inode: int) -> list[Entry]:
+        return self._rows("WHERE parent = ? AND inode != ? ORDER BY name", (inode, ROOT_INODE))
+
+    def walk(self) -> dict[str, Entry]:
+        """Every entry by its path (``''`` is the root)."""
+        rows = self._rows("ORDER BY inode")
+        paths: dict[int, str] = {}
+        out: dict[str, Entry] = {}
+        for e in rows:
+            path = "" if e.inode == ROOT_INODE else f"{paths[e.parent]}/{e.name}"
+            paths[e.inode] = path
+            out[path] = e
+        return out
+
+    def close(self) -> None:
+        self.db.close()

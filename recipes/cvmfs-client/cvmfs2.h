@@ -1,0 +1,175 @@
+/* cvmfs2: a read-only FUSE client for appbuild's CernVM-FS-style repositories.
+ *
+ * Modules:
+ *   config.c    /etc/cvmfs/default.conf, default.local, config.d/REPO.conf, .local
+ *   log.c       messages to stderr and to $CVMFS_USYSLOG
+ *   http.c      a small HTTP/1.1 GET over sockets, direct or through a proxy
+ *   download.c  servers and proxies with CernVM-FS semantics, hash checks, inflate
+ *   cache.c     the local cache directory with its quota (LRU eviction)
+ *   manifest.c  the signed manifest and the trusted Ed25519 keys
+ *   crypto.c    SHA-256 and Ed25519 (OpenSSL's libcrypto)
+ *   catalog.c   the SQLite catalog of the tree
+ *   main.c      command line, mounting, the FUSE (low-level API) operations
+ */
+#ifndef CVMFS2_H
+#define CVMFS2_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sqlite3.h>
+#include <stdio.h>
+
+#define CVMFS_VERSION "1.0"
+#define HASH_HEX 64
+#define MAX_LIST 32
+
+#define SHA256_BYTES 32
+#define ED25519_KEY_BYTES 32
+#define ED25519_SIG_BYTES 64
+
+/* ------------------------------------------------------------------ crypto.c */
+struct sha256 {
+    void *ctx;  /* EVP_MD_CTX */
+};
+void sha256_init(struct sha256 *h);
+void sha256_update(struct sha256 *h, const void *data, size_t len);
+void sha256_final(struct sha256 *h, unsigned char out[SHA256_BYTES]);
+void sha256_free(struct sha256 *h);
+void sha256_once(const void *data, size_t len, unsigned char out[SHA256_BYTES]);
+/* 0 if sig is key's signature of msg */
+int ed25519_verify(const unsigned char key[ED25519_KEY_BYTES], const unsigned char sig[ED25519_SIG_BYTES],
+                   const unsigned char *msg, size_t len);
+int base64_decode(const char *in, size_t inlen, unsigned char *out, size_t outmax, size_t *outlen);
+/* exactly outlen bytes of hex (blanks around allowed); 0 or -1 */
+int hex_decode(const char *in, unsigned char *out, size_t outlen);
+
+/* ------------------------------------------------------------------ log.c */
+enum { LOG_ERR_ = 0, LOG_WARN_ = 1, LOG_INFO_ = 2, LOG_DEBUG_ = 3 };
+void log_open(const char *path, const char *repo, int to_stderr, int debug);
+void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void log_stderr_off(void);
+
+/* ------------------------------------------------------------------ config.c */
+struct config;
+struct config *config_load(const char *dir, const char *repo, char *err, size_t errlen);
+const char *config_get(const struct config *c, const char *key, const char *fallback);
+long config_long(const struct config *c, const char *key, long fallback);
+void config_free(struct config *c);
+/* replaces @fqrn@ and @org@ in s (a new string) */
+char *expand_repo(const char *s, const char *repo);
+
+/* ------------------------------------------------------------------ http.c */
+struct url {
+    char host[256];
+    char port[8];
+    char path[1024];  /* without a trailing slash */
+};
+int url_parse(const char *text, struct url *u, char *err, size_t errlen);
+
+/* where a failure lies: decides what the failover tries next */
+enum fetch_status {
+    FETCH_OK = 0,
+    FETCH_PROXY_ERR,   /* the proxy cannot be reached or cannot serve: next proxy */
+    FETCH_HOST_ERR,    /* the server (directly) cannot be reached, or said 404/5xx: next server */
+    FETCH_DATA_ERR,    /* the bytes arrived but are wrong (hash, zlib): evict, try elsewhere */
+    FETCH_LOCAL_ERR,   /* we cannot store what arrived (disk full): stop */
+};
+
+typedef int (*body_sink)(void *ctx, const unsigned char *data, size_t len);
+int http_get(const struct url *server, const char *path, const struct url *proxy, int timeout_s,
+             int no_cache, body_sink sink, void *ctx, char *err, size_t errlen);
+
+/* ------------------------------------------------------------------ download.c */
+struct proxy {
+    struct url url;
+    int direct;
+    int group;
+    time_t failed_at;  /* 0: believed good */
+    char text[300];
+};
+
+struct fetcher {
+    struct url hosts[MAX_LIST];
+    int nhosts;
+    int host;  /* the server that answered last */
+    struct proxy proxies[MAX_LIST];
+    int nproxies;
+    int ngroups;
+    int proxy;  /* the proxy that answered last, -1 before */
+    int timeout_proxy, timeout_direct, max_retries;
+    long reset_after;
+};
+
+int fetcher_init(struct fetcher *f, const char *servers, const char *proxies, char *err, size_t errlen);
+/* a file in the repository, verbatim (the manifest) into a malloc'd buffer, never a
+ * proxy's cached copy; check (if given) accepts or refuses what arrived, a refusal
+ * counts as bad data (next proxy/server) */
+typedef int (*raw_check)(void *ctx, const unsigned char *data, size_t len, char *err, size_t errlen);
+enum fetch_status fetch_raw(struct fetcher *f, const char *relpath, unsigned char **out, size_t *outlen,
+                            size_t maxlen, raw_check check, void *check_ctx, char *err, size_t errlen);
+/* an object: checked against its hash, inflated into fd; *size is the inflated size */
+enum fetch_status fetch_object(struct fetcher *f, const char *hash, const char *suffix, int fd, uint64_t *size,
+                               char *err, size_t errlen);
+const char *fetcher_host(const struct fetcher *f);
+const char *fetcher_proxy(const struct fetcher *f);
+
+/* ------------------------------------------------------------------ cache.c */
+struct cache;
+struct cache *cache_open(const char *dir, uint64_t limit, char *err, size_t errlen);
+/* an open fd of the cached object, or -1 (errno ENOENT if not cached); pins it */
+int cache_open_object(struct cache *c, const char *hash);
+/* make room, download through fetch_object and commit; an open fd (pinned), or -errno */
+int cache_fetch_object(struct cache *c, struct fetcher *f, const char *hash, uint64_t size, char *err, size_t errlen);
+void cache_unpin(struct cache *c, const char *hash);
+uint64_t cache_used(const struct cache *c);
+uint64_t cache_limit(const struct cache *c);
+const char *cache_dir(const struct cache *c);
+/* the catalog database of hash: cached, or downloaded and checked; path in out */
+int cache_catalog(struct cache *c, struct fetcher *f, const char *hash, const char *repo, int offline, char *out,
+                  size_t outlen, char *err, size_t errlen);
+int cache_store_manifest(struct cache *c, const unsigned char *data, size_t len);
+int cache_load_manifest(struct cache *c, unsigned char **data, size_t *len);
+
+/* ------------------------------------------------------------------ manifest.c */
+struct manifest {
+    char catalog[HASH_HEX + 1];
+    uint64_t catalog_size;
+    uint64_t revision;
+    char repo[256];
+    int64_t timestamp;
+    long ttl;
+    char key_id[17];
+};
+struct keyring {
+    unsigned char keys[MAX_LIST][ED25519_KEY_BYTES];
+    char ids[MAX_LIST][17];
+    int n;
+};
+int keyring_load(struct keyring *k, const char *keyfiles, const char *keydir, char *err, size_t errlen);
+int manifest_verify(const unsigned char *data, size_t len, const struct keyring *k, const char *repo,
+                    struct manifest *m, char *err, size_t errlen);
+void hex_encode(const unsigned char *in, size_t n, char *out);
+
+/* ------------------------------------------------------------------ catalog.c */
+struct entry {
+    uint64_t inode, parent;
+    char name[256];
+    uint32_t mode;
+    uint64_t size;
+    int64_t mtime;
+    char hash[HASH_HEX + 1];
+    char *symlink;  /* malloc'd, or NULL */
+    uint32_t nlink;
+};
+struct catalog;
+struct catalog *catalog_open(const char *path, const char *repo, char *err, size_t errlen);
+int catalog_get(struct catalog *c, uint64_t inode, struct entry *e);           /* 0, or -ENOENT/-EIO */
+int catalog_lookup(struct catalog *c, uint64_t parent, const char *name, struct entry *e);
+/* calls fn for each child of inode in name order; returns 0 or -errno */
+int catalog_list(struct catalog *c, uint64_t inode, int (*fn)(void *ctx, const struct entry *e), void *ctx);
+uint64_t catalog_count(struct catalog *c);
+void entry_clear(struct entry *e);
+void catalog_close(struct catalog *c);
+
+#endif

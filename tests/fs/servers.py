@@ -1,0 +1,102 @@
+"""Real HTTP servers for the file system tests: a static file server (what serves a
+published repository) and a forward proxy (what a site's squid is), both on
+127.0.0.1, threaded, stoppable, counting what they were asked."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import threading
+import urllib.error
+import urllib.request
+from functools import partial
+from pathlib import Path
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.server.requests.append(self.path)
+        super().do_GET()
+
+
+class StaticServer:
+    """Serves *directory* on 127.0.0.1 (any plain web server would do)."""
+
+    def __init__(self, directory: Path, port: int = 0):
+        self.directory = Path(directory)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), partial(_Quiet, directory=str(directory)))
+        self.httpd.requests = []
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def requests(self) -> list[str]:
+        return self.httpd.requests
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.thread.join()
+
+
+class _ProxyHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.server.requests.append(self.path)
+        # an absolute-form request; the origin is whatever the proxy was told to use
+        path = "/" + self.path.split("/", 3)[3] if self.path.startswith("http://") else self.path
+        try:
+            with urllib.request.urlopen(f"{self.server.origin}{path}", timeout=10) as resp:
+                body, status = resp.read(), 200
+        except urllib.error.HTTPError as exc:
+            body, status = b"", exc.code
+        except OSError:
+            body, status = b"", 502  # the origin cannot be reached
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class ForwardProxy:
+    """An HTTP proxy on 127.0.0.1 that sends every request to *origin* (http://host:port)."""
+
+    def __init__(self, origin: str):
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ProxyHandler)
+        self.httpd.requests = []
+        self.httpd.origin = origin
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def requests(self) -> list[str]:
+        return self.httpd.requests
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.thread.join()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (a dead proxy or server)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
