@@ -1,0 +1,155 @@
+"""``appbuild cook | query | show | explain | import | gc``: recipes, packages, capsules."""
+
+from __future__ import annotations
+
+import os
+
+from appbuilder.arch import DEFAULT_ARCH
+from appbuilder.cli.common import arches, open_repo
+from appbuilder.settings import Settings
+from appbuilder.ui import Console
+
+
+def cmd_cook(args, settings: Settings, ui: Console) -> int:
+    from appbuilder.build.batch import cook_all, summary_error
+    from appbuilder.build.cook import Cooker, CookOptions
+    from appbuilder.recipe.loader import find_recipes
+
+    recipes = [r for path in args.paths for r in find_recipes(path)]
+    repo = open_repo(settings)
+    cooker = Cooker(settings, repo)
+    make_jobs = max(1, (os.cpu_count() or 2))
+    echo = ui.build_output if args.verbose else None
+
+    def options(arch):
+        return CookOptions(arch=arch, force=args.force, make_jobs=make_jobs, keep_work=args.keep_work, echo=echo)
+
+    def report(res):
+        if res.skipped:
+            ui.info(f"{res.name} ({res.arch}) is up to date: {res.nvf}")
+        else:
+            ui.success(f"cooked {res.nvf} in {res.seconds:.1f} s  [{', '.join(c.split(':')[1] for c in res.components)}]")
+            for m in res.missing_build_requires:
+                ui.warn(f"{res.name}: {m}")
+
+    result = cook_all(cooker, recipes, arches(args.arch), jobs=args.jobs, options=options, report=report,
+                      report_failure=lambda who, err: ui.error(err))
+    error = summary_error(result)
+    if error:
+        raise error
+    return 0
+
+
+def cmd_query(args, settings: Settings, ui: Console) -> int:
+    from appbuilder.repository.display import query_lines
+
+    lines = query_lines(open_repo(settings), args.name)
+    if not lines:
+        ui.note(f"no troves named {args.name}" if args.name else "the repository is empty")
+        return 1 if args.name else 0
+    for line in lines:
+        ui.out(line)
+    return 0
+
+
+def cmd_show(args, settings: Settings, ui: Console) -> int:
+    from appbuilder.repository.display import show_lines
+
+    from appbuilder.repository.versions import TroveSpec
+
+    repo = open_repo(settings)
+    spec = TroveSpec.parse(args.spec)
+    # without an explicit flavor, prefer the default architecture's build
+    arch = args.arch or (DEFAULT_ARCH if spec.flavor is None and repo.find(spec, arch=DEFAULT_ARCH) else None)
+    nvf = repo.find_one(spec, arch=arch)
+    for line in show_lines(repo, nvf, files=args.files, deps=args.deps):
+        ui.out(line)
+    return 0
+
+
+def cmd_explain(args, settings: Settings | None, ui: Console) -> int:
+    from appbuilder.recipe.explain import explain, list_actions
+
+    ui.out(explain(args.action) if args.action else list_actions())
+    return 0
+
+
+def cmd_import(args, settings: Settings, ui: Console) -> int:
+    from appbuilder.capsule.importer import UNCHANGED, import_command
+
+    results = import_command(
+        settings, open_repo(settings), args.kind, args.packages, repo_location=getattr(args, "repo", None),
+        only=getattr(args, "only", None), arch=getattr(args, "arch", None), label=args.label,
+        allow_missing=getattr(args, "allow_missing", False), with_depends=getattr(args, "with_depends", False),
+        warn=ui.warn,
+    )
+    for result in results:
+        (ui.info if result.status == UNCHANGED else ui.success)(str(result))
+    return 0
+
+
+def cmd_import_upstream(args, settings: Settings, ui: Console) -> int:
+    from appbuilder.capsule.importer import UNCHANGED, import_upstream
+
+    results = import_upstream(settings, open_repo(settings), warn=ui.warn)
+    for result in results:
+        (ui.info if result.status == UNCHANGED else ui.success)(str(result))
+    new = sum(r.status != UNCHANGED for r in results)
+    ui.note(f"{len(results)} upstream packages: {new} imported, {len(results) - new} already current")
+    return 0
+
+
+def cmd_gc(args, settings: Settings, ui: Console) -> int:
+    count, size = open_repo(settings).gc(grace_seconds=args.grace)
+    ui.success(f"removed {count} unreferenced objects ({size} bytes)")
+    return 0
+
+
+def register(sub) -> None:
+    """Add this area's subcommands to the ``appbuild`` parser."""
+    c = sub.add_parser("cook", help="build recipes into versioned packages")
+    c.add_argument("paths", nargs="+", help="recipes/NAME, or recipes/ for all")
+    c.add_argument("--arch", default=DEFAULT_ARCH, help=f"x86_64, x86 or all (default {DEFAULT_ARCH})")
+    c.add_argument("--force", action="store_true", help="rebuild even if nothing changed (bumps the build count)")
+    c.add_argument("-j", "--jobs", type=int, default=1, help="cook up to N recipes at once")
+    c.add_argument("-v", "--verbose", action="store_true", help="show the build output")
+    c.add_argument("--keep-work", action="store_true", help="keep the work directory (for debugging)")
+    c.set_defaults(func=cmd_cook)
+
+    q = sub.add_parser("query", help="list troves, or the versions of one")
+    q.add_argument("name", nargs="?")
+    q.set_defaults(func=cmd_query)
+
+    s = sub.add_parser("show", help="show one trove")
+    s.add_argument("spec", help="NAME[=VERSION][[is: ARCH]]")
+    s.add_argument("--files", action="store_true", help="list files")
+    s.add_argument("--deps", action="store_true", help="list provides and requires")
+    s.add_argument("--arch", help="prefer this architecture")
+    s.set_defaults(func=cmd_show)
+
+    e = sub.add_parser("explain", help="document a recipe action or policy")
+    e.add_argument("action", nargs="?")
+    e.set_defaults(func=cmd_explain, no_workspace=True)
+    im = sub.add_parser("import", help="import upstream binary packages (RPM, DEB) as capsules")
+    kinds = im.add_subparsers(dest="kind", metavar="rpm|deb|upstream", required=True)
+    ir = kinds.add_parser("rpm", help="RPM files, or an rpm-md repository (--repo)")
+    ir.add_argument("packages", nargs="*", metavar="FILE.rpm")
+    ir.add_argument("--repo", help="an rpm-md repository: a directory or an http(s)/mirror:// URL")
+    ir.add_argument("--only", nargs="+", metavar="NAME[.ARCH]", help="these packages and their dependency closure")
+    ir.add_argument("--arch", help="with --repo: x86_64, x86, a comma list or all (default all, plus noarch)")
+    ir.add_argument("--allow-missing", action="store_true", help="import an --only closure with unmet requirements")
+    ir.add_argument("--label", help="the label to import to (default: rpm.label in repo/config.yaml, or the repository's)")
+    ir.set_defaults(func=cmd_import)
+    idb = kinds.add_parser("deb", help="Debian packages by name (through the machine's apt), or .deb files")
+    idb.add_argument("packages", nargs="+", metavar="PKG[:ARCH]|FILE.deb")
+    idb.add_argument("--with-depends", action="store_true",
+                     help="also import the named packages' direct dependencies (for metapackages such as "
+                          "linux-image-amd64)")
+    idb.add_argument("--label", help="the label to import to (default: deb.label in repo/config.yaml, or the repository's)")
+    idb.set_defaults(func=cmd_import)
+    iu = kinds.add_parser("upstream", help="everything repo/config.yaml lists under 'upstream:' (no-op when current)")
+    iu.set_defaults(func=cmd_import_upstream)
+
+    gc = sub.add_parser("gc", help="delete stored contents no trove references")
+    gc.add_argument("--grace", type=float, default=3600, help="keep objects younger than this many seconds")
+    gc.set_defaults(func=cmd_gc)
