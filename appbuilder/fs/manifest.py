@@ -22,10 +22,7 @@ atomically (temporary file, then rename).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -119,19 +116,3 @@ def verify(data: bytes, trusted: list[Ed25519PublicKey], repository: str | None 
     if repository is not None and signed.manifest.repository != repository:
         raise ManifestError(f"the manifest is for repository {signed.manifest.repository!r}, not {repository!r}")
     return signed.manifest
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace *path* with *data* so that readers see the old or the new file, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from appbuilder.errors import AppbuildError
+from appbuilder.fileio import write_atomic
 from appbuilder.fs import catalog as catalog_mod
 from appbuilder.fs import keys, manifest as manifest_mod
 from appbuilder.fs.catalog import ROOT_INODE, Catalog, CatalogError, Entry
@@ -210,7 +211,7 @@ def _publish_locked(source: Path, repository: str, repo_dir: Path, private, *, r
     report.bytes_referenced += stored.compressed_size
     text = manifest_mod.render(Manifest(stored.digest, stored.compressed_size, report.revision, repository,
                                         int(time.time()), ttl), private)
-    manifest_mod.write_atomically(repo_dir / MANIFEST_NAME, text)
+    write_atomic(repo_dir / MANIFEST_NAME, text)
     report.bytes_written += len(text)
     return report
 

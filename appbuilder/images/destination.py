@@ -50,7 +50,8 @@ from pathlib import Path
 from typing import Iterator
 
 from appbuilder.errors import AppbuildError
-from appbuilder.images.manifest import fsync_dir, utc_now
+from appbuilder.fileio import fsync_dir
+from appbuilder.images.manifest import utc_now
 
 LOCK_NAME = ".appbuild-publish.lock"
 STAGING_PREFIX = ".tmp-publish-"

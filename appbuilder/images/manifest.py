@@ -26,15 +26,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from appbuilder import __version__
 from appbuilder.errors import AppbuildError
+from appbuilder.fileio import write_atomic
 
 MANIFEST = "manifest.json"
 BUILD_LOG = "build.log"
@@ -154,32 +153,6 @@ def load(directory: Path) -> Manifest | None:
     if not isinstance(data, dict):
         raise AppbuildError(f"{path}: expected a JSON object")
     return Manifest.from_dict(data, str(path))
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write *data* to *path* so that readers see the old or the new contents, never a mix."""
-    path = Path(path)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save(directory: Path, manifest: Manifest) -> Path:

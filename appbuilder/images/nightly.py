@@ -49,7 +49,8 @@ from typing import Callable
 import yaml
 
 from appbuilder.errors import AppbuildError
-from appbuilder.images.manifest import builder_identity, utc_now, write_atomic
+from appbuilder.fileio import write_atomic
+from appbuilder.images.manifest import builder_identity, utc_now
 from appbuilder.settings import Settings, load_settings
 
 DEFAULTS = {"groups": [], "arches": ["x86_64", "x86"], "formats": "all", "to": None, "endpoint_url": None,

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appbuilder.errors import AppbuildError
+from appbuilder.fileio import write_atomic
 from appbuilder.images import manifest as mf
 from appbuilder.images.manifest import Manifest
 
@@ -111,7 +112,7 @@ class ImageStore:
             merged = existing.merge(manifest) if existing and existing.trove == manifest.trove else manifest
             log_path = directory / mf.BUILD_LOG
             old_log = log_path.read_bytes() if log_path.exists() and merged is not manifest else b""
-            mf.write_atomic(log_path, old_log + "".join(line + "\n" for line in log_lines).encode())
+            write_atomic(log_path, old_log + "".join(line + "\n" for line in log_lines).encode())
             mf.save(directory, merged)
             return merged
 

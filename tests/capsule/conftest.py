@@ -16,7 +16,6 @@ The packages (specs and sources in ``data/``):
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess

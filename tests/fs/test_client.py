@@ -15,7 +15,8 @@ import pytest
 
 from appbuilder.fs import keys
 from appbuilder.fs.catalog import build as build_catalog
-from appbuilder.fs.manifest import MANIFEST_NAME, Manifest, parse, render, write_atomically
+from appbuilder.fileio import write_atomic as write_atomically
+from appbuilder.fs.manifest import MANIFEST_NAME, Manifest, parse, render
 from appbuilder.fs.objects import CATALOG_SUFFIX, ObjectStore
 from appbuilder.fs.publish import publish
 from tests.fs.conftest import REPO, make_tree
