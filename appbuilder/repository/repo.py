@@ -238,6 +238,8 @@ class Repository:
                 "; it has: " + ", ".join(f"{n.version.revision}[{n.flavor}]" for n in known[-5:])
                 if known else "; there is no trove of that name"
             )
+            if arch and known and not self.versions(spec_name, arch=arch):
+                hint += f" (none for {arch}: cook it with --arch {arch}, or import it for {arch})"
             raise RepositoryError(f"no trove matches {spec}{hint}")
         return found[-1]
 

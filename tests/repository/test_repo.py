@@ -202,6 +202,16 @@ def test_find_one_gives_newest_or_says_what_exists(filled):
         r.find_one(TroveSpec("hello", None, Flavor("x86")), arch="x86_64")
 
 
+def test_find_one_says_when_only_another_arch_was_cooked(filled):
+    r = filled
+    r.commit_package(package(r, "only64", "1.0"))
+    with pytest.raises(RepositoryError, match=r"it has: 1\.0-1-1\[is: x86_64\] \(none for x86: cook it with --arch x86"):
+        r.find_one("only64", arch="x86")
+    with pytest.raises(RepositoryError) as err:  # hello has x86 builds: the version is what is missing
+        r.find_one("hello=2.0", arch="x86")
+    assert "none for x86" not in str(err.value)
+
+
 def test_latest_prefers_the_exact_flavor_and_accepts_arch_independent(filled):
     r = filled
     assert r.latest("hello", arch="x86").flavor == Flavor("x86")
