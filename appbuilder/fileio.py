@@ -1,4 +1,5 @@
-"""Writing files so that readers see the old contents or the new, never a mix.
+"""Files: writing them so that readers see the old contents or the new, never a mix;
+hashing them.
 
 Every place that replaces a file others may read at any moment (manifests, release
 indexes, reports, a published repository's manifest) writes a temporary file beside it,
@@ -8,6 +9,7 @@ kill at any point leaves one complete version.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -39,3 +41,15 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def sha256_file(path: Path | str, stop=None, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of the file at *path*, read in *chunk*-sized blocks; *stop* (a
+    ``threading.Event``) aborts between blocks with :class:`InterruptedError`."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            if stop is not None and stop.is_set():
+                raise InterruptedError(f"stopped while hashing {Path(path).name}")
+            h.update(block)
+    return h.hexdigest()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from appbuilder.build.lookaside import Lookaside
 from appbuilder.errors import ChecksumMismatch, SourceError
-from appbuilder.repository.store import sha256_file
+from appbuilder.fileio import sha256_file
 from appbuilder.upstream.apt import APT_DIR, AptEntry, PrivateApt, deb_src_sources, system_entries
 
 __all__ = ["APT_DIR", "AptEntry", "DebianSources", "deb_src_sources", "parse_dsc_files", "system_entries"]

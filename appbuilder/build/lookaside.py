@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from appbuilder.errors import ChecksumMismatch, SourceError
-from appbuilder.repository.store import sha256_file
+from appbuilder.fileio import sha256_file
 
 TIMEOUT = 60
 

@@ -33,7 +33,8 @@ from appbuilder.capsule.model import Capsule, CapsuleError
 from appbuilder.capsule.payload import ContentWriter, PathChecker, StoredContent, member_path
 from appbuilder.capsule.scan import foreign_note, scan_contents
 from appbuilder.errors import AppbuildError
-from appbuilder.repository.store import ContentStore, sha256_file
+from appbuilder.fileio import sha256_file
+from appbuilder.repository.store import ContentStore
 from appbuilder.repository.trove import FileEntry
 from appbuilder.repository.versions import Flavor, check_upstream
 

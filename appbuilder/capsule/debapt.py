@@ -24,7 +24,7 @@ from typing import Callable
 from appbuilder.build.lookaside import Lookaside
 from appbuilder.capsule.deb import parse_control
 from appbuilder.capsule.model import CapsuleError
-from appbuilder.repository.store import sha256_file
+from appbuilder.fileio import sha256_file
 from appbuilder.upstream.apt import APT_DIR, PrivateApt
 
 ARCHITECTURES = ("amd64", "i386")

@@ -34,7 +34,7 @@ from appbuilder.capsule.model import Capsule, CapsuleError
 from appbuilder.capsule.payload import ContentWriter
 from appbuilder.repository.deps import Dependency
 from appbuilder.repository.repo import ComponentContents, PackageBuild, Repository
-from appbuilder.repository.store import sha256_file
+from appbuilder.fileio import sha256_file
 from appbuilder.repository.versions import NVF, check_label
 from appbuilder.settings import Settings
 from appbuilder.ui import human_size

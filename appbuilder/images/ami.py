@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 from appbuilder.errors import AppbuildError
-from appbuilder.images.descriptors import sha256_file
+from appbuilder.fileio import sha256_file
 
 EBS_BLOCK = 512 * 1024  # the EBS direct APIs take exactly this much per block
 GIB = 1 << 30

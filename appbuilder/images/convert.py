@@ -38,9 +38,10 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from appbuilder.errors import AppbuildError, Interrupted
+from appbuilder.fileio import sha256_file
 from appbuilder.images import ova as ova_mod
 from appbuilder.images import qemu, vhd, vmdk
-from appbuilder.images.descriptors import FileInfo, render, sha256_file
+from appbuilder.images.descriptors import FileInfo, render
 from appbuilder.images.formats import FORMATS_DIR, DiskSpec, FormatSpec, resolve_formats
 from appbuilder.images.meta import ImageMeta
 from appbuilder.images.vmdkstream import write_stream_optimized

@@ -18,7 +18,6 @@ Filters: ``vmx`` (quote a value for a .vmx file), ``vmx_uuid`` (VMware's
 from __future__ import annotations
 
 import functools
-import hashlib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Callable
 import jinja2
 
 from appbuilder.errors import AppbuildError
+from appbuilder.fileio import sha256_file
 
 
 class DescriptorError(AppbuildError):
@@ -48,17 +48,6 @@ class FileInfo:
     @functools.cached_property
     def sha256(self) -> str:
         return self._sha256() if self._sha256 else sha256_file(self.path)
-
-
-def sha256_file(path: Path, stop=None, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of *path*; *stop* (threading.Event) aborts between chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            if stop is not None and stop.is_set():
-                raise InterruptedError(f"stopped while hashing {path.name}")
-            h.update(block)
-    return h.hexdigest()
 
 
 def vmx_quote(value) -> str:

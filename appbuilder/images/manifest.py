@@ -24,7 +24,6 @@ kept here: it belongs to each download server's index (see ``release_index.py``)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import time
@@ -33,25 +32,16 @@ from pathlib import Path
 
 from appbuilder import __version__
 from appbuilder.errors import AppbuildError
-from appbuilder.fileio import write_atomic
+from appbuilder.fileio import sha256_file, write_atomic
 
 MANIFEST = "manifest.json"
 BUILD_LOG = "build.log"
 SCHEMA = 1
-_CHUNK = 1 << 20
 
 
 def utc_now() -> str:
     """The current time as ``2024-05-01T12:00:00Z``."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def builder_identity() -> dict:

@@ -27,7 +27,8 @@ from typing import Iterator
 
 from appbuilder.images.destination import (
     IMMUTABLE, LOCK_NAME, NO_CACHE, ChecksumError, Destination, DestinationError, ReleaseFile, content_type)
-from appbuilder.images.manifest import sha256_file, utc_now
+from appbuilder.fileio import sha256_file
+from appbuilder.images.manifest import utc_now
 
 
 class S3Destination(Destination):

@@ -20,7 +20,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from appbuilder.repository.store import sha256_file
+from appbuilder.fileio import sha256_file
 from appbuilder.repository.trove import FileEntry
 
 

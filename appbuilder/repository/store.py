@@ -21,19 +21,12 @@ from typing import BinaryIO, Iterator
 import zstandard
 
 from appbuilder.errors import RepositoryError
+from appbuilder.fileio import sha256_file
 
 CHUNK = 1 << 20
 LEVEL = 3
 # objects at least this big are compressed with every core
 THREADED_ABOVE = 8 << 20
-
-
-def sha256_file(path: Path | str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class ContentStore:

@@ -3,7 +3,6 @@ bit-for-bit reproducible, readable as the appliance reads them (label, files, mo
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import subprocess
@@ -12,6 +11,7 @@ import pytest
 
 from appbuilder.context.drive import ContextError, instance_id, make_config_drive
 from appbuilder.context.userdata import check_user_data
+from appbuilder.fileio import sha256_file
 from tests.conftest import run_appbuild
 
 USER_DATA = """[cernvm]
@@ -20,10 +20,6 @@ users = alice:atlas:secret
 environment = A=1,B=two
 contextualization_command = alice:/media/context/setup.sh
 """
-
-
-def sha256(path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def blkid(path) -> dict[str, str]:
@@ -70,11 +66,11 @@ def test_the_same_inputs_give_the_same_bytes(inputs, tmp_path, suffix):
     a = make_config_drive(inputs / "user-data.ini", tmp_path / f"a{suffix}", extra=[inputs / "setup.sh"])
     os.utime(tmp_path, None)
     b = make_config_drive(inputs / "user-data.ini", tmp_path / f"b{suffix}", extra=[inputs / "setup.sh"])
-    assert sha256(a.path) == sha256(b.path)
+    assert sha256_file(a.path) == sha256_file(b.path)
     (inputs / "user-data.ini").write_text(USER_DATA + "services = crond\n")
     c = make_config_drive(inputs / "user-data.ini", tmp_path / f"c{suffix}", extra=[inputs / "setup.sh"],
                           source_date_epoch=int((inputs / "setup.sh").stat().st_mtime))
-    assert sha256(c.path) != sha256(a.path)
+    assert sha256_file(c.path) != sha256_file(a.path)
 
 
 def test_bad_requests_are_refused(inputs, tmp_path):

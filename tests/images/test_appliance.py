@@ -5,7 +5,6 @@ unprivileged user), the disk holds what it should, and bad requests fail clearly
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import signal
@@ -17,18 +16,11 @@ from pathlib import Path
 import pytest
 import zstandard
 
+from appbuilder.fileio import sha256_file
 from appbuilder.images.boot import BOOT_MARKER, BootOptions, boot_until
 from tests.conftest import PROJECT, env_for, make_settings, new_workspace, run_appbuild
 
 BOOT_TIMEOUT = 90
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def expect_marker(appliance, image: Path, arch: str, drive_format: str, interface: str = "virtio") -> float:
@@ -89,7 +81,7 @@ def test_rebuilding_the_same_version_is_bit_identical(appliance, tmp_path):
     compared = 0
     for fmt in ("raw", "qcow2", "vmdk", "vhd", "vhd-dynamic", "vmdk-esx", "ova"):
         for original in appliance.files[("x86_64", fmt)]:
-            assert sha256(out / original.name) == sha256(original), f"{original.name} differs between two builds"
+            assert sha256_file(out / original.name) == sha256_file(original), f"{original.name} differs between two builds"
             compared += 1
     assert compared >= 10
 
@@ -124,7 +116,7 @@ def test_an_unprivileged_user_builds_the_same_bytes(appliance, unprivileged_user
         theirs = out / mine.name
         if unprivileged_user:
             assert theirs.stat().st_uid != 0
-        assert sha256(theirs) == sha256(mine)
+        assert sha256_file(theirs) == sha256_file(mine)
 
 
 # ------------------------------------------------------------------------- what the disk holds

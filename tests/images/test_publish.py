@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from appbuilder.fileio import sha256_file
 from appbuilder.images import manifest as mf
 from appbuilder.images.release_index import ArchRelease, Release, ReleaseIndex, ReleaseIndexError
 from tests.conftest import VENV_BIN, env_for
@@ -36,14 +37,6 @@ pytestmark = pytest.mark.slow
 
 GROUP = "group-cernvm"
 CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def appbuild(settings, *args, env: dict | None = None, check: bool = True, timeout: float = 600):
@@ -67,7 +60,7 @@ def snapshot(dest: Path) -> dict[str, tuple]:
         if p.name == ".appbuild-publish.lock":
             out[rel] = ("lock",)
         elif p.is_file():
-            out[rel] = (p.stat().st_size, sha256(p))
+            out[rel] = (p.stat().st_size, sha256_file(p))
         else:
             out[rel] = ("dir",)
     return out
@@ -175,7 +168,7 @@ def test_download_page_in_a_browser_then_rollback(two_versions, signing_key, ser
 
     # download what the page offers and check it the way a user would
     image = download(cur["href"], tmp_path / cur["name"])
-    assert sha256(image) == cur["sha256"]
+    assert sha256_file(image) == cur["sha256"]
     recorded = mf.load(v.settings.images / GROUP / v.new / "x86_64")
     assert cur["sha256"] == recorded.files[cur["name"]]["sha256"]
     sums = download(cur["sums"], tmp_path / "SHA256SUMS")
@@ -219,7 +212,7 @@ def test_download_page_in_a_browser_then_rollback(two_versions, signing_key, ser
     withdrawn = browser.find_element(By.CSS_SELECTOR, f'article.release[data-version="{v.new}"] .arch[data-arch="x86_64"]')
     assert withdrawn.get_attribute("data-status") == "withdrawn"
     assert "kernel oops on ESX" in withdrawn.find_element(By.CSS_SELECTOR, ".withdrawn-note").text
-    assert sha256(download(cur["href"], tmp_path / cur["name"])) == cur["sha256"]
+    assert sha256_file(download(cur["href"], tmp_path / cur["name"])) == cur["sha256"]
     with urllib.request.urlopen(f"{base}/{GROUP}/releases.json", timeout=30) as r:
         assert r.headers["Cache-Control"] == "no-cache"
         data = json.load(r)
@@ -266,7 +259,7 @@ def test_publish_to_s3_then_rollback(two_versions, signing_key, moto_endpoint, t
     assert obj["CacheControl"].endswith("immutable") and obj["Metadata"]["sha256"] == recorded.files[qcow2]["sha256"]
     body = tmp_path / qcow2
     body.write_bytes(obj["Body"].read())
-    assert sha256(body) == recorded.files[qcow2]["sha256"]
+    assert sha256_file(body) == recorded.files[qcow2]["sha256"]
     sums, sig = tmp_path / "SHA256SUMS", tmp_path / "SHA256SUMS.asc"
     sums.write_bytes(s3.get_object(Bucket="downloads", Key=f"{prefix}/SHA256SUMS")["Body"].read())
     sig.write_bytes(s3.get_object(Bucket="downloads", Key=f"{prefix}/SHA256SUMS.asc")["Body"].read())

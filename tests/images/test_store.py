@@ -4,24 +4,15 @@ recorded (checked against the recorded sha256), and a rebuild that is not fails 
 
 from __future__ import annotations
 
-import hashlib
 import json
-from pathlib import Path
 
 import pytest
 
 from appbuilder import __version__
+from appbuilder.fileio import sha256_file
 from appbuilder.images import manifest as mf
 from appbuilder.images.store import ImageStore, revision_key
 from tests.conftest import APPLIANCE_FORMATS, run_appbuild
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @pytest.mark.slow
@@ -48,7 +39,7 @@ def test_every_build_is_recorded_with_a_manifest_and_log(appliance, arch):
     assert set(m.files) == printed
     for name in ("qcow2", "vmdk"):
         f = appliance.file(arch, name)
-        assert m.files[f.name] == {"sha256": sha256(f), "size": f.stat().st_size}
+        assert m.files[f.name] == {"sha256": sha256_file(f), "size": f.stat().st_size}
     assert m.formats["ami"][0] == m.formats["raw"][0]  # one disk for both
     assert m.builder["version"] == __version__ and m.builder["name"] == "appbuild"
     assert m.kernel and m.installed_size > 0 and m.disk_size % (1 << 20) == 0
@@ -119,9 +110,9 @@ def test_an_old_version_rebuilt_after_newer_cooks_is_byte_identical(appliance, t
     rebuilt = [n for fmt in ("raw", "qcow2", "vmdk", "ova") for n in recorded.formats[fmt]]
     for name in rebuilt:
         assert (directory / name).stat().st_ino != before[name], f"{name} was not rebuilt"
-        assert sha256(directory / name) == recorded.files[name]["sha256"], f"{name} differs from the recorded image"
+        assert sha256_file(directory / name) == recorded.files[name]["sha256"], f"{name} differs from the recorded image"
         original = appliance.settings.images / "group-cernvm" / old / "x86_64" / name
-        assert sha256(directory / name) == sha256(original)
+        assert sha256_file(directory / name) == sha256_file(original)
     after = store.manifest("group-cernvm", old, "x86_64")
     assert after.files == recorded.files and len(after.builds) == len(recorded.builds) + 1
     assert after.built == recorded.built and after.updated >= recorded.updated

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from appbuilder.errors import RepositoryError
-from appbuilder.repository.store import ContentStore, sha256_file
+from appbuilder.fileio import sha256_file
+from appbuilder.repository.store import ContentStore
 
 
 @pytest.fixture
