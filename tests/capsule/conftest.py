@@ -1,7 +1,8 @@
 """Real RPMs built once per session with rpmbuild, signed with keys made with gpg, and
 an rpm-md repository made of them with createrepo_c.
 
-The packages (specs and sources in ``data/``):
+The packages (specs and sources in ``data/``; the C sources are those of
+``recipes/libhello`` and ``recipes/hello``, so the capsules hold what the recipes cook):
 
 * ``libhello`` 1.0-1, x86_64 (gzip payload) and i686 (``--target i686``, -m32, xz
   payload): a shared library, soname ``libhello.so.1`` with symbol version
@@ -25,7 +26,9 @@ from pathlib import Path
 import pytest
 
 DATA = Path(__file__).resolve().parent / "data"
-SOURCES = ("hello.c", "hello.h", "libhello.map", "greeter.c", "greet-all.sh", "greeter.conf")
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+SOURCES = (*(RECIPES / "libhello" / name for name in ("hello.c", "hello.h", "libhello.map")),
+           RECIPES / "hello" / "main.c", DATA / "greet-all.sh", DATA / "greeter.conf")
 
 
 def rpmbuild(top: Path, spec: str, *, target: str | None = None, payload: str | None = None,
@@ -33,8 +36,8 @@ def rpmbuild(top: Path, spec: str, *, target: str | None = None, payload: str | 
     """Build *spec* in the rpmbuild tree *top*; returns {file name: path} of what it wrote."""
     sources = top / "SOURCES"
     sources.mkdir(parents=True, exist_ok=True)
-    for name in (*SOURCES, spec):
-        shutil.copy(DATA / name, sources / name)
+    for path in (*SOURCES, DATA / spec):
+        shutil.copy(path, sources / path.name)
     argv = ["rpmbuild", "-bb", "--define", f"_topdir {top}"]
     if target:
         argv += ["--target", target]
