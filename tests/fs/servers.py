@@ -22,13 +22,15 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         super().do_GET()
 
 
-class StaticServer:
-    """Serves *directory* on 127.0.0.1 (any plain web server would do)."""
+class _LoopbackServer:
+    """A threaded HTTP server on 127.0.0.1 serving with *handler* until :meth:`stop`;
+    every request path is recorded in :attr:`requests`."""
 
-    def __init__(self, directory: Path, port: int = 0):
-        self.directory = Path(directory)
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), partial(_Quiet, directory=str(directory)))
+    def __init__(self, handler, port: int = 0, **attributes):
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
         self.httpd.requests = []
+        for name, value in attributes.items():  # what the handler reads from self.server
+            setattr(self.httpd, name, value)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
@@ -46,6 +48,14 @@ class StaticServer:
             self.httpd.shutdown()
             self.httpd.server_close()
             self.thread.join()
+
+
+class StaticServer(_LoopbackServer):
+    """Serves *directory* on 127.0.0.1 (any plain web server would do)."""
+
+    def __init__(self, directory: Path, port: int = 0):
+        self.directory = Path(directory)
+        super().__init__(partial(_Quiet, directory=str(directory)), port)
 
 
 class _ProxyHandler(http.server.BaseHTTPRequestHandler):
@@ -69,30 +79,11 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-class ForwardProxy:
+class ForwardProxy(_LoopbackServer):
     """An HTTP proxy on 127.0.0.1 that sends every request to *origin* (http://host:port)."""
 
     def __init__(self, origin: str):
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ProxyHandler)
-        self.httpd.requests = []
-        self.httpd.origin = origin
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def requests(self) -> list[str]:
-        return self.httpd.requests
-
-    def stop(self) -> None:
-        if self.thread.is_alive():
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.thread.join()
+        super().__init__(_ProxyHandler, origin=origin)
 
 
 def closed_port() -> int:
