@@ -27,22 +27,11 @@ PYTHON = sys.executable
 APPBUILD = str(Path(sys.executable).with_name("appbuild"))
 
 
-def clock() -> float:
-    return time.perf_counter()
-
-
 def timed(fn: Callable[[], object]) -> tuple[float, object]:
     """(wall seconds, result) of one call."""
     t0 = time.perf_counter()
     out = fn()
     return time.perf_counter() - t0, out
-
-
-def repeat(fn: Callable[[], object], reps: int, *, warmup: int = 0) -> list[float]:
-    """Wall seconds of *reps* calls of *fn* (after *warmup* untimed calls)."""
-    for _ in range(warmup):
-        fn()
-    return [timed(fn)[0] for _ in range(reps)]
 
 
 def interleave(fns: dict[str, Callable[[], object]], reps: int, *, warmup: int = 1) -> dict[str, list[float]]:

@@ -23,6 +23,7 @@ from appbuilder import __version__
 from appbuilder.assemble import bootloader, disk, ext4, initramfs, kernel as kernel_mod
 from appbuilder.assemble.accounts import Accounts
 from appbuilder.assemble.rootfs import GeneratedFile, StagedRoot, owners_and_groups, stage_root
+from appbuilder.capsule.rpmdb import build_rpm_database
 from appbuilder.errors import AppbuildError
 from appbuilder.images.meta import ImageMeta
 from appbuilder.policy.elf import read_elf
@@ -120,8 +121,8 @@ def assemble_raw(repo: Repository, group: Trove, troves: list[Trove], meta_base:
     staged = stage_root(repo.store, troves, staging, accounts=accounts, source_date_epoch=sde, skip=skip,
                         generated=generated)
     kernel_mod.regenerate_module_index(staging, kern.version)
+    build_rpm_database(repo.store, troves, staging)  # RPM capsules: `rpm -qa` works in the image
     _record_new_files(staged, sde)
-    _add_rpm_database(repo, troves, staged, sde)
 
     config = next((f for f in staged.boot_files.values() if f.path == f"/boot/config-{kern.version}"), None)
     compression = initramfs.compression_for(repo.store.read(config.sha256).decode(errors="replace")) if config else "gzip"
@@ -181,12 +182,6 @@ def _root_minimum(staged: StagedRoot) -> int:
     return size
 
 
-def capsule_type(trove: Trove) -> str | None:
-    """``rpm`` or ``deb`` for a capsule component, None for cooked troves."""
-    capsule = trove.info.get("capsule")
-    return capsule.get("type") if isinstance(capsule, dict) else capsule
-
-
 def _record_new_files(staged: StagedRoot, sde: int) -> None:
     """Give files that staging steps created (depmod output, RPM database) image metadata."""
     from appbuilder.assemble.rootfs import ImageEntry
@@ -196,14 +191,3 @@ def _record_new_files(staged: StagedRoot, sde: int) -> None:
         if path not in staged.entries:
             kind = "dir" if host.is_dir() and not host.is_symlink() else "symlink" if host.is_symlink() else "file"
             staged.add(ImageEntry(path, kind, 0o755 if kind == "dir" else 0o644, mtime=sde))
-
-
-def _add_rpm_database(repo: Repository, troves: list[Trove], staged: StagedRoot, sde: int) -> None:
-    """RPM capsules get an RPM database in the image, so `rpm -qa` works there."""
-    rpms = [t for t in troves if capsule_type(t) == "rpm"]
-    if not rpms:
-        return
-    from appbuilder.capsule.rpmdb import build_rpm_database
-
-    build_rpm_database(repo.store, rpms, staged.directory)
-    _record_new_files(staged, sde)

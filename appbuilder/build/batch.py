@@ -9,7 +9,6 @@ together at the end. Ctrl-C stops every running build and commits nothing furthe
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable
@@ -55,7 +54,6 @@ def cook_all(
     done: set = set()
     blocked: set = set()
     running: dict[Future, tuple[str, str]] = {}
-    lock = threading.Lock()
 
     def label(node) -> str:
         return f"{node[0]} ({node[1]})"
@@ -91,10 +89,9 @@ def cook_all(
                     except Interrupted:
                         raise
                     except AppbuildError as exc:
-                        with lock:
-                            blocked.add(node)
-                            result.failed[label(node)] = str(exc)
-                            block_descendants(node, f"{label(node)} failed")
+                        blocked.add(node)
+                        result.failed[label(node)] = str(exc)
+                        block_descendants(node, f"{label(node)} failed")
                         report_failure(label(node), str(exc))
                         continue
                     done.add(node)

@@ -155,13 +155,6 @@ class Cooker:
         src = source_hash(rf.directory)
         return src, input_hash(src, arch.name, reqs, toolchain_fingerprint()), reqs
 
-    def up_to_date(self, rf: RecipeFile, arch: Arch) -> NVF | None:
-        """The package already cooked from exactly these inputs, if any."""
-        try:
-            return self.repo.by_input(self.input_hash(rf, arch)[1])
-        except BuildFailed:
-            return None
-
     # ------------------------------------------------------------ cooking
 
     def cook(self, rf: RecipeFile, opts: CookOptions) -> CookResult:

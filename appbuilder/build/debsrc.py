@@ -18,9 +18,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from appbuilder.build.lookaside import Lookaside
-from appbuilder.errors import ChecksumMismatch, SourceError
-from appbuilder.fileio import sha256_file
+from appbuilder.build.lookaside import Lookaside, verify_file
+from appbuilder.errors import SourceError
 from appbuilder.upstream.apt import APT_DIR, AptEntry, PrivateApt, deb_src_sources, system_entries
 
 __all__ = ["APT_DIR", "AptEntry", "DebianSources", "deb_src_sources", "parse_dsc_files", "system_entries"]
@@ -49,11 +48,7 @@ class DebianSources:
     def __init__(self, cache: Path, lookaside: Lookaside, apt_dir: Path = APT_DIR):
         self.state = Path(cache) / "apt-src"
         self.lookaside = lookaside
-        self.apt_dir = apt_dir
         self.apt = PrivateApt(self.state, kind="deb-src", apt_dir=apt_dir)
-
-    def _apt_options(self) -> list[str]:
-        return self.apt.options()
 
     def update(self) -> None:
         """Refresh the source indexes (a failed index is a warning if others worked)."""
@@ -81,26 +76,11 @@ class DebianSources:
             if len(dscs) != 1:
                 raise SourceError(f"apt-get source {package}={version} gave {len(dscs)} .dsc files")
             dsc = dscs[0]
-            actual = sha256_file(dsc)
-            if actual != sha256.lower():
-                raise ChecksumMismatch(dsc.name, sha256.lower(), actual)
+            verify_file(dsc, sha256, what=dsc.name)
             listed = parse_dsc_files(dsc.read_text(errors="replace"))
             for name, digest in listed.items():
-                got = sha256_file(work / name)
-                if got != digest:
-                    raise ChecksumMismatch(f"{name} (listed in {dsc.name})", digest, got)
-            return self._keep(work, dsc, listed, sha256.lower())
+                verify_file(work / name, digest, what=f"{name} (listed in {dsc.name})")
+            files = {name: work / name for name in [dsc.name, *listed]}
+            return self.lookaside.add_entry(files, sha256.lower(), move=True) / dsc.name
         finally:
             shutil.rmtree(work, ignore_errors=True)
-
-    def _keep(self, work: Path, dsc: Path, listed: dict[str, str], sha256: str) -> Path:
-        final_dir = self.lookaside.entry_dir(sha256)
-        staging = Path(tempfile.mkdtemp(dir=self.lookaside.tmp, prefix="entry-"))
-        for name in [dsc.name, *listed]:
-            shutil.move(str(work / name), str(staging / name))
-        final_dir.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            staging.rename(final_dir)
-        except OSError:
-            shutil.rmtree(staging, ignore_errors=True)
-        return final_dir / dsc.name

@@ -108,23 +108,28 @@ class Lookaside:
 
     def add(self, path: Path, sha256: str, name: str, *, move: bool = False) -> Path:
         """Put a verified file into the cache under *name*; returns its cached path."""
+        return self.add_entry({name: path}, sha256, move=move) / name
+
+    def add_entry(self, files: dict[str, Path], sha256: str, *, move: bool = False) -> Path:
+        """Put verified files (name → path) into the cache entry keyed by *sha256* in one
+        rename, so that readers see all of them or none; returns the entry's directory."""
         final_dir = self.entry_dir(sha256)
-        final = final_dir / name
-        if final.is_file():
-            return final
+        if all((final_dir / name).is_file() for name in files):
+            return final_dir
         self.tmp.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=self.tmp, prefix="entry-"))
         try:
-            (shutil.move if move else shutil.copyfile)(str(path), str(staging / name))
+            for name, path in files.items():
+                (shutil.move if move else shutil.copyfile)(str(path), str(staging / name))
             final_dir.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.rename(staging, final_dir)
             except OSError:  # another cook put it there first
-                if not final.is_file():
+                if not all((final_dir / name).is_file() for name in files):
                     raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        return final
+        return final_dir
 
 
 def _basename(url: str) -> str:

@@ -169,7 +169,8 @@ class RpmImporter(Importer):
                     unchanged.append(self.unchanged(pkg.file_name, nvf))
                     continue
                 path, expected = md.package_file(pkg)
-                if expected is None and (nvf := self.existing(sha256_file(path))):
+                # a sha256 checksum was looked up above: it is the file's hash
+                if expected is None and pkg.checksum_type != "sha256" and (nvf := self.existing(sha256_file(path))):
                     unchanged.append(self.unchanged(pkg.file_name, nvf))
                     continue
                 if progress:

@@ -56,7 +56,6 @@ class RepoPackage:
     provides: list[RpmDep] = field(default_factory=list)
     requires: list[RpmDep] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
-    pkgid: str = ""
 
     @property
     def evr(self) -> tuple[str, str, str]:
@@ -185,10 +184,11 @@ class RpmMdRepository:
                 continue
             if _digest(data, ctype) != checksum:
                 raise CapsuleError(f"checksum mismatch for {href} ({what}): expected {ctype} {checksum}")
-            tmp = self.lookaside.tmp / f"rpmmd-{hashlib.sha256(data).hexdigest()}"
+            digest = hashlib.sha256(data).hexdigest()
+            tmp = self.lookaside.tmp / f"rpmmd-{digest}"
             self.lookaside.tmp.mkdir(parents=True, exist_ok=True)
             tmp.write_bytes(data)
-            return self.lookaside.add(tmp, hashlib.sha256(data).hexdigest(), href.rsplit("/", 1)[-1], move=True)
+            return self.lookaside.add(tmp, digest, href.rsplit("/", 1)[-1], move=True)
         raise CapsuleError(f"cannot fetch {href} ({what}) from {', '.join(urls)}")
 
     def _parse_primary(self, xml: bytes) -> list[RepoPackage]:

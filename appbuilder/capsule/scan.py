@@ -170,8 +170,3 @@ def foreign_note(scan: ScanResult) -> list[str]:
         notes.append(f"documentation files whose requirements are not resolved: "
                      f"{', '.join(scan.documentation[:5])}{more}")
     return notes
-
-
-def scanned_requires_for(scan: ScanResult, provides: set[Dependency], paths: set[str]) -> set[Dependency]:
-    """The scan's requirements less those the same package meets itself."""
-    return drop_self_provided(scan.requires, provides, paths)

@@ -24,9 +24,8 @@ FORMATS = ("dot", "graphml", "svg", "png")
 
 def runtime_graph(repo: Repository, group: Trove) -> nx.DiGraph:
     """Package-level requirement graph of a group trove's members."""
-    troves = [repo.get(n, with_files=False) for n in group.members]
-    troves = [t for t in troves if t.kind == COMPONENT]
-    member_ids = {t.nvf for t in troves}
+    members = {n: repo.get(n, with_files=False) for n in group.members}
+    troves = [t for t in members.values() if t.kind == COMPONENT]
     graph = nx.DiGraph(name=group.name)
     for t in troves:
         if t.package not in graph:
@@ -46,7 +45,7 @@ def runtime_graph(repo: Repository, group: Trove) -> nx.DiGraph:
             if req.cls == "trove":
                 targets = [by_name[req.name]] if req.name in by_name else []
             elif req.cls == "file":
-                targets = [repo.get(o, with_files=False) for o in repo.owners(req.name) if o in member_ids]
+                targets = [members[o] for o in repo.owners(req.name) if o in members]  # only components hold files
             else:
                 targets = [p for flags, p in provides.get((req.cls, req.name), []) if req.flags <= flags]
             if targets and targets[0].package != t.package:
@@ -54,7 +53,7 @@ def runtime_graph(repo: Repository, group: Trove) -> nx.DiGraph:
     for (a, b), reqs in sorted(edges.items()):
         label = reqs[0] + (f" (+{len(reqs) - 1} more)" if len(reqs) > 1 else "")
         graph.add_edge(a, b, requirements="; ".join(reqs), label=label)
-    for sub in (n for n in group.members if repo.get(n, with_files=False).kind == GROUP):
+    for sub in (n for n, t in members.items() if t.kind == GROUP):
         graph.graph.setdefault("subgroups", "")
         graph.graph["subgroups"] += str(sub) + " "
     return graph

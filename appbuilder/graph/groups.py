@@ -18,6 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from appbuilder.errors import AppbuildError, RecipeError, RepositoryError
+from appbuilder.fileio import sha256_file
 from appbuilder.graph.closure import NAMED, Closure, ClosureResolver, Reason, Root
 from appbuilder.recipe.group import GroupRecipe
 from appbuilder.recipe.loader import load_group
@@ -53,10 +54,6 @@ class GroupResult:
         """(name, revision, flavor, reason) of every member, in name order."""
         return [(n.name, n.version.revision, str(n.flavor), str(r))
                 for n, r in sorted(self.closure.members.items(), key=lambda kv: kv[0].name)]
-
-
-def source_hash(path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def resolve_group(settings: Settings, repo: Repository, name: str, arch: str, *, _stack: tuple[str, ...] = ()) -> GroupResult:
@@ -105,7 +102,7 @@ def resolve_group(settings: Settings, repo: Repository, name: str, arch: str, *,
             raise ResolutionError(f"{name} ({arch}) has path conflicts:\n  " + "\n  ".join(map(str, conflicts)))
 
     members = sorted(closure.members)
-    src = source_hash(gf.path)
+    src = sha256_file(gf.path)
     digest = hashlib.sha256()
     for part in (f"group {name}", f"source {src}", f"arch {arch}", *(f"member {m}" for m in members)):
         digest.update(part.encode() + b"\n")
@@ -175,7 +172,7 @@ def path_conflicts(repo: Repository, members: list[NVF], allowed: list[str]) -> 
 
 def staged_troves(repo: Repository, group: Trove) -> list[Trove]:
     """The member troves of a group that hold files (components), with their files."""
-    return [repo.get(n) for n in group.members if repo.get(n, with_files=False).kind == COMPONENT]
+    return [t for t in (repo.get(n) for n in group.members) if t.kind == COMPONENT]
 
 
 def find_group(repo: Repository, name: str, arch: str, version: str | None = None) -> NVF:

@@ -28,6 +28,7 @@ from pathlib import Path
 from appbuilder.errors import AppbuildError
 from appbuilder.images import ova as ova_mod
 from appbuilder.images import qemu, vhd
+from appbuilder.ui import human_size
 
 MANIFEST = "/var/lib/appbuild/manifest.json"
 KERNEL_RE = re.compile(r"^(vmlinuz|vmlinux|bzImage|kernel)([-.].*)?$")
@@ -174,10 +175,6 @@ def inspect_images(paths: list[Path], *, tmp_dir: Path | None = None) -> list[Im
         return [d.report for d in drives]
     finally:
         shutil.rmtree(extract_dir, ignore_errors=True)
-
-
-def inspect_image(path: Path) -> ImageReport:
-    return inspect_images([path])[0]
 
 
 def _configure(g) -> None:
@@ -341,12 +338,7 @@ def _apply_fstab(report: ImageReport, fstab: str) -> None:
 
 
 def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
+    return "-" if n is None else human_size(n)
 
 
 def report_lines(report: ImageReport) -> list[str]:

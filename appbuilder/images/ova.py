@@ -93,15 +93,5 @@ def extract_disk(path: Path, dest_dir: Path) -> Path:
     raise OvaError(f"{path}: the OVA holds no .vmdk disk")
 
 
-def read_member(path: Path, suffix: str) -> tuple[str, bytes] | None:
-    """(name, bytes) of the first member ending in *suffix* (e.g. ``.ovf``), or None."""
-    with tarfile.open(path, mode="r:") as tar:
-        for info in tar:
-            if info.isfile() and info.name.lower().endswith(suffix):
-                with tar.extractfile(info) as f:
-                    return info.name, f.read()
-    return None
-
-
 def temp_extract_dir(parent: Path | None = None) -> Path:
     return Path(tempfile.mkdtemp(prefix="appbuild-ova-", dir=parent))

@@ -75,12 +75,6 @@ class Processes:
                 proc.kill()
                 proc.wait()
 
-    @property
-    def pids(self) -> list[int]:
-        with self._lock:
-            return [p.pid for p in self._live]
-
-
 def info(path: str | Path, fmt: str | None = None, *, runner: Processes | None = None) -> dict:
     """``qemu-img info --output=json`` of *path* (``-U``: fine while others read it)."""
     argv = [QEMU_IMG, "info", "-U", "--output=json"] + (["-f", fmt] if fmt else []) + [str(path)]

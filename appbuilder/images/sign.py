@@ -27,8 +27,6 @@ from pathlib import Path
 
 from appbuilder.errors import AppbuildError
 
-SIGNATURE_SUFFIX = ".asc"
-
 
 class SigningError(AppbuildError):
     """No usable signing key, or gpg failed."""

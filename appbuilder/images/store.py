@@ -79,8 +79,11 @@ class ImageStore:
     def find(self, group: str, revision: str, arch: str | None = None) -> list[StoredImage]:
         """The recorded builds of one group version (one per arch), or an error naming what there is."""
         revision = revision.rsplit("/", 1)[-1]  # a full version label/revision names its revision
-        found = [e for e in self.entries(group) if e.revision == revision and (arch is None or e.arch == arch)
-                 and e.manifest is not None]
+        rdir = self.root / group / revision
+        listed = rdir.is_dir() and not revision.startswith(".")
+        adirs = sorted(d for d in rdir.iterdir() if d.is_dir() and not d.name.startswith(".")) if listed else []
+        found = [StoredImage(group, revision, d.name, d, m) for d in adirs
+                 if (arch is None or d.name == arch) and (m := mf.load(d)) is not None]
         if not found:
             known = sorted({e.revision for e in self.entries(group) if e.manifest}, key=revision_key, reverse=True)
             where = f" for {arch}" if arch else ""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import stat
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from appbuilder.repository.deps import Dependency
 from appbuilder.repository.versions import NVF, Flavor, Version
@@ -99,11 +98,3 @@ class Trove:
 
     def __str__(self) -> str:
         return str(self.nvf)
-
-
-def component_name(package: str, component: str) -> str:
-    return f"{package}:{component}"
-
-
-def sorted_files(files: Iterable[FileEntry]) -> list[FileEntry]:
-    return sorted(files, key=lambda f: f.path)

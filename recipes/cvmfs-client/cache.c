@@ -250,11 +250,6 @@ uint64_t cache_limit(const struct cache *c)
     return c->limit;
 }
 
-const char *cache_dir(const struct cache *c)
-{
-    return c->dir;
-}
-
 static void touch(const char *path)
 {
     utimensat(AT_FDCWD, path, NULL, 0);
