@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -76,13 +77,16 @@ def settings(tmp_path, shared_cache) -> Settings:
     return make_settings(tmp_path, cache=shared_cache)
 
 
-@pytest.fixture
-def repo(settings):
-    from appbuilder.repository.repo import Repository
+def free_port() -> int:
+    """A loopback port nothing listens on (yet)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
-    r = Repository(settings.repository, settings.label)
-    yield r
-    r.close()
+
+def component(repo, name: str, arch: str | None = None):
+    """The newest trove matching *name* (for *arch*), with its files."""
+    return repo.get(repo.find_one(name, arch=arch))
 
 
 def new_workspace(root: Path, recipes: list[str] = (), *, label: str = "cernvm@cvm:2") -> Path:

@@ -1,16 +1,17 @@
-"""Real HTTP servers for the file system tests: a static file server (what serves a
-published repository) and a forward proxy (what a site's squid is), both on
-127.0.0.1, threaded, stoppable, counting what they were asked."""
+"""Real HTTP servers for the tests: a static file server (what serves a published
+repository, a mirror, an rpm-md repository) and a forward proxy (what a site's squid
+is), both on 127.0.0.1, threaded, stoppable, counting what they were asked."""
 
 from __future__ import annotations
 
 import http.server
-import socket
 import threading
 import urllib.error
 import urllib.request
 from functools import partial
 from pathlib import Path
+
+from tests.conftest import free_port
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -86,8 +87,4 @@ class ForwardProxy(_LoopbackServer):
         super().__init__(_ProxyHandler, origin=origin)
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on (a dead proxy or server)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+closed_port = free_port  # a dead proxy or server: a loopback port nothing listens on

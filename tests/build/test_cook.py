@@ -12,18 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from appbuilder.cli.common import open_repo
 from appbuilder.repository.checkout import materialize
 from appbuilder.repository.deps import Dependency
-from appbuilder.repository.repo import Repository
-from tests.conftest import env_for, run_appbuild
-
-
-def open_repo(settings) -> Repository:
-    return Repository(settings.repository, settings.label)
-
-
-def component(repo: Repository, name: str, arch: str):
-    return repo.get(repo.find_one(name, arch=arch))
+from tests.conftest import component, env_for, run_appbuild
 
 
 # ----------------------------------------------------------------- dependencies and components

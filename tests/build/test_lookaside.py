@@ -3,43 +3,14 @@ checksums, mirrors, and a warm cache that needs no network."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from appbuilder.build.lookaside import Lookaside, verify_file
 from appbuilder.errors import ChecksumMismatch, SourceError
-
-
-class Server:
-    """A static file server in a thread, recording the paths it was asked for."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.requests: list[str] = []
-        requests = self.requests
-
-        class Handler(SimpleHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                requests.append(self.path)
-                super().do_GET()
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join()
+from tests.servers import StaticServer
 
 
 @pytest.fixture
@@ -48,7 +19,7 @@ def server(tmp_path):
     (root / "main").mkdir(parents=True)
     (root / "mirror-a").mkdir()
     (root / "mirror-b" / "pub").mkdir(parents=True)
-    s = Server(root)
+    s = StaticServer(root)
     yield s
     s.stop()
 
@@ -58,8 +29,8 @@ def cache(tmp_path):
     return Lookaside(tmp_path / "lookaside")
 
 
-def publish(server: Server, rel: str, data: bytes) -> str:
-    path = server.root / rel
+def publish(server: StaticServer, rel: str, data: bytes) -> str:
+    path = server.directory / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return hashlib.sha256(data).hexdigest()
@@ -163,7 +134,7 @@ def test_a_bad_mirror_does_not_stop_a_good_one(server, cache):
 def test_warm_cache_needs_no_network(tmp_path):
     root = tmp_path / "www"
     root.mkdir()
-    server = Server(root)
+    server = StaticServer(root)
     data = b"fetched once"
     digest = publish(server, "foo.tar.gz", data)
     url = f"{server.url}/foo.tar.gz"

@@ -11,21 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from appbuilder.cli.common import open_repo
 from appbuilder.repository.checkout import materialize
 from appbuilder.repository.deps import Dependency
-from appbuilder.repository.repo import Repository
-from tests.conftest import make_settings, new_workspace, run_appbuild
+from tests.conftest import component, make_settings, new_workspace, run_appbuild
 
 D = Dependency.parse
 FROM_APT = ["busybox-static", "busybox-static:i386", "zlib1g", "zlib1g:i386", "base-files"]
-
-
-def open_repo(settings) -> Repository:
-    return Repository(settings.repository, settings.label)
-
-
-def component(repo: Repository, name: str, arch: str | None = None):
-    return repo.get(repo.find_one(name, arch=arch))
 
 
 @pytest.fixture(scope="session")

@@ -4,35 +4,25 @@ that stays RPM-managed (``rpm --root ROOT -qa`` / ``-V``)."""
 
 from __future__ import annotations
 
-import functools
 import re
-import http.server
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 import pytest
 
 from appbuilder.capsule.rpmdb import build_rpm_database
+from appbuilder.cli.common import open_repo
 from appbuilder.graph.closure import ClosureResolver
 from appbuilder.repository.checkout import materialize
 from appbuilder.repository.deps import Dependency
-from appbuilder.repository.repo import Repository
 from tests.capsule.conftest import make_repo
-from tests.conftest import run_appbuild
+from tests.conftest import component, run_appbuild
+from tests.servers import StaticServer
 
 D = Dependency.parse
-
-
-def open_repo(settings) -> Repository:
-    return Repository(settings.repository, settings.label)
-
-
-def component(repo: Repository, name: str, arch: str | None = None):
-    return repo.get(repo.find_one(name, arch=arch))
 
 
 def rpm_in(root, *args: str) -> subprocess.CompletedProcess:
@@ -239,18 +229,10 @@ def test_rpmdb_is_built_by_an_unprivileged_user(workspace, rpms, unprivileged_us
 
 
 def test_http_repository_through_the_lookaside_cache(workspace, rpm_repo, tmp_path):
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(rpm_repo))
-    seen: list[str] = []
-
-    class Quiet(handler.func):
-        def log_message(self, fmt, *args):
-            seen.append(self.path)
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(rpm_repo)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = StaticServer(rpm_repo)
+    seen = server.requests
     try:
-        url = f"http://127.0.0.1:{server.server_port}/"
+        url = f"{server.url}/"
         out = run_appbuild(workspace, "import", "rpm", "--repo", url, "--only", "greeter", "--arch", "x86_64",
                            "--allow-missing").stdout
         assert "imported greeter=cernvm@cvm:2/2.0-1-1-1[is: x86_64]" in out and "libhello" in out
@@ -262,7 +244,7 @@ def test_http_repository_through_the_lookaside_cache(workspace, rpm_repo, tmp_pa
         assert "already imported" in again
         assert not any(p.endswith(".rpm") for p in seen)  # no package downloaded for a no-op
     finally:
-        server.shutdown()
+        server.stop()
 
 
 # ----------------------------------------------------------------- versions and labels

@@ -23,7 +23,7 @@ from appbuilder.fs.publish import publish
 from appbuilder.images.boot import BOOT_MARKER, BootOptions, RunningGuest
 from tests.context.conftest import DEAD_PROXY_IP, PROXY_IP, SERVER_IP, TEST_REPO
 from tests.fs.conftest import make_tree
-from tests.fs.servers import ForwardProxy, StaticServer, closed_port
+from tests.servers import ForwardProxy, StaticServer, closed_port
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ import pytest
 
 from appbuilder.fs import keys
 from tests.conftest import run_appbuild
-from tests.fs.servers import StaticServer
+from tests.servers import StaticServer
 
 REPO = "sw.example.org"
 

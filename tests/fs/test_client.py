@@ -20,7 +20,7 @@ from appbuilder.fs.manifest import MANIFEST_NAME, Manifest, parse, render
 from appbuilder.fs.objects import CATALOG_SUFFIX, ObjectStore
 from appbuilder.fs.publish import publish
 from tests.fs.conftest import REPO, make_tree
-from tests.fs.servers import ForwardProxy, StaticServer, closed_port
+from tests.servers import ForwardProxy, StaticServer, closed_port
 
 pytestmark = pytest.mark.slow
 

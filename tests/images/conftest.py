@@ -7,7 +7,6 @@ mke2fs -d (see disks.py); libguestfs, where used, runs with TCG.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from appbuilder.images.meta import ImageMeta
+from tests.conftest import free_port
 from tests.images.disks import make_disk
 
 EPOCH = 1700000000
@@ -51,17 +51,11 @@ def converted(test_disk, meta, tmp_path_factory) -> dict[str, list[Path]]:
     return convert_all(test_disk, "all", out, meta, jobs=2)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def moto_endpoint(tmp_path_factory):
     """A moto server (EC2, S3, EBS) on a free loopback port, for the session."""
     pytest.importorskip("moto", reason="moto[server] is in the test extras")
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ import pytest
 from appbuilder.fileio import sha256_file
 from appbuilder.images import manifest as mf
 from appbuilder.images.release_index import ArchRelease, Release, ReleaseIndex, ReleaseIndexError
-from tests.conftest import VENV_BIN, env_for
+from tests.conftest import VENV_BIN, env_for, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -71,12 +70,6 @@ def feed(dest: Path) -> dict:
 
 
 # ---------------------------------------------------------------- serving and a real browser
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -499,7 +492,7 @@ def test_the_shipped_nginx_configuration_serves_a_release_tree(two_versions, sig
     v = two_versions
     dest = tmp_path / "www"
     publish(v, v.new, dest, key=signing_key)
-    port = _free_port()
+    port = free_port()
     site = (Path(__file__).resolve().parents[2] / "ci" / "nginx" / "appbuild.conf").read_text()
     assert "root /srv/appbuild/releases;" in site and "listen 80;" in site
     site = site.replace("root /srv/appbuild/releases;", f"root {dest};").replace(
