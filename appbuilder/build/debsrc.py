@@ -9,7 +9,9 @@ and the system's apt is left as it was.
 
 A fetched source package is verified twice: the ``.dsc`` against the sha256 the recipe
 pins, and every file the ``.dsc`` lists against the checksums in it. The whole set is
-then kept in the lookaside cache under the ``.dsc``'s sha256.
+then kept in the lookaside cache under the ``.dsc``'s sha256, and verified the same way
+again every time it is used: a damaged entry is removed (with a warning) and fetched
+again.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from appbuilder.build.lookaside import Lookaside, verify_file
 from appbuilder.errors import SourceError
 from appbuilder.upstream.apt import APT_DIR, AptEntry, PrivateApt, deb_src_sources, system_entries
 
-__all__ = ["APT_DIR", "AptEntry", "DebianSources", "deb_src_sources", "parse_dsc_files", "system_entries"]
+__all__ = ["APT_DIR", "AptEntry", "DebianSources", "deb_src_sources", "parse_dsc_files", "system_entries",
+           "verify_source_package"]
 
 
 def parse_dsc_files(dsc_text: str) -> dict[str, str]:
@@ -42,6 +45,22 @@ def parse_dsc_files(dsc_text: str) -> dict[str, str]:
     return files
 
 
+def verify_source_package(directory: Path, dsc: Path, sha256: str) -> list[str]:
+    """Check *dsc* against the pinned *sha256* and every file it lists (beside it in
+    *directory*) against its checksums; returns the listed names.
+
+    Raises :class:`ChecksumMismatch`, or :class:`SourceError` for a missing file.
+    """
+    verify_file(dsc, sha256, what=dsc.name)
+    listed = parse_dsc_files(dsc.read_text(errors="replace"))
+    for name, digest in listed.items():
+        what = f"{name} (listed in {dsc.name})"
+        if not (directory / name).is_file():
+            raise SourceError(f"{what} is missing")
+        verify_file(directory / name, digest, what=what)
+    return list(listed)
+
+
 class DebianSources:
     """Fetches Debian source packages into the lookaside cache."""
 
@@ -59,9 +78,33 @@ class DebianSources:
 
     def fetch(self, package: str, version: str, sha256: str) -> Path:
         """The verified .dsc of ``package=version``, with its files beside it."""
-        cached = sorted(self.lookaside.entry_dir(sha256.lower()).glob("*.dsc"))
+        sha256 = sha256.lower()
+        cached, damaged = self._cached(sha256)
         if cached:
-            return cached[0]
+            return cached
+        try:
+            return self._download(package, version, sha256)
+        except SourceError as exc:
+            if damaged:
+                raise SourceError(f"the cached copy of Debian source package {package}={version} was damaged "
+                                  f"({damaged}) and removed; fetching it again failed: {exc}") from None
+            raise
+
+    def _cached(self, sha256: str) -> tuple[Path | None, str | None]:
+        """(the verified cached .dsc or None, what was wrong with a damaged entry or None)."""
+        entry = self.lookaside.entry_dir(sha256)
+        dscs = sorted(entry.glob("*.dsc"))
+        if not dscs:
+            return None, None
+        try:
+            verify_source_package(entry, dscs[0], sha256)
+        except SourceError as exc:
+            return None, self.lookaside.discard(sha256, str(exc))
+        except OSError as exc:
+            return None, self.lookaside.discard(sha256, f"{dscs[0].name} cannot be read ({exc.strerror or exc})")
+        return dscs[0], None
+
+    def _download(self, package: str, version: str, sha256: str) -> Path:
         self.update()
         self.lookaside.tmp.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(dir=self.lookaside.tmp, prefix="debsrc-"))
@@ -76,11 +119,8 @@ class DebianSources:
             if len(dscs) != 1:
                 raise SourceError(f"apt-get source {package}={version} gave {len(dscs)} .dsc files")
             dsc = dscs[0]
-            verify_file(dsc, sha256, what=dsc.name)
-            listed = parse_dsc_files(dsc.read_text(errors="replace"))
-            for name, digest in listed.items():
-                verify_file(work / name, digest, what=f"{name} (listed in {dsc.name})")
+            listed = verify_source_package(work, dsc, sha256)
             files = {name: work / name for name in [dsc.name, *listed]}
-            return self.lookaside.add_entry(files, sha256.lower(), move=True) / dsc.name
+            return self.lookaside.add_entry(files, sha256, move=True) / dsc.name
         finally:
             shutil.rmtree(work, ignore_errors=True)

@@ -6,11 +6,16 @@ each mirror in order (``mirror://NAME/path`` expands to every base URL listed fo
 under ``mirrors:`` in ``repo/config.yaml``); a download is verified against the pinned
 sha256 in a temporary file and only then renamed into the cache, so a bad or
 interrupted download never poisons it.
+
+A cached file is checked against its sha256 again every time it is used: a damaged
+entry (a flipped bit on disk, a file someone edited) is removed with a warning and
+fetched again; if that fails, the error says so.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -18,12 +23,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from appbuilder.errors import ChecksumMismatch, SourceError
 from appbuilder.fileio import sha256_file
 
 TIMEOUT = 60
+
+log = logging.getLogger(__name__)
 
 
 def verify_file(path: Path, sha256: str, *, what: str) -> None:
@@ -33,21 +40,57 @@ def verify_file(path: Path, sha256: str, *, what: str) -> None:
 
 
 class Lookaside:
-    def __init__(self, root: Path, mirrors: dict[str, list[str]] | None = None):
+    """Fetched sources by sha256; *warn* hears about damaged entries (default: a log warning)."""
+
+    def __init__(self, root: Path, mirrors: dict[str, list[str]] | None = None,
+                 warn: Callable[[str], None] | None = None):
         self.root = Path(root)
         self.mirrors = mirrors or {}
         self.tmp = self.root / "tmp"
+        self.warn = warn or log.warning
 
     def entry_dir(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256
 
     def cached(self, sha256: str) -> Path | None:
-        d = self.entry_dir(sha256.lower())
-        if d.is_dir():
-            files = [p for p in d.iterdir() if p.is_file()]
-            if len(files) == 1:
-                return files[0]
-        return None
+        """The cached file of *sha256*, checked against it now; None when there is none.
+
+        A damaged entry is removed (with a warning), so the caller fetches it again.
+        """
+        return self.lookup(sha256)[0]
+
+    def lookup(self, sha256: str) -> tuple[Path | None, str | None]:
+        """(the verified cached file or None, what was wrong with a damaged entry or None)."""
+        sha256 = sha256.lower()
+        d = self.entry_dir(sha256)
+        if not d.is_dir():
+            return None, None
+        files = [p for p in d.iterdir() if p.is_file()]
+        if len(files) != 1:
+            return None, None
+        try:
+            verify_file(files[0], sha256, what=files[0].name)
+        except ChecksumMismatch as exc:
+            problem = f"{files[0].name} has sha256 {exc.actual}, not the pinned {sha256}"
+        except OSError as exc:
+            problem = f"{files[0].name} cannot be read ({exc.strerror or exc})"
+        else:
+            return files[0], None
+        return None, self.discard(sha256, problem)
+
+    def discard(self, sha256: str, problem: str) -> str:
+        """Remove the damaged entry of *sha256* (all at once), telling :attr:`warn` why;
+        returns *problem*, for error messages."""
+        d = self.entry_dir(sha256)
+        self.warn(f"lookaside cache entry {d} is damaged: {problem}; removed it, fetching it again")
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        doomed = Path(tempfile.mkdtemp(dir=self.tmp, prefix="damaged-"))
+        try:
+            os.rename(d, doomed / "entry")  # readers see the entry whole or not at all
+        except FileNotFoundError:  # another cook removed it first
+            pass
+        shutil.rmtree(doomed, ignore_errors=True)
+        return problem
 
     def expand(self, url: str) -> list[str]:
         """``mirror://NAME/path`` → one URL per configured base; other URLs as they are."""
@@ -62,9 +105,18 @@ class Lookaside:
     def fetch(self, url: str, sha256: str, mirrors: Sequence[str] = ()) -> Path:
         """A verified local copy of the content *sha256*, downloading it if needed."""
         sha256 = sha256.lower()
-        hit = self.cached(sha256)
+        hit, damaged = self.lookup(sha256)
         if hit:
             return hit
+        try:
+            return self._fetch(url, sha256, mirrors)
+        except SourceError as exc:
+            if damaged:
+                raise SourceError(f"the cached copy of {_basename(url)} was damaged ({damaged}) and removed; "
+                                  f"fetching it again failed: {exc}") from None
+            raise
+
+    def _fetch(self, url: str, sha256: str, mirrors: Sequence[str]) -> Path:
         candidates: list[str] = []
         for u in (url, *mirrors):
             candidates.extend(self.expand(u))

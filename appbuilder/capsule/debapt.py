@@ -8,8 +8,9 @@ never changed.
 
 The version and sha256 apt's (signed) index gives for a package are looked up first:
 a package already imported is then a no-op without a download, and one already in the
-lookaside cache is not fetched again. Downloads (``apt-get download``) are checked
-against that sha256 and kept in the lookaside cache.
+lookaside cache is not fetched again (but checked against that sha256 each time: a
+damaged copy is removed and downloaded again). Downloads (``apt-get download``) are
+checked against that sha256 and kept in the lookaside cache.
 """
 
 from __future__ import annotations
@@ -112,9 +113,18 @@ class DebianArchive:
 
     def fetch(self, record: DebRecord) -> Path:
         """The verified .deb of *record*, from the lookaside cache or downloaded into it."""
-        hit = self.lookaside.cached(record.sha256)
+        hit, damaged = self.lookaside.lookup(record.sha256)
         if hit:
             return hit
+        try:
+            return self._download(record)
+        except CapsuleError as exc:
+            if damaged:
+                raise CapsuleError(f"the cached copy of {record.spec} was damaged ({damaged}) and removed; "
+                                   f"downloading it again failed: {exc}") from None
+            raise
+
+    def _download(self, record: DebRecord) -> Path:
         self.lookaside.tmp.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(dir=self.lookaside.tmp, prefix="apt-download-"))
         try:

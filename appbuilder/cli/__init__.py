@@ -2,7 +2,8 @@
 
 appbuild cook recipes/NAME [--arch x86_64|x86|all] [--force] [-j N]
 appbuild query [NAME]
-appbuild show NAME[=VERSION] [--files] [--deps]
+appbuild show NAME[=VERSION] [--files] [--deps] [--verify]
+appbuild verify [TARGET] [-j N]
 appbuild explain [ACTION]
 appbuild graph --build [--format dot|graphml] [-o FILE]
 appbuild gc
@@ -22,6 +23,8 @@ appbuild context make USER-DATA.ini -o CTX.iso|CTX.img [--add FILE...]
 from __future__ import annotations
 
 import argparse
+import signal
+import sqlite3
 import sys
 
 from appbuilder import __version__
@@ -56,15 +59,27 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    settings = None
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         settings = None if getattr(args, "no_workspace", False) else load_settings()
         return args.func(args, settings, ui)
     except AppbuildError as exc:
         ui.error(str(exc))
         return exc.exit_code
+    except sqlite3.DatabaseError as exc:  # last resort: the repository translates the errors it expects
+        where = f" ({settings.repository / 'index.sqlite'})" if settings else ""
+        ui.error(f"an SQLite database cannot be used: {exc}. If it is the repository index{where}, "
+                 "`appbuild verify` checks it; restore a damaged one from a backup")
+        return 1
     except KeyboardInterrupt:
         ui.error("interrupted")
         return 130
+
+
+def _terminate(signum, frame) -> None:
+    """SIGTERM stops appbuild as Ctrl-C does: running builds are killed, nothing half-done stays."""
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

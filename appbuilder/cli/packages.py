@@ -1,4 +1,4 @@
-"""``appbuild cook | query | show | explain | import | gc``: recipes, packages, capsules."""
+"""``appbuild cook | query | show | verify | explain | import | gc``: recipes, packages, capsules."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def cmd_cook(args, settings: Settings, ui: Console) -> int:
 
     recipes = [r for path in args.paths for r in find_recipes(path)]
     repo = open_repo(settings)
-    cooker = Cooker(settings, repo)
+    cooker = Cooker(settings, repo, warn=ui.warn)
     make_jobs = max(1, (os.cpu_count() or 2))
     echo = ui.build_output if args.verbose else None
 
@@ -54,7 +54,7 @@ def cmd_query(args, settings: Settings, ui: Console) -> int:
 
 def cmd_show(args, settings: Settings, ui: Console) -> int:
     from appbuilder.repository.display import show_lines
-
+    from appbuilder.repository.verify import check_trove
     from appbuilder.repository.versions import TroveSpec
 
     repo = open_repo(settings)
@@ -62,9 +62,24 @@ def cmd_show(args, settings: Settings, ui: Console) -> int:
     # without an explicit flavor, prefer the default architecture's build
     arch = args.arch or (DEFAULT_ARCH if spec.flavor is None and repo.find(spec, arch=DEFAULT_ARCH) else None)
     nvf = repo.find_one(spec, arch=arch)
-    for line in show_lines(repo, nvf, files=args.files, deps=args.deps):
+    check = check_trove(repo, nvf) if args.verify else None
+    for line in show_lines(repo, nvf, files=args.files or args.verify, deps=args.deps, check=check):
         ui.out(line)
-    return 0
+    return 1 if check and check.damaged else 0
+
+
+def cmd_verify(args, settings: Settings, ui: Console) -> int:
+    from appbuilder.errors import AppbuildError
+    from appbuilder.repository.verify import report_lines, summary, verify_repository
+
+    if args.target:
+        raise AppbuildError(f"appbuild verify {args.target}: checking a published release is not supported yet; "
+                            "`appbuild verify` without a target checks this workspace's repository")
+    report = verify_repository(settings.repository, jobs=args.jobs)
+    for line in report_lines(report):
+        ui.out(line)
+    (ui.success if report.ok else ui.error)(summary(report))
+    return 0 if report.ok else 1
 
 
 def cmd_explain(args, settings: Settings | None, ui: Console) -> int:
@@ -125,7 +140,16 @@ def register(sub) -> None:
     s.add_argument("--files", action="store_true", help="list files")
     s.add_argument("--deps", action="store_true", help="list provides and requires")
     s.add_argument("--arch", help="prefer this architecture")
+    s.add_argument("--verify", action="store_true",
+                   help="check every file's stored content and mark damaged ones (implies --files; exit status 1 "
+                        "when any is damaged)")
     s.set_defaults(func=cmd_show)
+
+    v = sub.add_parser("verify", help="check the repository: index, and every stored object against its sha256")
+    v.add_argument("target", nargs="?", metavar="TARGET",
+                   help="what to check (default: this workspace's repository; published releases: not yet)")
+    v.add_argument("-j", "--jobs", type=int, help="check on N threads (default: every core)")
+    v.set_defaults(func=cmd_verify)
 
     e = sub.add_parser("explain", help="document a recipe action or policy")
     e.add_argument("action", nargs="?")

@@ -1,9 +1,10 @@
-"""Text views of the repository for ``appbuild query`` and ``appbuild show``."""
+"""Text views of the repository for ``appbuild query`` and ``appbuild show`` (``--verify``)."""
 
 from __future__ import annotations
 
 from appbuilder.repository.repo import Repository
 from appbuilder.repository.trove import Trove
+from appbuilder.repository.verify import ContentCheck
 from appbuilder.repository.versions import NVF
 from appbuilder.ui import human_size
 
@@ -17,10 +18,16 @@ def query_lines(repo: Repository, name: str | None = None) -> list[str]:
     return [str(n) for n in found]
 
 
-def show_lines(repo: Repository, nvf: NVF, *, files: bool = False, deps: bool = False) -> list[str]:
+def show_lines(repo: Repository, nvf: NVF, *, files: bool = False, deps: bool = False,
+               check: ContentCheck | None = None) -> list[str]:
+    """``appbuild show``: a trove, its components or members, optionally files and dependencies.
+
+    With *check* (``--verify``, see :func:`appbuilder.repository.verify.check_trove`) every
+    file whose stored content is damaged is marked, and a last line says what was checked.
+    """
     trove = repo.get(nvf)
     lines = [f"{trove.nvf}", f"  kind: {trove.kind}"]
-    for key in ("recipe", "source", "build_requires", "capsule", "upstream_name"):
+    for key in ("recipe", "source", "build_requires", "toolchain", "capsule", "upstream_name"):
         if key in trove.info and trove.info[key]:
             value = trove.info[key]
             lines.append(f"  {key.replace('_', ' ')}: {', '.join(value) if isinstance(value, list) else value}")
@@ -34,11 +41,33 @@ def show_lines(repo: Repository, nvf: NVF, *, files: bool = False, deps: bool = 
             lines += _dep_lines(comp)
         if files:
             lines.append(f"  files of {comp.name}:")
-            lines += [f"    {f.describe()}" for f in comp.files]
+            lines += [f"    {f.describe()}{_mark(f.sha256, check)}" for f in comp.files]
     missing = trove.info.get("missing_build_requires")
     if deps and missing:
         lines.append("  build requirements not declared (EnforceSonameBuildRequirements):")
         lines += [f"    {m}" for m in missing]
+    if check is not None:
+        lines += _check_lines(check, [trove, *members])
+    return lines
+
+
+def _mark(digest: str | None, check: ContentCheck | None) -> str:
+    damage = check.damaged.get(digest) if check and digest else None
+    return f"  << DAMAGED: {damage.problem}" if damage else ""
+
+
+def _check_lines(check: ContentCheck, troves: list[Trove]) -> list[str]:
+    lines = []
+    for t in troves:  # contents kept beside the files: build logs, package headers
+        for key, digest in sorted(t.info.items()):
+            if key.endswith("_blob") and isinstance(digest, str) and digest in check.damaged:
+                lines.append(f"  {key.replace('_', ' ')} of {t.name}:{_mark(digest, check)}")
+    if check.damaged:
+        lines.append(f"  {len(check.damaged)} of {check.checked} stored contents are damaged: run `appbuild verify` "
+                     "to check the whole repository, and restore the damaged files from a backup")
+        lines += [f"    {d.digest}: {d.path}" for d in check.damaged.values()]
+    else:
+        lines.append(f"  verified {check.checked} stored contents ({human_size(check.content_bytes)}): no damage")
     return lines
 
 

@@ -4,6 +4,12 @@ Every change to the index happens inside one ``BEGIN IMMEDIATE`` transaction, so
 commit is all-or-nothing (SQLite's journal survives kill -9 and power loss) and two
 writers at once queue up instead of interleaving. Readers use WAL mode and never
 block writers.
+
+Every connection is an :class:`IndexConnection`: an SQLite error that means the file
+is damaged (a truncated or overwritten ``index.sqlite``), cannot be read or written,
+or stayed locked by another writer past the timeout becomes one clear
+:class:`IndexProblem` naming the file and what to do, on opening and on any later
+query, instead of a ``sqlite3`` traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from appbuilder.errors import RepositoryError
 from appbuilder.repository.deps import Dependency
 from appbuilder.repository.trove import FileEntry, Trove
 from appbuilder.repository.versions import NVF, Flavor, Version
@@ -87,18 +94,161 @@ CREATE TABLE IF NOT EXISTS inputs (
 """
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=300, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.executescript(SCHEMA)
-    # write only on a new index: an INSERT, even one ignored, waits for any running writer,
-    # and a reader opening the repository must not wait for a commit to finish
-    if conn.execute("SELECT 1 FROM meta WHERE key='schema'").fetchone() is None:
-        conn.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
-        )
+BUSY_TIMEOUT = 300  # seconds a writer waits for another one
+
+# SQLite's primary result codes (the low byte of an extended code)
+_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
+
+
+class IndexProblem(RepositoryError):
+    """The repository index cannot be used (damaged, locked, unreadable, ...)."""
+
+    def __init__(self, path: Path, message: str, detail: str = ""):
+        super().__init__(message)
+        self.path = Path(path)
+        self.detail = detail or message  # SQLite's own words
+
+
+class DamagedIndex(IndexProblem):
+    """``index.sqlite`` is not a sound SQLite database (truncated, overwritten, ...)."""
+
+
+class IndexBusy(IndexProblem):
+    """Another process kept the index locked for longer than the timeout."""
+
+
+def _primary_code(exc: sqlite3.Error) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF
+    text = str(exc).lower()  # Pythons without error codes on exceptions
+    if "malformed" in text or "not a database" in text:
+        return _CORRUPT
+    if "locked" in text or "busy" in text:
+        return _BUSY
+    return None
+
+
+def index_problem(exc: sqlite3.Error, path: Path) -> IndexProblem | None:
+    """The user's view of an SQLite error on the index at *path*; None for errors that are
+    appbuild's own bugs (bad SQL, broken constraints), which keep their traceback."""
+    path = Path(path)
+    code = _primary_code(exc)
+    if code in (_CORRUPT, _NOTADB):
+        return DamagedIndex(path, (
+            f"the repository index {path} is damaged ({exc}).\n"
+            f"  The content store beside it ({path.parent / 'objects'}) is kept apart from the index; "
+            f"this damage does not touch it.\n  Restore {path.name} from a backup of the repository (with "
+            f"no appbuild running, and without the -wal and -shm files beside it); `appbuild verify` checks the "
+            f"index and every stored object."
+        ), str(exc))
+    if code in (_BUSY, _LOCKED):
+        return IndexBusy(path, (
+            f"the repository index {path} is locked ({exc}): another appbuild has been writing to it for more "
+            f"than {BUSY_TIMEOUT} s; let it finish (or stop it) and try again"
+        ), str(exc))
+    messages = {
+        _IOERR: f"the repository index {path} cannot be read or written ({exc}): the disk or file system holding "
+                f"it reported an error; check it (dmesg), then run `appbuild verify`",
+        _FULL: f"the repository index {path} cannot grow ({exc}): its disk is full",
+        _READONLY: f"the repository index {path} cannot be written ({exc}): check its permissions and those of "
+                   f"its directory",
+        _CANTOPEN: f"the repository index {path} cannot be opened ({exc}): check that its directory exists and "
+                   f"that you may write to it",
+    }
+    return IndexProblem(path, messages[code], str(exc)) if code in messages else None
+
+
+def _translate(exc: sqlite3.Error, path: Path) -> BaseException:
+    return index_problem(exc, path) or exc
+
+
+class IndexCursor(sqlite3.Cursor):
+    """A cursor whose damaged-index errors, also while rows are fetched, are :class:`IndexProblem`."""
+
+    def execute(self, sql, parameters=()):
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.DatabaseError as exc:
+            raise _translate(exc, self.connection.path) from exc
+
+    def executemany(self, sql, seq_of_parameters):
+        try:
+            return super().executemany(sql, seq_of_parameters)
+        except sqlite3.DatabaseError as exc:
+            raise _translate(exc, self.connection.path) from exc
+
+    def executescript(self, sql_script):
+        try:
+            return super().executescript(sql_script)
+        except sqlite3.DatabaseError as exc:
+            raise _translate(exc, self.connection.path) from exc
+
+    def fetchone(self):
+        try:
+            return super().fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise _translate(exc, self.connection.path) from exc
+
+    def fetchmany(self, size=None):
+        try:
+            return super().fetchmany(self.arraysize if size is None else size)
+        except sqlite3.DatabaseError as exc:
+            raise _translate(exc, self.connection.path) from exc
+
+    def fetchall(self):
+        try:
+            return super().fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise _translate(exc, self.connection.path) from exc
+
+    def __next__(self):
+        try:
+            return super().__next__()
+        except sqlite3.DatabaseError as exc:
+            raise _translate(exc, self.connection.path) from exc
+
+
+class IndexConnection(sqlite3.Connection):
+    """A connection to ``index.sqlite`` that reports a damaged or locked index clearly."""
+
+    def __init__(self, database, *args, **kwargs):
+        super().__init__(database, *args, **kwargs)
+        self.path = Path(database)
+
+    def cursor(self, factory=IndexCursor):
+        return super().cursor(factory)
+
+    def execute(self, sql, parameters=()):
+        return self.cursor().execute(sql, parameters)
+
+    def executemany(self, sql, seq_of_parameters):
+        return self.cursor().executemany(sql, seq_of_parameters)
+
+    def executescript(self, sql_script):
+        return self.cursor().executescript(sql_script)
+
+
+def connect(path: Path) -> IndexConnection:
+    """Open (creating when new) the index at *path*; a damaged one raises :class:`IndexProblem`."""
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, factory=IndexConnection)
+    except sqlite3.DatabaseError as exc:
+        raise _translate(exc, Path(path)) from exc
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.executescript(SCHEMA)
+        # write only on a new index: an INSERT, even one ignored, waits for any running writer,
+        # and a reader opening the repository must not wait for a commit to finish
+        if conn.execute("SELECT 1 FROM meta WHERE key='schema'").fetchone() is None:
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+            )
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
@@ -109,7 +259,8 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     try:
         yield conn
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite may have rolled back already (a damaged page, a full disk)
+            conn.execute("ROLLBACK")
         raise
     else:
         conn.execute("COMMIT")
@@ -206,3 +357,35 @@ def load_deps(conn: sqlite3.Connection, table: str, tid: int) -> set[Dependency]
         Dependency(cls, name, frozenset(flags.split()))
         for cls, name, flags in conn.execute(f"SELECT cls, name, flags FROM {table} WHERE trove_id=?", (tid,))
     }
+
+
+# ------------------------------------------------------------------ stored contents
+
+
+def info_blobs(conn: sqlite3.Connection) -> Iterator[tuple[NVF, str, str]]:
+    """(trove, info key, digest) for every ``*_blob`` entry of trove info (build logs,
+    RPM headers, Debian control archives: contents kept beside the files)."""
+    for row in conn.execute(f"SELECT {NVF_COLUMNS}, info FROM troves ORDER BY id"):
+        for key, value in json.loads(row[6]).items():
+            if key.endswith("_blob") and isinstance(value, str):
+                yield row_nvf(row), key, value
+
+
+def file_contents(conn: sqlite3.Connection) -> set[str]:
+    """Every content digest a file entry names."""
+    return {r[0] for r in conn.execute("SELECT DISTINCT sha256 FROM files WHERE sha256 IS NOT NULL")}
+
+
+def referenced_contents(conn: sqlite3.Connection) -> set[str]:
+    """Every content digest a trove names: file contents and ``*_blob`` info entries."""
+    return file_contents(conn) | {digest for _, _, digest in info_blobs(conn)}
+
+
+def content_users(conn: sqlite3.Connection, digest: str) -> list[tuple[NVF, str]]:
+    """(trove, path) of every file entry whose content is *digest*, oldest trove first."""
+    rows = conn.execute(
+        f"SELECT {NVF_COLUMNS}, files.path FROM files JOIN troves ON troves.id = files.trove_id"
+        " WHERE files.sha256=? ORDER BY troves.id, files.path",
+        (digest,),
+    )
+    return [(row_nvf(r), r[6]) for r in rows]

@@ -15,7 +15,6 @@ they own.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -275,10 +274,7 @@ class Repository:
 
     def referenced_contents(self) -> set[str]:
         """Every content digest a trove names: file contents and ``*_blob`` info entries."""
-        keep = {r[0] for r in self.db.execute("SELECT DISTINCT sha256 FROM files WHERE sha256 IS NOT NULL")}
-        for (info_json,) in self.db.execute("SELECT info FROM troves"):
-            keep.update(v for k, v in json.loads(info_json).items() if k.endswith("_blob") and isinstance(v, str))
-        return keep
+        return index.referenced_contents(self.db)
 
     def gc(self, *, grace_seconds: float = 3600) -> tuple[int, int]:
         """Delete stored contents no trove references (left by interrupted commits).

@@ -6,6 +6,12 @@ directory tree and renamed into place, so a reader never sees a half-written obj
 and an interrupted write leaves only a ``tmp/`` file that the next ``sweep`` removes.
 Objects nobody references (a cook killed before its index commit) are invisible: only
 the index says what exists, and ``Repository.gc`` deletes them.
+
+Every read is verified: the content is hashed while it is decompressed and compared
+with the object's name when the stream ends, so a flipped bit on disk, a truncated
+object or one that is not zstd at all is reported as a :class:`DamagedObject` naming
+the object file, never handed on as content. New objects also carry zstd's own frame
+checksum (objects written before that still read).
 """
 
 from __future__ import annotations
@@ -27,10 +33,124 @@ CHUNK = 1 << 20
 LEVEL = 3
 # objects at least this big are compressed with every core
 THREADED_ABOVE = 8 << 20
+# enough of an object's start to hold any zstd frame header
+FRAME_HEADER_MAX = 18
+
+REMEDY = ("run `appbuild verify` to list every damaged object and the troves that use it, then restore "
+          "those files from a backup of the repository")
+
+
+class DamagedObject(RepositoryError):
+    """A stored object is missing, or its bytes are not the content it is named after."""
+
+    def __init__(self, digest: str, path: Path, problem: str):
+        super().__init__(f"stored object {digest} is damaged: {problem}\n  file: {path}\n  {REMEDY}")
+        self.digest = digest
+        self.path = path
+        self.problem = problem
+
+
+class MissingObject(DamagedObject):
+    """An object the caller asked for is not in the store at all."""
+
+    def __init__(self, digest: str, path: Path, root: Path):
+        RepositoryError.__init__(
+            self, f"content {digest} is missing from the store {root}\n  file: {path}\n  {REMEDY}")
+        self.digest = digest
+        self.path = path
+        self.problem = "missing"
+
+
+class VerifiedReader(io.RawIOBase):
+    """The uncompressed content of one object, hashed as it is read.
+
+    Reaching the end of the stream checks the content against the object's name (and
+    its length against the length the frame header announces); any damage raises
+    :class:`DamagedObject`, including zstd's own decoding errors. A caller that stops
+    before the end has read a prefix that was not checked (zstd still catches most
+    damage on the way).
+    """
+
+    def __init__(self, digest: str, path: Path, raw: BinaryIO):
+        super().__init__()
+        self.digest = digest
+        self.path = path
+        self.size = 0  # uncompressed bytes read so far
+        self.verified = False
+        self._raw = raw
+        self._reader = None
+        self._hash = hashlib.sha256()
+        self._expected_size = self._frame_size(raw)
+        self._reader = zstandard.ZstdDecompressor().stream_reader(raw, closefd=False)
+
+    def _frame_size(self, raw: BinaryIO) -> int | None:
+        try:
+            head = raw.read(FRAME_HEADER_MAX)
+            raw.seek(0)
+        except OSError as exc:
+            raise self.damaged(f"it cannot be read ({exc.strerror or exc})") from None
+        if not head:
+            raise self.damaged("the object file is empty")
+        try:
+            size = zstandard.get_frame_parameters(head).content_size
+        except zstandard.ZstdError:
+            raise self.damaged("it is not zstd-compressed data") from None
+        return None if size == zstandard.CONTENTSIZE_UNKNOWN else size
+
+    def damaged(self, problem: str) -> DamagedObject:
+        return DamagedObject(self.digest, self.path, problem)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self.closed:
+            raise ValueError("read from a closed object stream")
+        if size is None or size < 0:
+            size = -1
+        try:
+            data = self._reader.read(size)
+        except zstandard.ZstdError as exc:
+            detail = str(exc).replace("zstd decompress error: ", "")
+            raise self.damaged(f"its compressed data is damaged (zstd: {detail})") from None
+        except OSError as exc:
+            raise self.damaged(f"it cannot be read ({exc.strerror or exc})") from None
+        if data:
+            self._hash.update(data)
+            self.size += len(data)
+        if (size < 0 or not data) and size != 0:
+            self._finish()
+        return data
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def _finish(self) -> None:
+        """The end of the content: it must be complete and hash to the object's name."""
+        if self.verified:
+            return
+        if self._expected_size is not None and self.size < self._expected_size:
+            raise self.damaged(f"it is truncated: it holds {self.size} of {self._expected_size} bytes")
+        actual = self._hash.hexdigest()
+        if actual != self.digest:
+            raise self.damaged(f"its content hashes to {actual}, not to its name")
+        self.verified = True
+
+    def close(self) -> None:
+        if not self.closed:
+            if self._reader is not None:
+                self._reader.close()
+            self._raw.close()
+        super().close()
 
 
 class ContentStore:
-    """sha256 → compressed blob, deduplicated."""
+    """sha256 → compressed blob, deduplicated; every read verified."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -64,7 +184,7 @@ class ContentStore:
     def _write(self, digest: str, src: BinaryIO, size: int) -> None:
         final = self.path_of(digest)
         final.parent.mkdir(exist_ok=True)
-        params = {"level": LEVEL, "write_content_size": True}
+        params = {"level": LEVEL, "write_content_size": True, "write_checksum": True}
         if size >= THREADED_ABOVE:
             params["threads"] = -1
         cctx = zstandard.ZstdCompressor(**params)
@@ -89,28 +209,50 @@ class ContentStore:
                 pass
             raise
 
-    def open(self, digest: str) -> BinaryIO:
-        """A stream of the uncompressed content."""
+    def open(self, digest: str) -> VerifiedReader:
+        """A stream of the uncompressed content, checked against *digest* at its end."""
+        path = self.path_of(digest)
         try:
-            raw = open(self.path_of(digest), "rb")
+            raw = open(path, "rb")
         except FileNotFoundError:
-            raise RepositoryError(f"content {digest} is missing from the store {self.root}") from None
-        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
+            raise MissingObject(digest, path, self.root) from None
+        except OSError as exc:
+            raise DamagedObject(digest, path, f"it cannot be opened ({exc.strerror or exc})") from None
+        try:
+            return VerifiedReader(digest, path, raw)
+        except BaseException:
+            raw.close()
+            raise
 
     def read(self, digest: str) -> bytes:
+        """The whole content, verified."""
         with self.open(digest) as f:
             return f.read()
 
-    def copy_to(self, digest: str, dest: Path | str, *, verify: bool = False) -> None:
-        """Write the content to *dest* (which must not be a symlink)."""
-        h = hashlib.sha256() if verify else None
-        with self.open(digest) as src, open(dest, "wb") as out:
-            while chunk := src.read(CHUNK):
-                if h:
-                    h.update(chunk)
-                out.write(chunk)
-        if h and h.hexdigest() != digest:
-            raise RepositoryError(f"stored content {digest} is corrupt (reads as {h.hexdigest()})")
+    def copy_to(self, digest: str, dest: Path | str) -> None:
+        """Write the verified content to *dest* (which must not be a symlink).
+
+        Damage is found while the content is written; *dest* is then removed and
+        :class:`DamagedObject` raised, so no damaged file is ever left behind.
+        """
+        with self.open(digest) as src:
+            try:
+                with open(dest, "wb") as out:
+                    while chunk := src.read(CHUNK):
+                        out.write(chunk)
+            except BaseException:
+                Path(dest).unlink(missing_ok=True)
+                raise
+
+    def check(self, digest: str) -> int:
+        """Read the object through and verify it; returns its uncompressed size.
+
+        Raises :class:`DamagedObject` (:class:`MissingObject` when it is not there).
+        """
+        with self.open(digest) as src:
+            while src.read(CHUNK):
+                pass
+            return src.size
 
     def iter_digests(self) -> Iterator[str]:
         for sub in self.objects.iterdir():

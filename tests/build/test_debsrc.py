@@ -223,16 +223,65 @@ def test_no_deb_entries_is_a_clear_error_before_any_apt_run(tmp_path):
     assert not (cache / "lookaside").exists() or not any((cache / "lookaside").rglob("*.dsc"))
 
 
+def cached_source_package(lookaside: Lookaside) -> tuple[str, Path, dict[str, bytes]]:
+    """A source package put into the lookaside cache as a fetch leaves it: a .dsc whose
+    Checksums-Sha256 lists the files beside it; returns (pin, entry, listed files)."""
+    files = {"hello_2.10.orig.tar.gz": b"upstream tarball bytes\n" * 100,
+             "hello_2.10-3.debian.tar.xz": b"debian packaging bytes\n" * 10}
+    sums = "".join(f" {hashlib.sha256(d).hexdigest()} {len(d)} {n}\n" for n, d in files.items())
+    dsc = f"Format: 3.0 (quilt)\nSource: hello\nVersion: 2.10-3\nChecksums-Sha256:\n{sums}Files:\n 0 0 x\n".encode()
+    digest = hashlib.sha256(dsc).hexdigest()
+    entry = lookaside.entry_dir(digest)
+    entry.mkdir(parents=True)
+    (entry / "hello_2.10-3.dsc").write_bytes(dsc)
+    for name, data in files.items():
+        (entry / name).write_bytes(data)
+    return digest, entry, files
+
+
 def test_a_cached_source_package_needs_no_apt(tmp_path):
     cache = tmp_path / "cache"
     lookaside = Lookaside(cache / "lookaside")
-    dsc_text = DSC.encode()
-    digest = hashlib.sha256(dsc_text).hexdigest()
-    entry = lookaside.entry_dir(digest)
-    entry.mkdir(parents=True)
-    (entry / "hello_2.10-3.dsc").write_bytes(dsc_text)
+    digest, entry, _ = cached_source_package(lookaside)
     # an apt dir with no sources: anything but the cache would fail
     ds = DebianSources(cache, lookaside, apt_dir=tmp_path / "no-apt")
     assert ds.fetch("hello", "2.10-3", digest.upper()) == entry / "hello_2.10-3.dsc"
     with pytest.raises(SourceError, match="no enabled 'deb' entries"):
         ds.fetch("hello", "2.10-3", "0" * 64)
+
+
+def _tamper_listed(entry: Path) -> str:
+    path = entry / "hello_2.10.orig.tar.gz"
+    path.write_bytes(path.read_bytes().replace(b"upstream", b"backdoor", 1))
+    return "checksum mismatch for hello_2.10.orig.tar.gz (listed in hello_2.10-3.dsc)"
+
+
+def _tamper_dsc(entry: Path) -> str:
+    path = entry / "hello_2.10-3.dsc"
+    path.write_bytes(path.read_bytes().replace(b"Version: 2.10-3", b"Version: 2.10-4"))
+    return "checksum mismatch for hello_2.10-3.dsc: expected sha256"
+
+
+def _remove_listed(entry: Path) -> str:
+    (entry / "hello_2.10-3.debian.tar.xz").unlink()
+    return "hello_2.10-3.debian.tar.xz (listed in hello_2.10-3.dsc) is missing"
+
+
+@pytest.mark.parametrize("tamper", [_tamper_listed, _tamper_dsc, _remove_listed])
+def test_a_damaged_cached_source_package_is_dropped_and_fetched_again(tmp_path, tamper):
+    cache = tmp_path / "cache"
+    warnings: list[str] = []
+    lookaside = Lookaside(cache / "lookaside", warn=warnings.append)
+    digest, entry, _ = cached_source_package(lookaside)
+    problem = tamper(entry)
+    # fetching again goes to apt; with no apt sources here, that fails: the error says both
+    ds = DebianSources(cache, lookaside, apt_dir=tmp_path / "no-apt")
+    with pytest.raises(SourceError) as exc:
+        ds.fetch("hello", "2.10-3", digest)
+    msg = str(exc.value)
+    assert msg.startswith("the cached copy of Debian source package hello=2.10-3 was damaged (")
+    assert problem in msg and "and removed; fetching it again failed:" in msg
+    assert "no enabled 'deb' entries" in msg
+    (warning,) = warnings
+    assert f"lookaside cache entry {entry} is damaged: {problem}" in warning
+    assert not entry.exists()  # the damaged files are never used

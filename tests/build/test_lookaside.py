@@ -1,5 +1,6 @@
 """The lookaside cache against a real HTTP server on 127.0.0.1: fetch by sha256, bad
-checksums, mirrors, and a warm cache that needs no network."""
+checksums, mirrors, a warm cache that needs no network, and a damaged cached copy that
+is noticed when it is used and fetched again."""
 
 from __future__ import annotations
 
@@ -160,3 +161,68 @@ def test_add_local_file_and_verify_file(tmp_path, cache):
     assert kept.read_bytes() == src.read_bytes() and src.exists()
     assert cache.add(src, digest, "local.patch") == kept  # already there
     assert cache.fetch("https://unused.invalid/local.patch", digest) == kept
+
+
+# ------------------------------------------------------------------ a damaged cache
+
+
+def tamper(path: Path) -> None:
+    """What a flipped bit on disk, or someone editing the cached file, does."""
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0x20
+    path.write_bytes(bytes(raw))
+
+
+def test_a_tampered_cached_file_is_fetched_again(server, tmp_path):
+    warnings: list[str] = []
+    cache = Lookaside(tmp_path / "lookaside", warn=warnings.append)
+    data = b"genuine tarball bytes\n" * 500
+    digest = publish(server, "main/foo-1.0.tar.gz", data)
+    url = f"{server.url}/main/foo-1.0.tar.gz"
+    got = cache.fetch(url, digest)
+    tamper(got)
+    damaged = hashlib.sha256(got.read_bytes()).hexdigest()
+    again = cache.fetch(url, digest)
+    assert again == got and again.read_bytes() == data  # the cached copy is good again
+    assert server.requests == ["/main/foo-1.0.tar.gz", "/main/foo-1.0.tar.gz"]
+    (warning,) = warnings
+    assert str(cache.entry_dir(digest)) in warning and "is damaged" in warning
+    assert f"foo-1.0.tar.gz has sha256 {damaged}, not the pinned {digest}" in warning
+    assert "fetching it again" in warning
+    assert cache_files(cache) == [got]  # nothing of the damaged entry left behind
+    # used again: checked again, sound, no request
+    assert cache.fetch(url, digest) == got and len(server.requests) == 2 and len(warnings) == 1
+
+
+def test_a_tampered_cached_file_names_both_problems_when_it_cannot_be_fetched_again(server, tmp_path):
+    warnings: list[str] = []
+    cache = Lookaside(tmp_path / "lookaside", warn=warnings.append)
+    data = b"only fetched once"
+    digest = publish(server, "main/bar.tar.gz", data)
+    url = f"{server.url}/main/bar.tar.gz"
+    got = cache.fetch(url, digest)
+    tamper(got)
+    damaged = hashlib.sha256(got.read_bytes()).hexdigest()
+    (server.directory / "main/bar.tar.gz").unlink()  # gone upstream
+    with pytest.raises(SourceError) as exc:
+        cache.fetch(url, digest)
+    msg = str(exc.value)
+    assert msg.startswith(f"the cached copy of bar.tar.gz was damaged (bar.tar.gz has sha256 {damaged}, "
+                          f"not the pinned {digest}) and removed; fetching it again failed: missing source")
+    assert f"{url}: file not found" in msg.lower()
+    assert cache.cached(digest) is None and not cache.entry_dir(digest).exists()
+    assert len(warnings) == 1
+
+
+def test_cached_checks_the_content_and_drops_a_damaged_entry(tmp_path, caplog):
+    cache = Lookaside(tmp_path / "lookaside")  # warnings go to the log
+    src = tmp_path / "local.patch"
+    src.write_bytes(b"--- a\n+++ b\n@@ -1 +1 @@\n-x\n+y\n")
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    kept = cache.add(src, digest, "local.patch")
+    assert cache.cached(digest) == kept
+    kept.write_bytes(b"--- a\n+++ b\n@@ -1 +1 @@\n-x\n+z\n")  # edited in the cache
+    with caplog.at_level("WARNING", logger="appbuilder.build.lookaside"):
+        assert cache.cached(digest) is None
+    assert not cache.entry_dir(digest).exists()
+    assert any(f"lookaside cache entry {cache.entry_dir(digest)} is damaged" in r.getMessage() for r in caplog.records)

@@ -9,7 +9,7 @@ import pytest
 
 from appbuilder.errors import RepositoryError
 from appbuilder.repository.checkout import materialize
-from appbuilder.repository.store import ContentStore
+from appbuilder.repository.store import ContentStore, DamagedObject
 from appbuilder.repository.trove import FileEntry, Trove
 from appbuilder.repository.versions import Flavor, Version
 
@@ -164,3 +164,24 @@ def test_a_hard_link_never_links_to_a_file_outside(store, tmp_path):
     assert (dest / "b").stat().st_ino != victim.stat().st_ino
     assert (dest / "b").read_bytes() == data
     assert victim.read_text() == "host file" and victim.stat().st_nlink == 1
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "garbage"])
+def test_a_damaged_object_stops_the_checkout_and_leaves_no_damaged_file(store, tmp_path, damage):
+    dest = tmp_path / "root"
+    good = regular(store, "/usr/bin/good", b"fine\n")
+    data = bytes(range(256)) * 4000  # compressible: a flipped byte breaks zstd's own checks too
+    bad = regular(store, "/usr/lib/libbad.so.1", data)
+    path = store.path_of(bad.sha256)
+    raw = bytearray(path.read_bytes())
+    if damage == "flip":
+        raw[len(raw) // 2] ^= 0x10
+    elif damage == "truncate":
+        raw = raw[: len(raw) // 2]
+    else:
+        raw = bytearray(b"garbage, not zstd" * 10)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DamagedObject, match=f"stored object {bad.sha256} is damaged") as exc:
+        materialize(store, [trove("a:runtime", [good, bad])], dest)
+    assert str(path) in str(exc.value)
+    assert not (dest / "usr/lib/libbad.so.1").exists()

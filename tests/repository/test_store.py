@@ -1,16 +1,19 @@
-"""The content store: put, read, dedup, compression, verification, leftovers."""
+"""The content store: put, read, dedup, compression, leftovers, and every read verified
+(flipped bytes, truncated, garbage and missing objects)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import random
 import time
 
 import pytest
+import zstandard
 
 from appbuilder.errors import RepositoryError
 from appbuilder.fileio import sha256_file
-from appbuilder.repository.store import ContentStore
+from appbuilder.repository.store import ContentStore, DamagedObject, MissingObject
 
 
 @pytest.fixture
@@ -91,52 +94,157 @@ def test_put_file_with_wrong_digest_is_refused_and_leaves_nothing(store, tmp_pat
 
 def test_missing_content_is_a_clear_error(store, tmp_path):
     digest = "0" * 64
-    with pytest.raises(RepositoryError, match=f"content {digest} is missing"):
+    with pytest.raises(MissingObject, match=f"content {digest} is missing") as exc:
         store.read(digest)
+    assert str(store.path_of(digest)) in str(exc.value) and "appbuild verify" in str(exc.value)
     with pytest.raises(RepositoryError, match="missing"):
         store.copy_to(digest, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(MissingObject):
+        store.check(digest)
 
 
 def test_copy_to_writes_the_content(store, tmp_path):
     data = os.urandom(100_000)
     digest = store.put_bytes(data)
     out = tmp_path / "out"
-    store.copy_to(digest, out, verify=True)
+    store.copy_to(digest, out)
     assert out.read_bytes() == data
+    assert store.check(digest) == len(data)
 
 
-def _corrupt(store: ContentStore, digest: str, replacement: bytes) -> None:
-    """Replace an object file with a valid zstd frame of other content."""
-    import zstandard
+def test_new_objects_carry_a_zstd_frame_checksum(store):
+    digest = store.put_bytes(b"checksummed\n" * 100)
+    header = store.path_of(digest).read_bytes()[:18]
+    params = zstandard.get_frame_parameters(header)
+    assert params.has_checksum and params.content_size == 1200
 
+
+def _write_old_object(store: ContentStore, data: bytes, **params) -> str:
+    """An object as appbuild wrote them before frame checksums (or one without a content size)."""
+    digest = hashlib.sha256(data).hexdigest()
     path = store.path_of(digest)
-    path.write_bytes(zstandard.ZstdCompressor().compress(replacement))
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(zstandard.ZstdCompressor(level=3, **params).compress(data))
+    return digest
 
 
-def test_copy_to_verify_detects_corruption(store, tmp_path):
+@pytest.mark.parametrize("params", [{"write_content_size": True}, {"write_content_size": False}])
+def test_objects_without_a_frame_checksum_still_read(store, tmp_path, params):
+    data = random.Random(7).randbytes(300_000)
+    digest = _write_old_object(store, data, write_checksum=False, **params)
+    assert not zstandard.get_frame_parameters(store.path_of(digest).read_bytes()[:18]).has_checksum
+    assert store.read(digest) == data
+    store.copy_to(digest, tmp_path / "out")
+    assert (tmp_path / "out").read_bytes() == data
+
+
+def _flip(path, offset: int | None = None) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2 if offset is None else offset] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
+def _read_all(store: ContentStore, digest: str, tmp_path) -> None:
+    with store.open(digest) as f:
+        while f.read(4096):
+            pass
+
+
+READERS = {
+    "read": lambda store, digest, tmp_path: store.read(digest),
+    "copy_to": lambda store, digest, tmp_path: store.copy_to(digest, tmp_path / "out"),
+    "open": _read_all,
+    "check": lambda store, digest, tmp_path: store.check(digest),
+}
+
+
+@pytest.mark.parametrize("reader", READERS)
+@pytest.mark.parametrize("checksum", [True, False], ids=["frame-checksum", "old-object"])
+def test_a_flipped_byte_is_caught_by_every_read(store, tmp_path, reader, checksum):
+    # incompressible data: zstd stores it as raw blocks, so without a frame checksum only
+    # the sha256 can notice a flipped bit (zstd itself decodes the block happily)
+    data = random.Random(1).randbytes(400_000)
+    digest = _write_old_object(store, data, write_checksum=checksum, write_content_size=True)
+    _flip(store.path_of(digest))
+    with pytest.raises(DamagedObject) as exc:
+        READERS[reader](store, digest, tmp_path)
+    msg = str(exc.value)
+    assert f"stored object {digest} is damaged" in msg
+    assert str(store.path_of(digest)) in msg and "appbuild verify" in msg
+    assert ("zstd: Restored data doesn't match checksum" if checksum else "hashes to") in msg
+    assert exc.value.digest == digest and exc.value.path == store.path_of(digest)
+    assert isinstance(exc.value, RepositoryError)
+    assert not (tmp_path / "out").exists()  # copy_to leaves no damaged file behind
+
+
+def test_other_content_under_a_name_is_caught(store, tmp_path):
     data = b"the genuine content\n" * 1000
     digest = store.put_bytes(data)
-    _corrupt(store, digest, b"X" + data[1:])
+    # a sound zstd frame (with its own checksum) of other content of the same length
+    store.path_of(digest).write_bytes(zstandard.ZstdCompressor(write_checksum=True).compress(b"X" + data[1:]))
     out = tmp_path / "out"
-    with pytest.raises(RepositoryError, match=f"stored content {digest} is corrupt"):
-        store.copy_to(digest, out, verify=True)
-    # without verification the damage goes unnoticed: that is what verify is for
-    store.copy_to(digest, tmp_path / "unverified")
-    assert (tmp_path / "unverified").read_bytes() != data
+    out.write_bytes(b"what was there before")
+    with pytest.raises(DamagedObject, match=f"its content hashes to {hashlib.sha256(b'X' + data[1:]).hexdigest()}"):
+        store.copy_to(digest, out)
+    assert not out.exists()
 
 
-def test_damaged_object_bytes_fail_to_read(store, tmp_path):
-    import zstandard
+@pytest.mark.parametrize("reader", READERS)
+def test_a_truncated_object_is_caught(store, tmp_path, reader):
+    data = random.Random(2).randbytes(500_000)
+    digest = store.put_bytes(data)
+    path = store.path_of(digest)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(DamagedObject, match=r"it is truncated: it holds \d+ of 500000 bytes") as exc:
+        READERS[reader](store, digest, tmp_path)
+    assert str(path) in str(exc.value)
+    assert not (tmp_path / "out").exists()
 
+
+def test_truncation_and_a_flipped_byte_together(store, tmp_path):
     data = os.urandom(50_000)
     digest = store.put_bytes(data)
     path = store.path_of(digest)
     raw = bytearray(path.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
-    raw = raw[: len(raw) - 100]  # and truncated
-    path.write_bytes(bytes(raw))
-    with pytest.raises((RepositoryError, zstandard.ZstdError)):
-        store.copy_to(digest, tmp_path / "out", verify=True)
+    path.write_bytes(bytes(raw[: len(raw) - 100]))
+    with pytest.raises(DamagedObject, match=f"stored object {digest} is damaged"):
+        store.copy_to(digest, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"this is not zstd at all, just text that someone wrote here\n" * 20, "it is not zstd-compressed data"),
+    (b"", "the object file is empty"),
+])
+@pytest.mark.parametrize("reader", READERS)
+def test_a_garbage_or_empty_object_is_caught(store, tmp_path, reader, content, problem):
+    digest = store.put_bytes(b"real content")
+    store.path_of(digest).write_bytes(content)
+    with pytest.raises(DamagedObject, match=problem):
+        READERS[reader](store, digest, tmp_path)
+    assert not (tmp_path / "out").exists()
+
+
+def test_damage_in_a_zstd_block_header_is_a_clear_error(store, tmp_path):
+    data = b"".join(b"line %d of a repetitive text\n" % (i % 300) for i in range(40000))
+    digest = store.put_bytes(data)
+    _flip(store.path_of(digest), offset=8)  # inside the frame and first block headers
+    with pytest.raises(DamagedObject, match=f"stored object {digest} is damaged"):
+        store.read(digest)
+
+
+def test_a_partial_read_is_fine_and_the_end_is_checked(store):
+    data = random.Random(3).randbytes(200_000)
+    digest = _write_old_object(store, data, write_checksum=False, write_content_size=True)
+    with store.open(digest) as f:
+        assert f.read(10) == data[:10]  # a prefix: nothing to check yet
+    _flip(store.path_of(digest))
+    with store.open(digest) as f:
+        assert f.read(10) == data[:10]
+        with pytest.raises(DamagedObject, match="hashes to"):
+            f.read()
 
 
 def test_sweep_tmp_removes_only_old_leftovers(store):
