@@ -4,12 +4,15 @@ Every member of an archive is checked before anything is written: no absolute pa
 no ``..`` components, no symbolic or hard links that point outside the directory
 being unpacked into, no device nodes. Only then is the archive unpacked, by GNU tar
 inside the build sandbox (or by :mod:`zipfile` for zip archives), without the
-archive's owners.
+archive's owners. An archive whose files would expand past a limit (16 GiB unless
+``cook: max_unpacked_size`` in ``repo/config.yaml`` says otherwise) is refused too.
 """
 
 from __future__ import annotations
 
+import os
 import posixpath
+import shutil
 import tarfile
 import zipfile
 from pathlib import Path
@@ -17,7 +20,7 @@ from typing import Callable, Iterable, Sequence
 
 import zstandard
 
-from appbuilder.errors import UnsafeArchive
+from appbuilder.errors import AppbuildError, UnsafeArchive
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
@@ -25,16 +28,24 @@ Runner = Callable[[Sequence[str], Path], None]
 
 
 MAX_LINK_DEPTH = 40
+DEFAULT_UNPACK_LIMIT = 16 << 30  # bytes an archive may expand to (cook: max_unpacked_size)
 
 
-class _Resolver:
-    """Resolves paths inside the archive, following the archive's own symlinks."""
+class LinkResolver:
+    """Resolves paths in a tree known as a list of entries, following the tree's own symlinks.
 
-    def __init__(self, symlinks: dict[str, str]):
+    By default (an archive being unpacked) a path that leaves the tree, through ``..``
+    or an absolute link, resolves to None. With *rooted* the tree is a root file system
+    seen from inside (a build root): absolute link targets start again at its top and
+    ``..`` stops there, as the kernel does for a process whose root it is.
+    """
+
+    def __init__(self, symlinks: dict[str, str], *, rooted: bool = False):
         self.symlinks = symlinks
+        self.rooted = rooted
 
     def resolve(self, path: str, depth: int = 0) -> str | None:
-        """The path *path* really names, relative to the unpack directory, or None if outside."""
+        """The path *path* really names, relative to the top, or None if outside (or a loop)."""
         if depth > MAX_LINK_DEPTH:
             return None
         stack: list[str] = []
@@ -42,17 +53,22 @@ class _Resolver:
             if comp in ("", "."):
                 continue
             if comp == "..":
-                if not stack:
+                if stack:
+                    stack.pop()
+                elif not self.rooted:
                     return None
-                stack.pop()
                 continue
             stack.append(comp)
             current = "/".join(stack)
             target = self.symlinks.get(current)
             if target is not None:
                 if target.startswith("/"):
-                    return None
-                resolved = self.resolve(posixpath.join(posixpath.dirname(current), target), depth + 1)
+                    if not self.rooted:
+                        return None
+                    base = target
+                else:
+                    base = posixpath.join(posixpath.dirname(current), target)
+                resolved = self.resolve(base, depth + 1)
                 if resolved is None:
                     return None
                 stack = resolved.split("/") if resolved else []
@@ -80,7 +96,7 @@ def check_members(archive: str, members: Iterable[tuple[str, str, str | None]]) 
             if not target or target.startswith("/"):
                 raise UnsafeArchive(f"{where} is a symlink to the absolute path {target!r}, outside the build directory")
             symlinks[posixpath.normpath(name)] = target
-    resolver = _Resolver(symlinks)
+    resolver = LinkResolver(symlinks)
     names: list[str] = []
     for name, kind, target in members:
         where = f"{archive}: member {name!r}"
@@ -118,6 +134,12 @@ def _open_tar(path: Path) -> tarfile.TarFile:
 
 def list_archive(path: Path) -> tuple[str, list[tuple[str, str, str | None]]]:
     """The archive's type (``tar`` or ``zip``) and its members."""
+    kind, members, _ = _list(path)
+    return kind, members
+
+
+def _list(path: Path) -> tuple[str, list[tuple[str, str, str | None]], int]:
+    """Type, members and the number of bytes the archive's files expand to."""
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as z:
             members = []
@@ -126,23 +148,71 @@ def list_archive(path: Path) -> tuple[str, list[tuple[str, str, str | None]]]:
                 kind = "symlink" if is_link else ("dir" if info.is_dir() else "file")
                 target = z.read(info).decode() if is_link else None
                 members.append((info.filename.rstrip("/") or ".", kind, target))
-            return "zip", members
+            return "zip", members, sum(i.file_size for i in z.infolist())
     try:
         with _open_tar(path) as tar:
-            return "tar", [(m.name, _tar_kind(m), m.linkname if (m.issym() or m.islnk()) else None) for m in tar]
+            members, total = [], 0
+            for m in tar:
+                members.append((m.name, _tar_kind(m), m.linkname if (m.issym() or m.islnk()) else None))
+                total += m.size if m.isreg() else 0
+            return "tar", members, total
     except (tarfile.TarError, zstandard.ZstdError, EOFError, OSError) as exc:
         raise UnsafeArchive(f"{path.name}: not a readable tar or zip archive ({exc})") from None
 
 
-def unpack(path: Path, dest: Path, run: Runner) -> list[str]:
-    """Check and unpack *path* into *dest*; *run* runs tar in the build sandbox."""
-    kind, members = list_archive(path)
+def parse_size(value) -> int:
+    """A size from configuration: bytes, or a number with K, M, G or T (powers of 1024)."""
+    text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+    factor = 1
+    if text and text[-1] in _UNITS:
+        factor, text = _UNITS[text[-1]], text[:-1]
+    try:
+        size = int(float(text) * factor)
+    except ValueError:
+        raise AppbuildError(f"bad size {value!r} (expected bytes, or a number with K, M, G or T)") from None
+    if size <= 0:
+        raise AppbuildError(f"bad size {value!r}: it must be positive")
+    return size
+
+
+_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def unpack(path: Path, dest: Path, run: Runner, *, inside: Callable[[Path], str] = str,
+           limit: int | None = DEFAULT_UNPACK_LIMIT) -> list[str]:
+    """Check and unpack *path* into *dest*; *run* runs tar in the build sandbox, where
+    *inside* maps host paths to what the sandbox sees. An archive whose files add up to
+    more than *limit* bytes is refused before anything is written."""
+    kind, members, total = _list(path)
     names = check_members(path.name, members)
+    if limit is not None and total > limit:
+        raise UnsafeArchive(
+            f"{path.name} expands to {total:,} bytes, more than the limit of {limit:,} "
+            f"(cook: max_unpacked_size in repo/config.yaml); refusing to unpack"
+        )
     dest.mkdir(parents=True, exist_ok=True)
     if kind == "zip":
-        with zipfile.ZipFile(path) as z:
-            z.extractall(dest)
+        _extract_zip(path, dest)
     else:
         run(["tar", "-x", "--no-same-owner", "--no-same-permissions", "--delay-directory-restore",
-             "-f", str(path), "-C", str(dest)], dest)
+             "-f", inside(path), "-C", inside(dest)], dest)
     return names
+
+
+def _extract_zip(path: Path, dest: Path) -> None:
+    """Write a zip archive's (checked) members beneath *dest*, never through a symlink that
+    was there before (:mod:`appbuilder.beneath`); links in the archive stay links."""
+    from appbuilder.beneath import Beneath
+
+    with zipfile.ZipFile(path) as z, Beneath(dest, label="source directory", error=UnsafeArchive) as tree:
+        for info in z.infolist():
+            mode = (info.external_attr >> 16) & 0o7777
+            if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                tree.symlink(z.read(info).decode(), info.filename)
+            elif info.is_dir():
+                tree.mkdirs(info.filename)
+            else:
+                tree.mkdirs(posixpath.dirname(info.filename))
+                fd = tree.open_file(info.filename, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, (mode or 0o644) & 0o777)
+                with os.fdopen(fd, "wb") as out, z.open(info) as member:
+                    shutil.copyfileobj(member, out, 1 << 20)

@@ -24,7 +24,7 @@ from appbuilder.policy.components import COMPONENT_REQUIRES, Classifier
 from appbuilder.policy.deps import drop_self_provided, scan_files
 from appbuilder.policy.enforce import MissingBuildRequirement, check_soname_build_requirements
 from appbuilder.policy.files import FileRules, InstalledFile, walk_install_root
-from appbuilder.policy.strip import strip_tree
+from appbuilder.policy.strip import ObjcopyRunner, strip_tree
 from appbuilder.recipe import policy_actions as pa
 from appbuilder.recipe.base import PackageRecipe
 from appbuilder.repository.deps import Dependency, trove_dep
@@ -46,7 +46,11 @@ def run_policies(
     declared: set[Dependency],
     suggest: Callable[[Dependency], str | None] = lambda d: None,
     jobs: int = 1,
+    objcopy: ObjcopyRunner,
+    inside: str | None = None,
 ) -> PolicyResult:
+    """The policies over *destdir*; *objcopy* runs the strip policy's objcopy command lines
+    where the install root is seen as *inside* (see :mod:`appbuilder.policy.strip`)."""
     macros = recipe.macros
     name = recipe.name
 
@@ -55,7 +59,7 @@ def run_policies(
     debug_files: list[str] = []
     if all(s.enabled for s in strip_settings):
         exceptions = tuple(p for s in strip_settings for p in (macros.expand(x) for x in s.exceptions))
-        debug_files = strip_tree(destdir, macros.debuglibdir, exceptions)
+        debug_files = strip_tree(destdir, macros.debuglibdir, exceptions, objcopy=objcopy, inside=inside)
 
     # 2. files
     rules = FileRules(

@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import ClassVar, Protocol, Sequence
 
 from appbuilder.arch import Arch
+from appbuilder.beneath import Beneath
 from appbuilder.errors import RecipeError
 from appbuilder.recipe.macros import Macros
 
@@ -34,6 +35,10 @@ class ActionContext(Protocol):
     def run(self, argv: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None) -> None:
         """Run a command in the build sandbox; raises BuildFailed when it fails."""
 
+    def inside(self, path: Path) -> str:
+        """Where a host path (in the work tree, the recipe directory or a fetched source)
+        appears to commands run in the sandbox: what to put in their arguments."""
+
     def fetch(self, url: str, sha256: str | None, mirrors: Sequence[str] = ()) -> Path:
         """A verified copy of a source in the lookaside cache."""
 
@@ -52,6 +57,7 @@ class Action:
 
     phase: ClassVar[str] = BUILD
     where: str = "?"  # recipe file:line that recorded the action
+    call: tuple = ((), {})  # the arguments the recipe gave (see appbuilder.recipe.evaluate)
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -63,7 +69,8 @@ class Action:
 
     def describe(self) -> str:
         """A one-line summary for the build log."""
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "where" and v not in (None, "", (), []))
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items()
+                         if k not in ("where", "call") and v not in (None, "", (), []))
         return f"{type(self).__name__}({args})"
 
     @classmethod
@@ -75,21 +82,96 @@ class Action:
         return f"r.{cls.__name__}({', '.join(str(p) for p in params)})\n    [{cls.phase} action]\n\n{doc}\n"
 
 
-def in_root(root: Path, path: str, *, what: str = "path") -> Path:
-    """*root* joined with the absolute in-image *path*, refusing anything that escapes it."""
+def image_path(path: str, *, what: str = "path") -> str:
+    """Check an in-image path a recipe gave: absolute, without ``..``."""
     pure = PurePosixPath(path)
     if not pure.is_absolute():
         raise RecipeError(f"{what} {path!r} must be absolute (a path inside the installed system)")
     if ".." in pure.parts:
         raise RecipeError(f"{what} {path!r} must not contain '..'")
-    return root.joinpath(*pure.parts[1:])
+    return path
+
+
+def build_path(path: str, *, what: str = "path") -> str:
+    """Check a path a recipe gave relative to the build directory: without ``..``."""
+    if ".." in PurePosixPath(path).parts:
+        raise RecipeError(f"{what} {path!r} must not contain '..'")
+    return path
+
+
+def in_root(root: Path, path: str, *, what: str = "path") -> Path:
+    """*root* joined with the absolute in-image *path* (checked, but not resolved).
+
+    Only for handing a directory to a command in the build sandbox; files are read and
+    written through :class:`Trees`, which never follows a symlink out of the root.
+    """
+    return root.joinpath(*PurePosixPath(image_path(path, what=what)).parts[1:])
 
 
 def in_build(ctx: ActionContext, path: str) -> Path:
-    """A path relative to the build directory, or absolute meaning inside destdir."""
+    """A path relative to the build directory, or absolute meaning inside destdir
+    (checked, but not resolved: for the build sandbox, as :func:`in_root`)."""
     if path.startswith("/"):
         return in_root(ctx.destdir, path)
-    pure = PurePosixPath(path)
-    if ".." in pure.parts:
-        raise RecipeError(f"path {path!r} must not contain '..'")
-    return ctx.builddir / pure
+    return ctx.builddir / build_path(path)
+
+
+class Trees:
+    """The install root and the build directory as one action sees them, opened on use.
+
+    Paths are resolved beneath them (see :mod:`appbuilder.beneath`): a symlink that
+    the build left and that leads outside is refused with a :class:`RecipeError`
+    naming the action, the path and the link. The build directory is itself opened
+    beneath the source directory, so a build directory replaced by a symlink is
+    refused too.
+    """
+
+    def __init__(self, ctx: ActionContext, action: "Action | str"):
+        self.ctx = ctx
+        self.name = action if isinstance(action, str) else type(action).__name__
+        self._root: Beneath | None = None
+        self._build: Beneath | None = None
+
+    def error(self, message: str) -> RecipeError:
+        return RecipeError(f"{self.name}: {message}")
+
+    @property
+    def root(self) -> Beneath:
+        """The install root; paths are in-image absolute paths."""
+        if self._root is None:
+            self._root = Beneath(self.ctx.destdir, label="install root", absolute=True, error=self.error)
+        return self._root
+
+    def build(self, *, create: bool = False) -> Beneath:
+        """The build directory (made first with *create*); paths are relative to it."""
+        if self._build is None:
+            ctx = self.ctx
+            try:
+                rel = ctx.builddir.relative_to(ctx.srcdir)
+            except ValueError:
+                if create:
+                    ctx.builddir.mkdir(parents=True, exist_ok=True)
+                self._build = Beneath(ctx.builddir, label="build directory", error=self.error)
+            else:
+                with Beneath(ctx.srcdir, label="source directory", error=self.error) as src:
+                    self._build = src.sub(str(rel), label="build directory", create=create)
+        return self._build
+
+    def of(self, path: str, *, create: bool = False) -> tuple[Beneath, str]:
+        """The tree *path* is in: absolute paths are in the install root, others in the
+        build directory; checked for ``..``."""
+        if path.startswith("/"):
+            return self.root, image_path(path)
+        return self.build(create=create), build_path(path)
+
+    def close(self) -> None:
+        for tree in (self._root, self._build):
+            if tree is not None:
+                tree.close()
+        self._root = self._build = None
+
+    def __enter__(self) -> "Trees":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

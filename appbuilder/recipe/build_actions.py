@@ -4,19 +4,24 @@ Commands run inside the build sandbox, in the build directory ``%(builddir)s``, 
 the compiler macros in the environment (``CC``, ``CFLAGS``, ``CPPFLAGS``,
 ``LDFLAGS``, ...). File actions work on the install root ``%(destdir)s``; their paths
 are absolute paths of the installed system.
+
+File actions run in appbuild itself, not in the sandbox, on trees the build wrote. They
+follow symlinks only while they stay inside the install root (or the build directory):
+an absolute symlink, or one climbing out with ``..``, fails the action with a message
+naming it, and nothing outside is touched (see :mod:`appbuilder.beneath`).
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import shlex
-import shutil
+import stat
 from pathlib import Path
 
+from appbuilder.beneath import copy
 from appbuilder.errors import RecipeError
-from appbuilder.recipe.actions import Action, ActionContext, in_build, in_root
+from appbuilder.recipe.actions import Action, ActionContext, Trees, image_path, in_build
 
 
 def compiler_env(ctx: ActionContext) -> dict[str, str]:
@@ -150,7 +155,7 @@ class MakeInstall(Make):
     def argv(self, ctx: ActionContext) -> list[str]:
         argv = super().argv(ctx)
         if self.rootVar:
-            argv.insert(1, f"{self.rootVar}={ctx.destdir}")
+            argv.insert(1, f"{self.rootVar}={ctx.macros.destdir}")  # the install root as commands see it
         return argv
 
 
@@ -158,6 +163,7 @@ class Create(Action):
     """Create a file in the install root with the given contents.
 
     ``contents`` is macro-expanded unless ``macros=False``; ``mode`` defaults to 0644.
+    Missing parent directories are made; an existing file is overwritten.
 
     Example::
 
@@ -169,11 +175,10 @@ class Create(Action):
         self.file, self.contents, self.mode, self.macros = file, contents, mode, macros
 
     def do(self, ctx: ActionContext) -> None:
-        path = in_root(ctx.destdir, ctx.macros.expand(self.file))
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = image_path(ctx.macros.expand(self.file))
         text = ctx.macros.expand(self.contents) if self.macros else self.contents
-        path.write_text(text)
-        path.chmod(self.mode)
+        with Trees(ctx, self) as trees:
+            trees.root.write_bytes(path, text.encode(), self.mode)
 
 
 class Install(Action):
@@ -181,7 +186,9 @@ class Install(Action):
 
     ``src`` is relative to the build directory and may be a glob; ``dest`` is a path
     in the installed system; a ``dest`` ending in ``/`` is a directory to copy into.
-    ``mode`` defaults to 0755 for executables and 0644 for everything else.
+    ``mode`` defaults to 0755 for executables and 0644 for everything else. A
+    directory is copied with everything in it, keeping its modes; a symlink is copied
+    as a symlink, never followed.
 
     Example::
 
@@ -193,25 +200,29 @@ class Install(Action):
         self.src, self.dest, self.mode = src, dest, mode
 
     def do(self, ctx: ActionContext) -> None:
-        pattern = in_build(ctx, ctx.macros.expand(self.src))
-        sources = sorted(glob.glob(str(pattern)))
-        if not sources:
-            raise RecipeError(f"Install: nothing matches {self.src!r} in the build directory")
         dest_text = ctx.macros.expand(self.dest)
-        into_dir = dest_text.endswith("/") or len(sources) > 1
-        dest = in_root(ctx.destdir, dest_text)
-        for src in map(Path, sources):
-            target = dest / src.name if into_dir else dest
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if src.is_dir():
-                shutil.copytree(src, target, symlinks=True, dirs_exist_ok=True)
-                continue
-            shutil.copyfile(src, target, follow_symlinks=False)
-            if not target.is_symlink():
+        dest = image_path(dest_text)
+        with Trees(ctx, self) as trees:
+            tree, pattern = trees.of(ctx.macros.expand(self.src))
+            sources = tree.glob(pattern)
+            if not sources:
+                raise RecipeError(f"Install: nothing matches {self.src!r} in the {tree.label}")
+            into_dir = dest_text.endswith("/") or len(sources) > 1
+            for src in sources:
+                target = f"{dest.rstrip('/')}/{src.rsplit('/', 1)[-1]}" if into_dir else dest
                 mode = self.mode
                 if mode is None:
-                    mode = 0o755 if os.access(src, os.X_OK) else 0o644
-                target.chmod(mode)
+                    mode = 0o755 if tree.lstat(src).st_mode & 0o111 else 0o644
+                if not into_dir and _is_dir(trees.root, target) and not _is_dir(tree, src):
+                    raise RecipeError(f"Install: {target} is a directory; end dest with '/' to copy into it")
+                copy(tree, src, trees.root, target, mode=mode)
+
+
+def _is_dir(tree, path: str) -> bool:
+    try:
+        return stat.S_ISDIR(tree.lstat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
 
 
 class Symlink(Action):
@@ -219,7 +230,7 @@ class Symlink(Action):
 
     ``target`` is stored exactly as given (relative or absolute, never resolved on the
     build host); a ``link`` ending in ``/`` names a directory, and the link gets the
-    target's base name.
+    target's base name. A file or symlink already at ``link`` is replaced.
 
     Example::
 
@@ -235,11 +246,8 @@ class Symlink(Action):
         link_text = ctx.macros.expand(self.link)
         if link_text.endswith("/"):
             link_text += os.path.basename(target)
-        link = in_root(ctx.destdir, link_text)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(target)
+        with Trees(ctx, self) as trees:
+            trees.root.symlink(target, image_path(link_text))
 
 
 class MakeDirs(Action):
@@ -259,14 +267,16 @@ class MakeDirs(Action):
         self.dirs, self.mode = dirs, mode
 
     def do(self, ctx: ActionContext) -> None:
-        for d in self.dirs:
-            path = in_root(ctx.destdir, ctx.macros.expand(d))
-            path.mkdir(parents=True, exist_ok=True)
-            path.chmod(self.mode)
+        with Trees(ctx, self) as trees:
+            for d in self.dirs:
+                trees.root.mkdirs(image_path(ctx.macros.expand(d)), self.mode)
 
 
 class Remove(Action):
     """Remove files (globs) from the install root; ``recursive=True`` for directories.
+
+    A symlink is removed itself, never what it points to. Nothing matching is not an
+    error.
 
     Example::
 
@@ -278,19 +288,23 @@ class Remove(Action):
         self.paths, self.recursive = paths, recursive
 
     def do(self, ctx: ActionContext) -> None:
-        for p in self.paths:
-            for hit in sorted(glob.glob(str(in_root(ctx.destdir, ctx.macros.expand(p))))):
-                path = Path(hit)
-                if path.is_dir() and not path.is_symlink():
-                    if not self.recursive:
-                        raise RecipeError(f"Remove: {p} is a directory; pass recursive=True")
-                    shutil.rmtree(path)
-                else:
-                    path.unlink()
+        with Trees(ctx, self) as trees:
+            root = trees.root
+            for p in self.paths:
+                for hit in root.glob(image_path(ctx.macros.expand(p))):
+                    if stat.S_ISDIR(root.lstat(hit).st_mode):
+                        if not self.recursive:
+                            raise RecipeError(f"Remove: {p} is a directory; pass recursive=True")
+                        root.rmtree(hit)
+                    else:
+                        root.unlink(hit)
 
 
 class SetModes(Action):
     """Set the permission bits (setuid included) of files in the install root.
+
+    Paths may be globs. A symlink is followed to its target when that is inside the
+    install root, and refused otherwise (a symlink has no mode of its own).
 
     Example::
 
@@ -303,16 +317,19 @@ class SetModes(Action):
         self.paths, self.mode = paths, mode
 
     def do(self, ctx: ActionContext) -> None:
-        for p in self.paths:
-            hits = sorted(glob.glob(str(in_root(ctx.destdir, ctx.macros.expand(p)))))
-            if not hits:
-                raise RecipeError(f"SetModes: nothing matches {p!r} in the install root")
-            for hit in hits:
-                os.chmod(hit, self.mode)
+        with Trees(ctx, self) as trees:
+            for p in self.paths:
+                hits = trees.root.glob(image_path(ctx.macros.expand(p)))
+                if not hits:
+                    raise RecipeError(f"SetModes: nothing matches {p!r} in the install root")
+                for hit in hits:
+                    trees.root.chmod(hit, self.mode)
 
 
 class Move(Action):
     """Move (rename) a file or directory inside the install root.
+
+    A symlink is moved itself; a file already at ``dest`` is replaced.
 
     Example::
 
@@ -323,12 +340,12 @@ class Move(Action):
         self.src, self.dest = src, dest
 
     def do(self, ctx: ActionContext) -> None:
-        src = in_root(ctx.destdir, ctx.macros.expand(self.src))
-        dest = in_root(ctx.destdir, ctx.macros.expand(self.dest))
-        if not (src.exists() or src.is_symlink()):
-            raise RecipeError(f"Move: {self.src} does not exist in the install root")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(src, dest)
+        src = image_path(ctx.macros.expand(self.src))
+        dest = image_path(ctx.macros.expand(self.dest))
+        with Trees(ctx, self) as trees:
+            if not trees.root.lexists(src):
+                raise RecipeError(f"Move: {self.src} does not exist in the install root")
+            trees.root.rename(src, dest)
 
 
 class Replace(Action):
@@ -349,10 +366,14 @@ class Replace(Action):
 
     def do(self, ctx: ActionContext) -> None:
         regex = re.compile(self.pattern, re.MULTILINE)
-        for p in self.paths:
-            path = in_build(ctx, ctx.macros.expand(p))
-            text = path.read_text()
-            new, count = regex.subn(ctx.macros.expand(self.replacement), text)
-            if not count and not self.allowNoChange:
-                raise RecipeError(f"Replace: {self.pattern!r} matches nothing in {p}")
-            path.write_text(new)
+        with Trees(ctx, self) as trees:
+            for p in self.paths:
+                tree, path = trees.of(ctx.macros.expand(p))
+                # one open file for reading and writing: what was read is what is rewritten
+                with open(tree.open_file(path, os.O_RDWR), "r+") as f:
+                    new, count = regex.subn(ctx.macros.expand(self.replacement), f.read())
+                    if not count and not self.allowNoChange:
+                        raise RecipeError(f"Replace: {self.pattern!r} matches nothing in {p}")
+                    f.seek(0)
+                    f.truncate()
+                    f.write(new)

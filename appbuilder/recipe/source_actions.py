@@ -4,15 +4,21 @@ Sources are either files beside the recipe (``recipes/NAME/``), archives or file
 fetched by URL and pinned by sha256, or Debian source packages fetched through apt.
 Everything fetched is kept in the lookaside cache under its sha256, so a second cook
 needs no network. Source actions run first, in the order the recipe gives them.
+
+Files beside the recipe are read beneath the recipe directory, and sources are written
+beneath the build directory: a symlink leading out of either is refused (see
+:mod:`appbuilder.beneath`).
 """
 
 from __future__ import annotations
 
-import shutil
+import os
+import stat
 from pathlib import Path, PurePosixPath
 
+from appbuilder.beneath import Beneath
 from appbuilder.errors import RecipeError, SourceError
-from appbuilder.recipe.actions import SOURCE, Action, ActionContext, in_build
+from appbuilder.recipe.actions import SOURCE, Action, ActionContext, Trees, in_build
 
 _URL_SCHEMES = ("http://", "https://", "ftp://", "file://", "mirror://")
 
@@ -22,14 +28,22 @@ def is_url(text: str) -> bool:
 
 
 def local_source(ctx: ActionContext, name: str) -> Path:
-    """A file shipped beside the recipe; never outside the recipe directory."""
+    """A file shipped beside the recipe; never outside the recipe directory, not even
+    through a symlink."""
     pure = PurePosixPath(name)
     if pure.is_absolute() or ".." in pure.parts:
         raise RecipeError(f"source {name!r} must be a path inside the recipe directory")
-    path = ctx.recipe_dir / pure
-    if not path.is_file():
-        raise SourceError(f"missing source: {name} is not in {ctx.recipe_dir}")
-    return path
+    with Beneath(ctx.recipe_dir, label="recipe directory", error=lambda m: RecipeError(f"source {m}")) as tree:
+        try:
+            fd = tree.open(name, os.O_PATH)
+        except (FileNotFoundError, NotADirectoryError):
+            raise SourceError(f"missing source: {name} is not in {ctx.recipe_dir}") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise SourceError(f"missing source: {name} is not a file in {ctx.recipe_dir}")
+        finally:
+            os.close(fd)
+    return ctx.recipe_dir / pure
 
 
 def obtain(ctx: ActionContext, name: str, sha256: str | None, mirrors) -> Path:
@@ -74,14 +88,13 @@ class addSource(Action):
         dest_text = ctx.macros.expand(self.dest)
         if not dest_text or dest_text.endswith("/"):
             dest_text += basename
-        dest = in_build(ctx, dest_text)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if self.macros:
-            dest.write_text(ctx.macros.expand(src.read_text()))
-        else:
-            shutil.copyfile(src, dest)
-        if self.mode is not None:
-            dest.chmod(self.mode)
+        with Trees(ctx, self) as trees:
+            tree, dest = trees.of(dest_text, create=True)
+            if self.macros:
+                tree.write_bytes(dest, ctx.macros.expand(src.read_text()).encode(), self.mode)
+                return
+            with open(src, "rb") as f:
+                tree.write_from(dest, f.fileno(), self.mode)
 
 
 class addArchive(Action):
@@ -111,8 +124,14 @@ class addArchive(Action):
 
     def do(self, ctx: ActionContext) -> None:
         archive = obtain(ctx, self.name, self.sha256, self.mirrors)
-        dest = in_build(ctx, ctx.macros.expand(self.dir)) if self.dir is not None else ctx.srcdir
-        dest.mkdir(parents=True, exist_ok=True)
+        if self.dir is None:
+            dest = ctx.srcdir
+        else:
+            dir_text = ctx.macros.expand(self.dir)
+            with Trees(ctx, self) as trees:
+                tree, path = trees.of(dir_text, create=True)
+                tree.mkdirs(path)
+            dest = in_build(ctx, dir_text)
         ctx.unpack(archive, dest)
 
 
@@ -137,7 +156,7 @@ class addPatch(Action):
         patch = obtain(ctx, self.name, self.sha256, self.mirrors)
         cwd = in_build(ctx, ctx.macros.expand(self.dir)) if self.dir else ctx.builddir
         ctx.run(
-            ["patch", f"-p{self.level}", "--batch", "--forward", "--no-backup-if-mismatch", "-i", str(patch)],
+            ["patch", f"-p{self.level}", "--batch", "--forward", "--no-backup-if-mismatch", "-i", ctx.inside(patch)],
             cwd=cwd,
         )
 
@@ -164,7 +183,6 @@ class addDebianSource(Action):
 
     def do(self, ctx: ActionContext) -> None:
         dsc = ctx.debian_source(self.package, self.version, self.sha256)
-        ctx.builddir.parent.mkdir(parents=True, exist_ok=True)
-        if ctx.builddir.exists():
-            shutil.rmtree(ctx.builddir)
-        ctx.run(["dpkg-source", "-x", str(dsc), str(ctx.builddir)], cwd=ctx.srcdir)
+        # dpkg-source wants to make the directory itself: clear it, in the sandbox
+        ctx.run(["rm", "-rf", "--", ctx.inside(ctx.builddir)], cwd=ctx.srcdir)
+        ctx.run(["dpkg-source", "-x", ctx.inside(dsc), ctx.inside(ctx.builddir)], cwd=ctx.srcdir)
