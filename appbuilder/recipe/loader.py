@@ -1,7 +1,9 @@
 """Load recipe files: find the recipe class, check it, run its ``setup``.
 
-Errors name the file and line: a syntax error, an exception inside ``setup``, an
-unknown action, a missing ``name`` or ``version``.
+Recipe code runs only in the sandbox (:mod:`appbuilder.recipe.evaluate`); here the
+answers are made into recipe objects again. Errors name the file and line: a syntax
+error, an exception inside ``setup``, an unknown action, a missing ``name`` or
+``version``.
 """
 
 from __future__ import annotations
@@ -13,17 +15,21 @@ from pathlib import Path
 from appbuilder.arch import Arch
 from appbuilder.errors import AppbuildError, RecipeError
 from appbuilder.recipe.base import PackageRecipe, check_recipe_class
-from appbuilder.recipe.group import GroupRecipe, check_group_class
+from appbuilder.recipe.group import GroupContents, GroupItem, GroupRecipe, check_group_class
 
 RECIPE_FILE = "recipe.py"
 
 
 @dataclass(frozen=True)
 class RecipeFile:
-    """A recipe on disk: its directory (with its own sources) and its class."""
+    """A recipe on disk: its directory (with its own sources) and what its class says.
+
+    The class was read in the sandbox (:mod:`appbuilder.recipe.evaluate`); ``attrs``
+    holds its ``name``, ``version``, ``buildRequires`` and ``buildTimeout``.
+    """
 
     path: Path
-    cls: type[PackageRecipe]
+    attrs: dict
 
     @property
     def directory(self) -> Path:
@@ -31,22 +37,23 @@ class RecipeFile:
 
     @property
     def name(self) -> str:
-        return self.cls.name  # type: ignore[return-value]
+        return self.attrs["name"]
+
+    @property
+    def version(self) -> str:
+        return self.attrs["version"]
 
     @property
     def build_requires(self) -> list[str]:
-        return list(self.cls.buildRequires)
+        return list(self.attrs["buildRequires"])
 
     def instantiate(self, arch: Arch, *, jobs: int = 2) -> PackageRecipe:
-        """A recipe object for *arch* with its actions recorded."""
-        recipe = self.cls(arch, jobs=jobs, recipe_file=str(self.path))
-        try:
-            recipe.setup()
-        except AppbuildError:
-            raise
-        except Exception as exc:
-            raise RecipeError(f"{_recipe_frame(exc, self.path)}: error in setup(): {type(exc).__name__}: {exc}") from None
-        return recipe
+        """A recipe object for *arch* with its actions recorded (``setup`` runs in the sandbox)."""
+        from appbuilder.recipe.evaluate import evaluate
+
+        data = evaluate([{"op": "setup", "kind": "package", "path": str(self.path), "arch": arch.name,
+                          "jobs": jobs}])[0]
+        return _package_recipe(data, self.path, arch, jobs)
 
 
 def recipe_path(path: Path | str) -> Path:
@@ -57,6 +64,152 @@ def recipe_path(path: Path | str) -> Path:
     if not path.is_file():
         raise RecipeError(f"no recipe at {path}")
     return path
+
+
+def load_recipe(path: Path | str) -> RecipeFile:
+    """Read a package recipe file (in the sandbox) and return what its class says."""
+    return _load_recipes([recipe_path(path).resolve()])[0]
+
+
+@dataclass(frozen=True)
+class GroupFile:
+    """A group recipe on disk (read in the sandbox when it is instantiated)."""
+
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    def instantiate(self, arch: Arch) -> GroupRecipe:
+        from appbuilder.recipe.evaluate import evaluate
+
+        data = evaluate([{"op": "setup", "kind": "group", "path": str(self.path), "arch": arch.name}])[0]
+        return _group_recipe(data, self.path, arch)
+
+
+def load_group(groups_dir: Path, name: str) -> GroupFile:
+    """The group recipe ``groups_dir/NAME.py`` (NAME is ``group-...``)."""
+    path = (Path(groups_dir) / f"{name}.py").resolve()
+    if not path.is_file():
+        known = sorted(p.stem for p in Path(groups_dir).glob("group-*.py"))
+        raise RecipeError(f"no group recipe {path}" + (f"; known groups: {', '.join(known)}" if known else ""))
+    return GroupFile(path)
+
+
+def find_recipes(root: Path | str) -> list[RecipeFile]:
+    """Every recipe under *root* (a single recipe directory, or ``recipes/``), read in one
+    sandboxed interpreter."""
+    root = Path(root)
+    if (root / RECIPE_FILE).is_file() or root.is_file():
+        return [load_recipe(root)]
+    found = sorted(p.resolve() for p in root.glob(f"*/{RECIPE_FILE}"))
+    if not found:
+        raise RecipeError(f"no recipes in {root} (expected {root}/NAME/{RECIPE_FILE})")
+    recipes = _load_recipes(found)
+    seen: dict[str, Path] = {}
+    for r in recipes:
+        if r.name in seen:
+            raise RecipeError(f"two recipes are named {r.name!r}: {seen[r.name]} and {r.path}")
+        seen[r.name] = r.path
+    return recipes
+
+
+def _load_recipes(paths: list[Path]) -> list[RecipeFile]:
+    from appbuilder.recipe.evaluate import evaluate
+
+    answers = evaluate([{"op": "load", "kind": "package", "path": str(p)} for p in paths])
+    recipes = []
+    for path, data in zip(paths, answers):
+        _package_class(data["attrs"], path)  # the attributes as the recipe gave them, checked here too
+        recipes.append(RecipeFile(path, data["attrs"]))
+    return recipes
+
+
+# ------------------------------------------------------------------ remaking what the sandbox read
+
+
+def _package_class(attrs: dict, path: Path) -> type[PackageRecipe]:
+    body = {a: attrs.get(a) for a in ("name", "version", "buildRequires", "buildTimeout")}
+    cls = type(str(attrs.get("class", "Recipe")), (PackageRecipe,), {**body, "setup": lambda self: None})
+    check_recipe_class(cls, str(path))
+    return cls
+
+
+def _package_recipe(data: dict, path: Path, arch: Arch, jobs: int) -> PackageRecipe:
+    from appbuilder.recipe.actions import REGISTRY
+
+    recipe = _package_class(data["attrs"], path)(arch, jobs=jobs, recipe_file=str(path))
+    for key, value in data["macros"].items():
+        recipe.macros._raw[str(key)] = str(value)
+    recipe.main_dir = str(data["main_dir"])
+    for name, args, kwargs, where in data["actions"]:
+        cls = REGISTRY.get(name)
+        if cls is None:
+            raise RecipeError(f"{where}: unknown action {name!r}")
+        try:
+            action = cls(*args, **kwargs)
+        except TypeError as exc:
+            raise RecipeError(f"{where}: {name}: {exc}") from None
+        except RecipeError as exc:
+            raise RecipeError(f"{where}: {exc}") from None
+        action.where, action.call = str(where), (tuple(args), kwargs)
+        recipe.actions.append(action)
+    return recipe
+
+
+def _group_recipe(data: dict, path: Path, arch: Arch) -> GroupRecipe:
+    from appbuilder.repository.versions import TroveSpec
+    from appbuilder.errors import RepositoryError
+
+    attrs = {k: v for k, v in data["attrs"].items() if k != "class"}
+    for k, v in attrs.items():  # tuples travel as lists
+        if isinstance(getattr(GroupRecipe, k, None), tuple) and isinstance(v, list):
+            attrs[k] = tuple(v)
+    cls = type(str(data["attrs"].get("class", "Group")), (GroupRecipe,), {**attrs, "setup": lambda self: None})
+    check_group_class(cls, str(path))
+    group = cls(arch)
+    c = data["contents"]
+    try:
+        group.contents = GroupContents(
+            items=[GroupItem(TroveSpec.parse(spec), tuple(comps) if comps is not None else None, where)
+                   for spec, comps, where in c["items"]],
+            removed=dict(c["removed"]),
+            replaced={k: TroveSpec.parse(v) for k, v in c["replaced"].items()},
+            subgroups=[(n, w) for n, w in c["subgroups"]],
+            allowed_conflicts=list(c["allowed_conflicts"]),
+        )
+    except (RepositoryError, TypeError, ValueError) as exc:
+        raise RecipeError(f"{path}: what setup() recorded cannot be used: {exc}") from None
+    return group
+
+
+# ------------------------------------------------------------------ in the sandbox
+
+
+def exec_recipe(path: Path) -> type[PackageRecipe]:
+    """Execute a package recipe file and return its checked class (in the sandbox only)."""
+    cls = _exec_file(path, PackageRecipe)
+    check_recipe_class(cls, str(path))
+    return cls
+
+
+def exec_group(path: Path) -> type[GroupRecipe]:
+    """Execute a group recipe file and return its checked class (in the sandbox only)."""
+    cls = _exec_file(path, GroupRecipe)
+    check_group_class(cls, str(path))
+    return cls
+
+
+def run_setup(recipe, path: Path):
+    """Run a recipe's ``setup()``, naming the recipe's file:line when it fails."""
+    try:
+        recipe.setup()
+    except AppbuildError:
+        raise
+    except Exception as exc:
+        raise RecipeError(f"{_recipe_frame(exc, path)}: error in setup(): {type(exc).__name__}: {exc}") from None
+    return recipe
 
 
 def _exec_file(path: Path, base: type) -> type:
@@ -84,64 +237,6 @@ def _exec_file(path: Path, base: type) -> type:
         names = ", ".join(c.__name__ for c in classes)
         raise RecipeError(f"{path}: defines several recipe classes ({names}); one per file")
     return classes[0]
-
-
-def load_recipe(path: Path | str) -> RecipeFile:
-    """Execute a package recipe file and return its recipe class."""
-    path = recipe_path(path).resolve()
-    cls = _exec_file(path, PackageRecipe)
-    check_recipe_class(cls, str(path))
-    return RecipeFile(path, cls)
-
-
-@dataclass(frozen=True)
-class GroupFile:
-    """A group recipe on disk."""
-
-    path: Path
-    cls: type[GroupRecipe]
-
-    @property
-    def name(self) -> str:
-        return self.cls.name  # type: ignore[return-value]
-
-    def instantiate(self, arch: Arch) -> GroupRecipe:
-        group = self.cls(arch)
-        try:
-            group.setup()
-        except AppbuildError:
-            raise
-        except Exception as exc:
-            raise RecipeError(f"{_recipe_frame(exc, self.path)}: error in setup(): {type(exc).__name__}: {exc}") from None
-        return group
-
-
-def load_group(groups_dir: Path, name: str) -> GroupFile:
-    """Load ``groups_dir/NAME.py`` (NAME is ``group-...``)."""
-    path = (Path(groups_dir) / f"{name}.py").resolve()
-    if not path.is_file():
-        known = sorted(p.stem for p in Path(groups_dir).glob("group-*.py"))
-        raise RecipeError(f"no group recipe {path}" + (f"; known groups: {', '.join(known)}" if known else ""))
-    cls = _exec_file(path, GroupRecipe)
-    check_group_class(cls, str(path))
-    return GroupFile(path, cls)
-
-
-def find_recipes(root: Path | str) -> list[RecipeFile]:
-    """Every recipe under *root* (a single recipe directory, or ``recipes/``)."""
-    root = Path(root)
-    if (root / RECIPE_FILE).is_file() or root.is_file():
-        return [load_recipe(root)]
-    found = sorted(root.glob(f"*/{RECIPE_FILE}"))
-    if not found:
-        raise RecipeError(f"no recipes in {root} (expected {root}/NAME/{RECIPE_FILE})")
-    recipes = [load_recipe(p) for p in found]
-    seen: dict[str, Path] = {}
-    for r in recipes:
-        if r.name in seen:
-            raise RecipeError(f"two recipes are named {r.name!r}: {seen[r.name]} and {r.path}")
-        seen[r.name] = r.path
-    return recipes
 
 
 def _recipe_globals() -> dict:
