@@ -75,6 +75,8 @@ ARCHES: dict[str, Arch] = {
 }
 
 DEFAULT_ARCH = "x86_64"
+# what build roots run on: this machine's instruction set (x86 is built with gcc -m32)
+BUILD_ARCH = "x86_64"
 
 
 def get_arch(name: str) -> Arch:

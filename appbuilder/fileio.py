@@ -9,8 +9,10 @@ kill at any point leaves one complete version.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -53,3 +55,54 @@ def sha256_file(path: Path | str, stop=None, chunk: int = 1 << 20) -> str:
                 raise InterruptedError(f"stopped while hashing {Path(path).name}")
             h.update(block)
     return h.hexdigest()
+
+
+def remove_tree(path: Path | str) -> None:
+    """Remove a directory tree, also one whose directories a build left unreadable or
+    unwritable (mode 000); a tree already gone is fine."""
+    path = str(path)
+    if not os.path.lexists(path):
+        return
+    if os.path.isdir(path) and not os.path.islink(path):
+        _open_up(path)
+        for dirpath, dirnames, _ in os.walk(path):  # top-down: each directory opened before it is entered
+            for d in dirnames:
+                _open_up(os.path.join(dirpath, d))
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        os.unlink(path)
+
+
+def _open_up(directory: str) -> None:
+    if os.path.islink(directory):
+        return
+    try:
+        if os.stat(directory).st_mode & 0o700 != 0o700:
+            os.chmod(directory, 0o700)
+    except OSError:
+        pass
+
+
+def hold_lock(directory: Path) -> int:
+    """Lock *directory* (its ``.lock`` file) for as long as the returned descriptor is open:
+    until the holder closes it or dies, by whatever signal (see :func:`lock_is_free`)."""
+    fd = os.open(Path(directory) / ".lock", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def lock_is_free(directory: Path) -> bool:
+    """Whether nobody holds *directory*'s lock: its owner finished or was killed."""
+    try:
+        fd = os.open(Path(directory) / ".lock", os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)

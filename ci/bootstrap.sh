@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything appbuild needs on a fresh Debian 12 machine:
-#   - the Debian packages it drives (toolchain, sandbox, qemu, libguestfs, rpm, ...)
+#   - the Debian packages it drives (sandbox, qemu, libguestfs, rpm, ...)
 #   - a virtualenv in .venv made with /usr/bin/python3 --system-site-packages, so the
 #     Debian-only bindings (python3-guestfs, python3-rpm) are importable, with appbuild
 #     installed into it in editable mode.
@@ -11,10 +11,12 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
 
 APT_PACKAGES=(
-    # toolchain for cooking recipes, for x86_64 and i686 (-m32)
+    # a host compiler for the tests' own fixtures (ELF files, RPMs); cooks never use it:
+    # they run in build roots made from groups/group-toolchain.py
     build-essential gcc-multilib binutils make patch file zlib1g-dev
-    # sandbox and sources: bubblewrap, Debian source packages, archives
-    bubblewrap dpkg-dev xz-utils bzip2 zstd ca-certificates
+    # sandbox and sources: bubblewrap (+ libseccomp's binding for its filter), apt's
+    # source packages, archives
+    bubblewrap python3-seccomp dpkg-dev xz-utils bzip2 zstd ca-certificates
     # Python: the venv module and the Debian-only bindings
     python3-venv python3-guestfs python3-rpm
     # capsules: rpm, rpmbuild, rpmsign and rpm-md repositories; gpg makes test signing keys
@@ -53,7 +55,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import guestfs, rpm' 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import guestfs, rpm, seccomp' 2>/dev/null; then
     echo "bootstrap: creating .venv (system site packages, for guestfs and rpm)"
     rm -rf .venv
     /usr/bin/python3 -m venv --system-site-packages .venv

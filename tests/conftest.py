@@ -11,8 +11,10 @@ import dataclasses
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -90,12 +92,14 @@ def component(repo, name: str, arch: str | None = None):
 
 
 def new_workspace(root: Path, recipes: list[str] = (), *, label: str = "cernvm@cvm:2") -> Path:
-    """A scratch workspace under *root* holding copies of some of the project's recipes."""
+    """A scratch workspace under *root* holding copies of some of the project's recipes (and
+    the toolchain group every cook's build root is made from)."""
     ws = root / "workspace"
     (ws / "repo").mkdir(parents=True)
     (ws / "recipes").mkdir()
     (ws / "groups").mkdir()
     (ws / "repo" / "config.yaml").write_text(f"label: {label}\nsource_date_epoch: 1700000000\n")
+    shutil.copy(PROJECT / "groups" / f"{TOOLCHAIN}.py", ws / "groups")
     for name in recipes:
         shutil.copytree(PROJECT / "recipes" / name, ws / "recipes" / name)
     return ws
@@ -108,11 +112,51 @@ def workspace(tmp_path, shared_cache):
     return make_settings(tmp_path, workspace=ws, cache=shared_cache)
 
 
+TOOLCHAIN = "group-toolchain"
+
+
 @pytest.fixture(scope="session")
-def hello_repo(tmp_path_factory, shared_cache):
+def toolchain_repo(tmp_path_factory, shared_cache) -> Path:
+    """A repository holding the toolchain group (its Debian packages imported through the real
+    command line, then resolved), made once per session: cooking tests start from a copy."""
+    from appbuilder.capsule.importer import group_packages
+
+    root = tmp_path_factory.mktemp("toolchain")
+    s = make_settings(root, cache=shared_cache)
+    run_appbuild(s, "import", "deb", *group_packages(s, TOOLCHAIN), timeout=3600)
+    run_appbuild(s, "resolve", TOOLCHAIN, "--arch", "x86_64")
+    with sqlite3.connect(s.repository / "index.sqlite") as db:  # one file to copy
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return s.repository
+
+
+def seed_repository(settings: Settings, template: Path) -> Settings:
+    """Start *settings*' repository as a copy of *template* (objects hard-linked: they never
+    change once written)."""
+    dest = settings.repository
+    dest.mkdir(parents=True)
+    subprocess.run(["cp", "-a", "--link", str(template / "objects"), str(dest / "objects")], check=True)
+    shutil.copy(template / "index.sqlite", dest / "index.sqlite")
+    return settings
+
+
+@pytest.fixture
+def cook_workspace(workspace, toolchain_repo):
+    """A scratch workspace whose repository already holds the toolchain: ready to cook."""
+    return seed_repository(workspace, toolchain_repo)
+
+
+@pytest.fixture
+def cook_settings(settings, toolchain_repo):
+    """The project's workspace with a fresh repository holding the toolchain."""
+    return seed_repository(settings, toolchain_repo)
+
+
+@pytest.fixture(scope="session")
+def hello_repo(tmp_path_factory, shared_cache, toolchain_repo):
     """libhello and hello cooked for x86_64 and x86 through the real CLI, once per session."""
     root = tmp_path_factory.mktemp("hello-repo")
-    s = make_settings(root, cache=shared_cache)
+    s = seed_repository(make_settings(root, cache=shared_cache), toolchain_repo)
     run_appbuild(s, "cook", "recipes/libhello", "recipes/hello", "--arch", "all", "-j", "2")
     return s
 
@@ -128,6 +172,88 @@ def unprivileged_user() -> str | None:
         subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
                        check=True, capture_output=True)
     return name
+
+
+@dataclasses.dataclass
+class AsUser:
+    """Runs appbuild as an unprivileged user (``appbuild-test``, or the tests' own user when
+    they already run unprivileged), from a copy of appbuild and its Python dependencies in a
+    directory that user can read: the clone itself may sit where others cannot enter."""
+
+    user: str | None  # None: the tests already run unprivileged
+    runtime: Path  # appbuilder + its dependencies, readable by everyone
+
+    def home(self, prefix: str = "appbuild-user-") -> Path:
+        """A fresh directory the user owns, outside pytest's private (0700) temporary tree."""
+        d = Path(tempfile.mkdtemp(prefix=prefix))
+        d.chmod(0o755)
+        if self.user:
+            shutil.chown(d, self.user, self.user)
+        return d
+
+    def give(self, path: Path) -> None:
+        """Hand *path* (a tree made by the tests) over to the user."""
+        if self.user:
+            subprocess.run(["chown", "-R", f"{self.user}:{self.user}", str(path)], check=True)
+
+    def appbuild(self, settings: Settings, *args: str, check: bool = True, timeout: float = 1800,
+                 **kw) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in env_for(settings).items() if k.startswith("APPBUILD_")}
+        env.update(PATH="/usr/sbin:/usr/bin:/sbin:/bin", HOME=str(settings.workspace), LANG="C.UTF-8")
+        boot = f"import sys; sys.path[:0] = [{str(self.runtime)!r}]; from appbuilder.cli import main; sys.exit(main())"
+        argv = ["/usr/bin/python3", "-c", boot, *args]
+        if self.user:
+            argv = ["runuser", "-u", self.user, "--", "env", "-i", *[f"{k}={v}" for k, v in env.items()], *argv]
+        proc = subprocess.run(argv, env=env, cwd=kw.pop("cwd", settings.workspace), capture_output=True, text=True,
+                              timeout=timeout, **kw)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"appbuild {' '.join(args)} as {self.user} failed ({proc.returncode}):\n"
+                                 f"{proc.stdout}\n{proc.stderr}")
+        return proc
+
+
+def _python_runtime(dest: Path) -> None:
+    """Copy the appbuilder package and the distributions it needs (recursively) into *dest*."""
+    import importlib.metadata as md
+    import re
+
+    shutil.copytree(PROJECT / "appbuilder", dest / "appbuilder", ignore=shutil.ignore_patterns("__pycache__"))
+    seen: set[str] = set()
+    todo = ["appbuilder"]
+    while todo:
+        name = todo.pop()
+        key = re.sub(r"[-_.]+", "-", name).lower()
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            dist = md.distribution(name)
+        except md.PackageNotFoundError:
+            continue
+        for req in dist.requires or []:
+            if "extra ==" not in req:
+                todo.append(re.split(r"[\s;<>=!~\[(]", req, maxsplit=1)[0])
+        if key == "appbuilder":
+            continue
+        base = Path(dist.locate_file(""))
+        if not str(base).startswith(str(VENV_BIN.parent)):
+            continue  # a Debian package in the system's site-packages: readable already
+        for f in dist.files or []:
+            if f.parts[0] == ".." or f.suffix == ".pyc":
+                continue
+            target = dest / f
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(base / f, target)
+
+
+@pytest.fixture(scope="session")
+def as_user(unprivileged_user, tmp_path_factory) -> AsUser:
+    runtime = Path(tempfile.mkdtemp(prefix="appbuild-runtime-"))
+    runtime.chmod(0o755)
+    _python_runtime(runtime)
+    subprocess.run(["chmod", "-R", "a+rX", str(runtime)], check=True)
+    yield AsUser(unprivileged_user, runtime)
+    shutil.rmtree(runtime, ignore_errors=True)
 
 
 @dataclasses.dataclass
@@ -148,13 +274,13 @@ APPLIANCE_FORMATS = "raw,qcow2,vmdk,vmdk-esx,ova,vhd,vhd-dynamic,ami"
 
 
 @pytest.fixture(scope="session")
-def appliance(tmp_path_factory, shared_cache) -> Appliance:
+def appliance(tmp_path_factory, shared_cache, toolchain_repo) -> Appliance:
     """Import the upstream kernels, cook the recipes, build group-cernvm for x86_64 and x86
     through the real command line (the README's build, with every format)."""
     import re
 
     root = tmp_path_factory.mktemp("appliance")
-    s = make_settings(root, cache=shared_cache)
+    s = seed_repository(make_settings(root, cache=shared_cache), toolchain_repo)
     run_appbuild(s, "import", "upstream")
     proc = run_appbuild(s, "group-cernvm", "--format", APPLIANCE_FORMATS, "--arch", "all", "-j", "2")
     versions: dict[str, str] = {}

@@ -17,7 +17,7 @@ import networkx as nx
 
 from appbuilder.arch import Arch
 from appbuilder.build.cook import Cooker, CookOptions, CookResult
-from appbuilder.build.sandbox import Sandbox
+from appbuilder.sandbox import Sandbox
 from appbuilder.errors import AppbuildError, BuildFailed, Interrupted
 from appbuilder.graph.buildorder import build_graph, check_acyclic
 from appbuilder.recipe.loader import RecipeFile

@@ -1,20 +1,29 @@
 """Cooking: build one recipe for one architecture and commit the result.
 
 1. Load the recipe for the architecture (``setup(r)`` records actions).
-2. Resolve its build requirements in the repository, and compute the input hash:
-   when a package with that input hash exists, the cook is skipped.
-3. In a fresh work directory: stage the build requirements (and what they need) into
-   a sysroot, run the source actions, then the build actions in the sandbox.
-4. Run the policies over the install root (components, dependencies, ...).
-5. Store file contents and the build log in the content store, then commit the
+2. Resolve its build requirements in the repository, and compute the input hash over
+   the recipe and its sources, the build requirements' versions and the toolchain
+   group's pin: when a package with that input hash exists, the cook is skipped.
+3. Make (or reuse) the build root: the toolchain group's closure with the closure of
+   the build requirements over it (:mod:`appbuilder.build.buildroot`).
+4. In a fresh work directory, run the source actions, then the build actions; build
+   commands run in the sandbox (:mod:`appbuilder.sandbox`) with the build root as
+   ``/``, the work tree at ``/build`` and the recipe's sources read-only under
+   ``/sources``; file actions work beneath the work tree on the host.
+5. Run the policies over the install root (components, dependencies, ...).
+6. Store file contents and the build log in the content store, then commit the
    package in one transaction, which gives it its version.
 
 A failing build commits nothing: the log is kept under the logs directory and its
-tail is part of the error. Ctrl-C kills the build and discards the work directory.
+tail is part of the error; when the build needed a command or file that is not in the
+build root, the error says which and what to add to ``buildRequires``. Ctrl-C, SIGTERM
+or the time limit kill the build and discard the work directory; directories left by
+a cook that was killed outright are swept by the next one.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import tempfile
@@ -27,23 +36,31 @@ from typing import Callable, Sequence
 from appbuilder.arch import Arch
 from appbuilder.build import archive
 from appbuilder.build.debsrc import DebianSources
-from appbuilder.build.inputs import input_hash, source_hash, toolchain_fingerprint
+from appbuilder.build.buildroot import BuildRoots, plan_root
+from appbuilder.build.inputs import input_hash, source_hash
 from appbuilder.build.lookaside import Lookaside
-from appbuilder.build.sandbox import Sandbox, build_env
+from appbuilder.build.missing import explain_missing
+from appbuilder.sandbox import Bind, Sandbox, build_env
+from appbuilder.build.toolchain import Toolchain, resolve_toolchain
 from appbuilder.errors import AppbuildError, BuildFailed, Interrupted, RepositoryError
+from appbuilder.fileio import hold_lock, lock_is_free, remove_tree
 from appbuilder.graph.closure import ClosureResolver
 from appbuilder.policy.pipeline import run_policies
 from appbuilder.recipe.actions import BUILD, SOURCE, Action
 from appbuilder.recipe.base import PackageRecipe
 from appbuilder.recipe.loader import RecipeFile
-from appbuilder.repository.checkout import materialize
 from appbuilder.repository.deps import Dependency
 from appbuilder.repository.repo import PackageBuild, Repository
+from appbuilder.repository.trove import COMPONENT, Trove
 from appbuilder.repository.versions import NVF, Flavor
 from appbuilder.settings import Settings
 
 LOG_TAIL_LINES = 25
 DEFAULT_SOURCE_DATE_EPOCH = 1_700_000_000
+DEFAULT_COMMAND_TIMEOUT = 4 * 3600  # seconds one build command may take (generous: a big C++ build)
+# where the cook's directories appear inside the sandbox
+BUILD_TOP = "/build"
+SOURCES_TOP = "/sources"
 
 
 @dataclass
@@ -67,23 +84,31 @@ class CookResult:
 
 
 class BuildContext:
-    """What actions see while they run (see ``appbuilder.recipe.actions.ActionContext``)."""
+    """What actions see while they run (see ``appbuilder.recipe.actions.ActionContext``).
 
-    def __init__(self, recipe: PackageRecipe, recipe_dir: Path, work: Path, arch: Arch, *,
+    ``srcdir``, ``builddir`` and ``destdir`` are host paths (file actions work beneath
+    them on the host); build commands see the same tree at ``/build``, the recipe's own
+    files at ``/sources/recipe`` and each fetched source at ``/sources/SHA256/``.
+    """
+
+    def __init__(self, recipe: PackageRecipe, recipe_dir: Path, tree: Path, arch: Arch, *,
                  sandbox: Sandbox, env: dict[str, str], log, lookaside: Lookaside, debian: DebianSources,
-                 echo: Callable[[str], None] | None):
+                 echo: Callable[[str], None] | None, unpack_limit: int | None = None):
         self.macros = recipe.macros
         self.arch = arch
         self.recipe_dir = recipe_dir
-        self.srcdir = work / "src"
+        self.tree = tree
+        self.srcdir = tree / "src"
         self.builddir = self.srcdir / recipe.main_dir
-        self.destdir = work / "destdir"
+        self.destdir = tree / "destdir"
         self.sandbox = sandbox
         self.env = env
         self.logf = log
         self.lookaside = lookaside
         self.debian = debian
         self.echo = echo
+        self.timeout = getattr(recipe, "buildTimeout", None)
+        self.unpack_limit = unpack_limit
         self.current: Action | None = None
 
     def log(self, text: str) -> None:
@@ -92,14 +117,36 @@ class BuildContext:
         if self.echo:
             self.echo(text)
 
+    def inside(self, path: Path | str) -> str:
+        """Where the host *path* (in the work tree, the recipe directory or the lookaside
+        cache) appears to build commands; fetched sources are bound on first use."""
+        path = Path(path)
+        for top, inside in ((self.tree, BUILD_TOP), (self.recipe_dir, f"{SOURCES_TOP}/recipe")):
+            if path == top or top in path.parents:
+                return inside + ("/" + path.relative_to(top).as_posix() if path != top else "")
+        root = self.lookaside.root
+        if root in path.parents:
+            entry = path.relative_to(root).parts  # ab/SHA256/name...
+            if len(entry) >= 3:
+                inside = f"{SOURCES_TOP}/{entry[1]}"
+                self.sandbox.bind(root / entry[0] / entry[1], inside)
+                return inside + "/" + "/".join(entry[2:])
+        raise BuildFailed(f"{self._where()}: {path} is not something a build command can see")
+
     def run(self, argv: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None) -> None:
         self.log(f"+ {shlex.join(argv)}")
         if not cwd.is_dir():
-            raise BuildFailed(f"{self._where()}: directory {cwd} does not exist (is mainDir right?)")
+            raise BuildFailed(f"{self._where()}: directory {self.inside(cwd)} does not exist (is mainDir right?)")
         echo = (lambda line: self.echo(line.decode(errors="replace").rstrip("\n"))) if self.echo else None
-        rc = self.sandbox.run(argv, cwd=cwd, env={**self.env, **(env or {})}, log=self.logf, echo=echo)
+        rc = self.sandbox.run(argv, cwd=self.inside(cwd), env={**self.env, **(env or {})}, log=self.logf,
+                              echo=echo, timeout=self.timeout)
         if rc != 0:
             raise BuildFailed(f"{self._where()}: {shlex.join(argv)} exited with status {rc}")
+
+    def objcopy(self, commands: list[list[str]]) -> None:
+        """Run the build root's objcopy over the install root (one sandboxed command)."""
+        script = "\n".join(shlex.join(["objcopy", *c]) for c in commands)
+        self.run(["/bin/sh", "-ec", script], cwd=self.destdir)
 
     def _where(self) -> str:
         if self.current is None:
@@ -115,27 +162,43 @@ class BuildContext:
         return self.debian.fetch(package, version, sha256)
 
     def unpack(self, archive_path: Path, dest: Path) -> None:
-        self.log(f"unpack {archive_path.name} into {dest}")
-        archive.unpack(archive_path, dest, lambda argv, cwd: self.run(argv, cwd=cwd))
+        self.log(f"unpack {archive_path.name} into {self.inside(dest)}")
+        archive.unpack(archive_path, dest, lambda argv, cwd: self.run(argv, cwd=cwd), inside=self.inside,
+                       limit=self.unpack_limit)
 
 
 class Cooker:
     """Cooks recipes into one repository."""
 
-    def __init__(self, settings: Settings, repo: Repository):
+    def __init__(self, settings: Settings, repo: Repository, *, warn: Callable[[str], None] | None = None):
         self.settings = settings
         self.repo = repo
-        self.lookaside = Lookaside(settings.lookaside, settings.mirrors)
+        self.lookaside = Lookaside(settings.lookaside, settings.mirrors, warn=warn)
         self.debian = DebianSources(settings.cache, self.lookaside)
+        self.roots = BuildRoots(settings.cache, repo.store)
         self.source_date_epoch = int(settings.config.get("source_date_epoch", DEFAULT_SOURCE_DATE_EPOCH))
+        self.command_timeout = cook_setting(settings, "command_timeout", DEFAULT_COMMAND_TIMEOUT, _seconds)
+        self.unpack_limit = cook_setting(settings, "max_unpacked_size", archive.DEFAULT_UNPACK_LIMIT,
+                                         archive.parse_size)
         # set when the user interrupts: running cooks stop before their next step and commit nothing
         self.cancelled = threading.Event()
+        self._toolchain: Toolchain | None = None
+        self._toolchain_lock = threading.Lock()
+        self.work_root = settings.cache / "work"
+        sweep_work_dirs(self.work_root)
 
     def _check_cancelled(self) -> None:
         if self.cancelled.is_set():
             raise Interrupted("interrupted: this cook was stopped and nothing was committed")
 
     # ------------------------------------------------------------ planning
+
+    def toolchain(self) -> Toolchain:
+        """The toolchain group, resolved once per Cooker."""
+        with self._toolchain_lock:
+            if self._toolchain is None:
+                self._toolchain = resolve_toolchain(self.settings, self.repo)
+            return self._toolchain
 
     def build_requirements(self, rf: RecipeFile, arch: Arch) -> list[NVF]:
         found = []
@@ -153,7 +216,7 @@ class Cooker:
         """(source hash, input hash, build requirements) of a recipe for *arch*."""
         reqs = self.build_requirements(rf, arch)
         src = source_hash(rf.directory)
-        return src, input_hash(src, arch.name, reqs, toolchain_fingerprint()), reqs
+        return src, input_hash(src, arch.name, reqs, str(self.toolchain().group)), reqs
 
     # ------------------------------------------------------------ cooking
 
@@ -166,9 +229,9 @@ class Cooker:
             if done:
                 return CookResult(rf.name, arch.name, done, skipped=True)
         recipe = rf.instantiate(arch, jobs=opts.make_jobs)
-        work_root = self.settings.cache / "work"
-        work_root.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(dir=work_root, prefix=f"{rf.name}-{arch.name}-"))
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(dir=self.work_root, prefix=f"{rf.name}-{arch.name}-"))
+        lock = hold_lock(work)
         log_path = work / "build.log"
         try:
             with open(log_path, "wb") as log:
@@ -186,37 +249,59 @@ class Cooker:
         except OSError as exc:
             raise self._failure(rf, arch, BuildFailed(f"{type(exc).__name__}: {exc}"), log_path) from None
         finally:
-            if not opts.keep_work:
-                shutil.rmtree(work, ignore_errors=True)
+            if opts.keep_work:
+                (work / ".keep").touch()
+            else:
+                remove_tree(work)
+            os.close(lock)
 
     def _cook_in(self, rf: RecipeFile, recipe: PackageRecipe, arch: Arch, work: Path, log,
                  reqs: list[NVF], src_hash: str, in_hash: str, opts: CookOptions) -> CookResult:
-        sysroot = work / "sysroot"
-        declared = self._stage_build_requirements(reqs, arch, sysroot)
-        recipe.macros.sysroot = str(sysroot)
-        env = build_env(
-            path_prefix=[str(sysroot / "usr/bin"), str(sysroot / "bin")] if declared else [],
-            extra=_sysroot_env(sysroot, recipe, arch) if declared else {},
-            source_date_epoch=self.source_date_epoch,
-        )
-        # the recipe's own files and the lookaside cache are read-only inputs of the build
-        self.lookaside.root.mkdir(parents=True, exist_ok=True)
-        sandbox = Sandbox([work], readonly=[rf.directory, self.lookaside.root])
-        ctx = BuildContext(recipe, rf.directory, work, arch, sandbox=sandbox, env=env, log=log,
-                           lookaside=self.lookaside, debian=self.debian, echo=opts.echo)
-        recipe.macros.builddir = str(ctx.builddir)
-        recipe.macros.destdir = str(ctx.destdir)
-        ctx.srcdir.mkdir()
-        ctx.destdir.mkdir()
-        ctx.log(f"cooking {rf.name} {recipe.version} for {arch.name} (inputs {in_hash[:16]})")
-        for action in recipe.actions_of(SOURCE):
-            self._run_action(ctx, action)
-        ctx.builddir.mkdir(parents=True, exist_ok=True)
-        for action in recipe.actions_of(BUILD):
-            self._run_action(ctx, action)
+        tree = work / "tree"
+        (tree / "src").mkdir(parents=True)
+        (tree / "destdir").mkdir()
 
-        ctx.log("running policies")
-        result = run_policies(recipe, ctx.destdir, declared=declared, suggest=self._suggest, jobs=opts.make_jobs)
+        def note(text: str) -> None:
+            log.write((text + "\n").encode())
+
+        toolchain = self.toolchain()
+        note(f"toolchain {toolchain.group}")
+        closure = self._build_requirement_closure(reqs, arch, toolchain)
+        # what a cook may link without a warning: what it declared, with what that needs
+        declared = set().union(*(t.provides for t in closure))
+        have = {t.nvf for t in toolchain.troves}
+        plan = plan_root([toolchain.troves, [t for t in closure if t.nvf not in have]], toolchain.links)
+        for line in plan.replaced:
+            note(f"build root: {line}")
+
+        recipe.macros.sysroot = ""
+        recipe.macros.builddir = f"{BUILD_TOP}/src/{recipe.main_dir}"
+        recipe.macros.destdir = f"{BUILD_TOP}/destdir"
+        env = build_env(extra=search_paths(recipe, arch), source_date_epoch=self.source_date_epoch)
+        with self.build_root(plan, note) as root:
+            binds = [*self.root_binds(), Bind(tree, BUILD_TOP, writable=True), Bind(rf.directory, f"{SOURCES_TOP}/recipe")]
+            sandbox = Sandbox(root, binds, timeout=self.command_timeout, holders=[SOURCES_TOP])
+            ctx = BuildContext(recipe, rf.directory, tree, arch, sandbox=sandbox, env=env, log=log,
+                               lookaside=self.lookaside, debian=self.debian, echo=opts.echo,
+                               unpack_limit=self.unpack_limit)
+            ctx.log(f"cooking {rf.name} {recipe.version} for {arch.name} (inputs {in_hash[:16]}) "
+                    f"in build root {plan.key[:16]}")
+            try:
+                for action in recipe.actions_of(SOURCE):
+                    self._run_action(ctx, action)
+                ctx.builddir.mkdir(parents=True, exist_ok=True)
+                for action in recipe.actions_of(BUILD):
+                    self._run_action(ctx, action)
+            except BuildFailed as exc:
+                log.flush()
+                hint = explain_missing(log.name, self.repo, arch, rf, recipe.macros.libdir)
+                if hint:
+                    exc.args = (f"{exc}\n{hint}",)
+                raise
+            ctx.log("running policies")
+            result = run_policies(recipe, ctx.destdir, declared=declared, suggest=self._suggest,
+                                  jobs=opts.make_jobs, objcopy=ctx.objcopy, inside=recipe.macros.destdir)
+
         for m in result.missing_build_requires:
             ctx.log(f"warning: {m}")
         for digest, host in result.contents.items():
@@ -234,6 +319,8 @@ class Cooker:
             info={
                 "recipe": rf.path.parent.name,
                 "build_requires": [str(n) for n in reqs],
+                "toolchain": str(toolchain.group),
+                "build_root": plan.key,
                 "build_log_blob": log_blob,
                 "missing_build_requires": [str(m) for m in result.missing_build_requires],
             },
@@ -242,6 +329,14 @@ class Cooker:
         return CookResult(rf.name, arch.name, package.nvf, skipped=False,
                           missing_build_requires=[str(m) for m in result.missing_build_requires],
                           components=[c.name for c in result.components])
+
+    def build_root(self, plan, log: Callable[[str], None]):
+        """A context manager giving the root directory of *plan* for one cook."""
+        return self.roots.use(plan, log=log)
+
+    def root_binds(self) -> list[Bind]:
+        """What the build root needs bound into it (nothing: it is complete)."""
+        return []
 
     def _run_action(self, ctx: BuildContext, action: Action) -> None:
         self._check_cancelled()
@@ -258,14 +353,13 @@ class Cooker:
         except OSError as exc:
             raise BuildFailed(f"{action.where}: {type(action).__name__}: {exc}") from None
 
-    def _stage_build_requirements(self, reqs: list[NVF], arch: Arch, sysroot: Path) -> set[Dependency]:
-        """Write the closure of the build requirements into *sysroot*; returns their provisions."""
+    def _build_requirement_closure(self, reqs: list[NVF], arch: Arch, toolchain: Toolchain) -> list[Trove]:
+        """The components of the build requirements and of what they need (with their
+        files); requirements the toolchain meets are met by it, as in the build root."""
         if not reqs:
-            return set()
-        closure = ClosureResolver(self.repo, arch.name).resolve(reqs)
-        troves = [self.repo.get(n) for n in closure.members]
-        materialize(self.repo.store, troves, sysroot, relative_links=True)
-        return set().union(*(t.provides for t in troves))
+            return []
+        closure = ClosureResolver(self.repo, arch.name).resolve(reqs, extra_provides=toolchain.provides)
+        return [t for t in (self.repo.get(n) for n in closure.members) if t.kind == COMPONENT]
 
     def _suggest(self, dep: Dependency) -> str | None:
         providers = self.repo.providers(dep)
@@ -286,20 +380,46 @@ class Cooker:
         return BuildFailed(message, log_path=str(kept))
 
 
-def _sysroot_env(sysroot: Path, recipe: PackageRecipe, arch: Arch) -> dict[str, str]:
-    """Compiler search paths pointing into the staged build requirements.
+def cook_setting(settings: Settings, key: str, default, parse: Callable):
+    """``cook: KEY`` from ``repo/config.yaml``, parsed, or *default*; a bad value is an error."""
+    section = settings.config.get("cook") or {}
+    if not isinstance(section, dict):
+        raise AppbuildError("repo/config.yaml: 'cook:' must be a mapping (command_timeout, max_unpacked_size)")
+    value = section.get(key, default)
+    try:
+        return parse(value)
+    except (AppbuildError, TypeError, ValueError) as exc:
+        raise AppbuildError(f"repo/config.yaml: cook: {key}: {value!r} is not valid ({exc})") from None
 
-    Only compile- and link-time paths: no LD_LIBRARY_PATH, so the host's compiler and
-    shell never run on a library (a C library!) staged for the target.
+
+def _seconds(value) -> float:
+    seconds = float(value)
+    if not seconds > 0:
+        raise ValueError("it must be a positive number of seconds")
+    return seconds
+
+
+def sweep_work_dirs(work_root: Path) -> None:
+    """Remove work directories that cooks killed outright left behind (their lock is free);
+    those kept with ``--keep-work`` stay."""
+    if not work_root.is_dir():
+        return
+    for d in work_root.iterdir():
+        if d.is_dir() and not (d / ".keep").exists() and lock_is_free(d):
+            remove_tree(d)
+
+
+def search_paths(recipe: PackageRecipe, arch: Arch) -> dict[str, str]:
+    """Where the compiler and pkg-config look, beyond their defaults, in the build root.
+
+    Cooked libraries install into ``%(libdir)s`` (``/usr/lib64`` on x86_64, EL's
+    layout), which Debian's compiler does not search by itself; pkg-config looks only
+    at the target architecture's directories, so an x86 cook never finds x86_64 ``.pc``
+    files. No LD_LIBRARY_PATH: the build root's programs run on its own libraries.
     """
-    libdirs = [recipe.macros.libdir, f"/{arch.lib}", *arch.multiarch_libdirs, "/usr/lib", "/lib"]
-    libdirs = list(dict.fromkeys(libdirs))
-    libs = ":".join(str(sysroot) + d for d in libdirs)
-    pkgconfig = ":".join(str(sysroot) + d + "/pkgconfig" for d in [*libdirs, "/usr/share"])
-    includes = [sysroot / "usr/include" / arch.multiarch, sysroot / "usr/include"]
-    return {
-        "CPATH": ":".join(map(str, includes)),
-        "LIBRARY_PATH": libs,
-        "PKG_CONFIG_PATH": pkgconfig,
-        "PKG_CONFIG_SYSROOT_DIR": str(sysroot),
-    }
+    libdir = recipe.macros.libdir
+    pkgdirs = [libdir, *arch.multiarch_libdirs[1:], "/usr/lib", "/usr/share"]
+    env = {"PKG_CONFIG_LIBDIR": ":".join(dict.fromkeys(f"{d}/pkgconfig" for d in pkgdirs))}
+    if libdir not in ("/usr/lib", "/lib", *arch.multiarch_libdirs):
+        env["LIBRARY_PATH"] = libdir
+    return env

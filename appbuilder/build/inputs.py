@@ -4,17 +4,16 @@
   it (URL sources are pinned by sha256 inside the recipe, so they are covered too). A
   new source hash means a new source count.
 * The **input hash** chains the source hash with everything else the build depends on:
-  the target architecture, the exact versions of the build requirements, the host
-  toolchain, and appbuild's own version (osbuild's hash-chained cache ids). A cook
-  whose input hash is already in the repository is skipped.
+  the target architecture, the exact versions of the build requirements, the pin of
+  the toolchain group the build root is made from (never anything of the host), and
+  appbuild's own version (osbuild's hash-chained cache ids). A cook whose input hash
+  is already in the repository is skipped.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
-import subprocess
 from pathlib import Path
 
 from appbuilder import __version__
@@ -39,19 +38,6 @@ def source_hash(recipe_dir: Path) -> str:
                 h.update(path.read_bytes())
             h.update(b"\0")
     return h.hexdigest()
-
-
-@functools.lru_cache(maxsize=1)
-def toolchain_fingerprint() -> str:
-    """Versions of the host compiler and linker the build sandbox uses."""
-    parts = []
-    for argv in (["gcc", "--version"], ["ld", "--version"], ["make", "--version"]):
-        try:
-            out = subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout
-            parts.append(out.splitlines()[0] if out else f"{argv[0]}: no output")
-        except (OSError, subprocess.TimeoutExpired):
-            parts.append(f"{argv[0]}: missing")
-    return "\n".join(parts)
 
 
 def input_hash(source: str, arch: str, build_requires: list[NVF], toolchain: str) -> str:

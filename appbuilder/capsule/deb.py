@@ -149,7 +149,7 @@ def read_deb(path: Path, store: ContentStore, *, expected_sha256: str | None = N
     except AppbuildError:
         raise CapsuleError(f"{path.name}: version {version!r} has characters appbuild versions cannot hold") from None
     flavor = _flavor(arch, path.name)
-    conffiles = sorted(line.strip() for line in members.get("conffiles", b"").decode().splitlines() if line.strip())
+    conffiles, removed_conffiles = _conffiles(members.get("conffiles", b""), path.name)
     md5sums = _md5sums(members.get("md5sums", b""))
 
     writer = writer or ContentWriter(store)
@@ -183,6 +183,7 @@ def read_deb(path: Path, store: ContentStore, *, expected_sha256: str | None = N
         "deb_control_blob": writer.put(control_tar).sha256,
         "scripts": {s: members[s].decode(errors="replace") for s in SCRIPTS if s in members},
         "conffiles": conffiles,
+        **({"conffiles_remove_on_upgrade": removed_conffiles} if removed_conffiles else {}),
         "upstream_provides": deb_relations(control.get("Provides")),
         "upstream_requires": deb_relations(control.get("Pre-Depends")) + deb_relations(control.get("Depends")),
         "upstream_pre_depends": deb_relations(control.get("Pre-Depends")),
@@ -269,6 +270,28 @@ def _read_data(path: Path, writer: ContentWriter, conffiles: set[str], md5sums: 
     if missing:
         raise CapsuleError(f"{path.name}: conffiles not in the package: {', '.join(missing)}")
     return sorted(files, key=lambda f: f.path), contents
+
+
+def _conffiles(text: bytes, package: str) -> tuple[list[str], list[str]]:
+    """The package's conffiles, and those flagged ``remove-on-upgrade`` (deb-conffiles(5)).
+
+    A line is an absolute path, optionally preceded by flags; a ``remove-on-upgrade``
+    conffile names a file an older version shipped and this one no longer has.
+    """
+    kept, removed = [], []
+    for line in text.decode(errors="replace").splitlines():
+        words = line.split()
+        if not words:
+            continue
+        *flags, conffile = words
+        if not conffile.startswith("/"):
+            raise CapsuleError(f"{package}: bad conffiles line {line.strip()!r}: expected [FLAGS] /PATH")
+        unknown = set(flags) - {"remove-on-upgrade"}
+        if unknown:
+            raise CapsuleError(f"{package}: conffiles line {line.strip()!r} has unknown flag(s) "
+                               f"{', '.join(sorted(unknown))}")
+        (removed if flags else kept).append(conffile)
+    return sorted(kept), sorted(removed)
 
 
 def _check_md5(content: StoredContent, expected: str | None, p: str, package: str) -> None:

@@ -67,8 +67,8 @@ class Importer:
         self.repo = repo
         self.kind = kind
         self.label = check_label(label or section.get("label") or repo.label)
-        self.lookaside = Lookaside(settings.lookaside, settings.mirrors)
         self.warn = warn or (lambda text: None)
+        self.lookaside = Lookaside(settings.lookaside, settings.mirrors, warn=warn)
 
     @contextlib.contextmanager
     def writing(self):
@@ -267,8 +267,10 @@ def import_upstream(settings: Settings, repo: Repository, *,
     """Import everything ``repo/config.yaml`` lists under ``upstream:``.
 
     ``upstream: {deb: [{packages: [...], with_depends: bool, label: L}], rpm: [{repo: URL,
-    only: [...], arch: A, label: L}]}``. Packages already imported are no-ops, so this is
-    what a nightly runs to pick up upstream updates.
+    only: [...], arch: A, label: L}]}``. A deb entry may name a group instead of
+    packages (``group: group-toolchain``): the Debian packages that group recipe adds
+    are imported, so the group is the one list of them. Packages already imported are
+    no-ops, so this is what a nightly runs to pick up upstream updates.
     """
     upstream = settings.config.get("upstream") or {}
     if not isinstance(upstream, dict) or not upstream:
@@ -276,6 +278,8 @@ def import_upstream(settings: Settings, repo: Repository, *,
     results: list[ImportResult] = []
     for entry in upstream.get("deb") or []:
         packages = [str(p) for p in entry.get("packages") or []]
+        if entry.get("group"):
+            packages += group_packages(settings, str(entry["group"]))
         importer = DebImporter(settings, repo, label=entry.get("label"), warn=warn)
         results += importer.import_args(packages, with_depends=bool(entry.get("with_depends")))
     for entry in upstream.get("rpm") or []:
@@ -285,6 +289,22 @@ def import_upstream(settings: Settings, repo: Repository, *,
     if unknown:
         raise CapsuleError(f"repo/config.yaml upstream: unknown kind(s) {', '.join(sorted(unknown))} (deb, rpm)")
     return results
+
+
+def group_packages(settings: Settings, name: str) -> list[str]:
+    """The Debian packages a group recipe adds, as ``import deb`` takes them."""
+    from appbuilder.arch import BUILD_ARCH, get_arch
+    from appbuilder.recipe.loader import load_group
+
+    recipe = load_group(settings.groups_dir, name).instantiate(get_arch(BUILD_ARCH))
+    if recipe.contents.subgroups:
+        raise CapsuleError(f"repo/config.yaml upstream: group {name} includes other groups; name their packages")
+    names = []
+    for item in recipe.contents.items:
+        if any(c in item.spec.name for c in "*?["):
+            raise CapsuleError(f"{item.where}: {item.spec.name}: a pattern cannot be imported by name")
+        names.append(item.spec.name.split(":", 1)[0] + (f"={item.spec.version}" if item.spec.version else ""))
+    return names
 
 
 def import_command(settings: Settings, repo: Repository, kind: str, packages: list[str], *,

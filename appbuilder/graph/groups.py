@@ -121,6 +121,7 @@ def resolve_group(settings: Settings, repo: Repository, name: str, arch: str, *,
             "choices": [str(c) for c in closure.choices],
             "warnings": warnings,
             "kernel_modules": list(recipe.kernelModules),
+            "links": dict(sorted(recipe.links.items())),
             "hostname": recipe.hostname,
             "users": list(recipe.users),
             # every time stamp in images of this group version (kept with the pins)

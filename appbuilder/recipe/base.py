@@ -15,6 +15,11 @@ A recipe is a Python class in ``recipes/NAME/recipe.py``::
 ``setup(r)`` runs once per architecture; it records actions and the cook runs them.
 ``r.arch`` is the architecture name (``x86_64`` or ``x86``) and ``r.macros`` the
 macros, so a recipe can differ per architecture.
+
+Builds run in a build root holding only the toolchain group and what ``buildRequires``
+names (with what those need): a tool or library the build uses must be declared there.
+``buildTimeout`` (seconds) limits each build command of this recipe, overriding
+``cook: command_timeout`` in ``repo/config.yaml``.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class PackageRecipe:
     name: ClassVar[str | None] = None
     version: ClassVar[str | None] = None
     buildRequires: ClassVar[list[str]] = []
+    buildTimeout: ClassVar[float | None] = None  # seconds per build command (None: the configured limit)
 
     def __init__(self, arch: Arch, *, jobs: int = 2, recipe_file: str = "recipe.py"):
         self.arch = arch.name
@@ -78,6 +84,7 @@ class PackageRecipe:
         except RecipeError as exc:
             raise RecipeError(f"{where}: {exc}") from None
         action.where = where
+        action.call = (args, kwargs)  # how the recipe asked for it: recorded, to be re-made outside
         self.actions.append(action)
         return action
 
@@ -108,6 +115,9 @@ def check_recipe_class(cls: type, path: str) -> None:
     reqs = getattr(cls, "buildRequires", [])
     if not isinstance(reqs, (list, tuple)) or not all(isinstance(r, str) for r in reqs):
         raise RecipeError(f"{where}: buildRequires must be a list of trove names")
+    timeout = getattr(cls, "buildTimeout", None)
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise RecipeError(f"{where}: buildTimeout must be a positive number of seconds")
     if "setup" not in vars(cls) and not any("setup" in vars(b) for b in cls.__mro__[1:-1] if b is not PackageRecipe):
         raise RecipeError(f"{where} does not define setup(r)")
 

@@ -28,6 +28,9 @@ Switches (class attributes, all on by default except ``imageGroup``):
 ``imageGroup``          the group is a complete system an image can be built from
 ``defaultComponents``   which components of an added package go in
 ``kernelModules``       (image groups) kernel modules to keep, with their dependencies
+``links``               (toolchain groups) symlinks (path -> target) made in every build
+                        root, which the packages' install scripts would have made
+                        (update-alternatives links such as ``/usr/bin/cc -> gcc``)
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ class GroupRecipe:
     imageGroup: ClassVar[bool] = False
     defaultComponents: ClassVar[tuple[str, ...]] = DEFAULT_COMPONENTS
     kernelModules: ClassVar[tuple[str, ...]] = ()
+    links: ClassVar[dict[str, str]] = {}
     # image settings an image group may set
     hostname: ClassVar[str] = "appliance"
     users: ClassVar[tuple[str, ...]] = ()  # "name:uid:group:gid:home:shell" beyond root
@@ -144,3 +148,7 @@ def check_group_class(cls: type, path: str) -> None:
     check_name_and_version(cls, where, GROUP_NAME_RE, "group names look like group-NAME")
     if not path.endswith(f"{cls.name}.py"):
         raise RecipeError(f"{where}: a group named {cls.name!r} belongs in groups/{cls.name}.py")
+    links = getattr(cls, "links", {})
+    if not isinstance(links, dict) or not all(
+            isinstance(k, str) and k.startswith("/") and isinstance(v, str) and v for k, v in links.items()):
+        raise RecipeError(f"{where}: links must map absolute paths to link targets ({{'/usr/bin/cc': 'gcc'}})")

@@ -18,6 +18,12 @@ from appbuilder.repository.deps import Dependency
 from tests.conftest import component, env_for, run_appbuild
 
 
+@pytest.fixture
+def workspace(cook_workspace):
+    """Cooks here need the toolchain in the repository (a build root is made from it)."""
+    return cook_workspace
+
+
 # ----------------------------------------------------------------- dependencies and components
 
 
@@ -188,10 +194,14 @@ def test_failing_build_prints_log_tail_keeps_log_and_commits_nothing(workspace):
 
 
 def test_soname_not_covered_by_build_requirements_is_reported(workspace):
+    """zlib's headers are declared (zlib1g-dev), its library is not: the build root has
+    it only because the toolchain needs it, so the link works by accident."""
+    run_appbuild(workspace, "import", "deb", "zlib1g-dev")
     write_recipe(workspace.workspace, "zprog", """\
         class ZProg(PackageRecipe):
             name = 'zprog'
             version = '1'
+            buildRequires = ['zlib1g-dev']
 
             def setup(r):
                 r.addSource('z.c')

@@ -9,7 +9,15 @@ import tarfile
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import run_appbuild
+
+
+@pytest.fixture
+def workspace(cook_workspace):
+    """Cooks here need the toolchain in the repository (a build root is made from it)."""
+    return cook_workspace
 
 
 def write_recipe(ws: Path, name: str, setup: str, files: dict[str, bytes] | None = None) -> Path:

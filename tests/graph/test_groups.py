@@ -20,6 +20,12 @@ from appbuilder.repository.repo import Repository
 from tests.conftest import PROJECT, run_appbuild
 
 
+@pytest.fixture
+def workspace(cook_workspace):
+    """Cooks here need the toolchain in the repository (a build root is made from it)."""
+    return cook_workspace
+
+
 def recipe(ws: Path, name: str, setup: str, *, version: str = "1.0", extra: str = "") -> None:
     d = ws / "recipes" / name
     d.mkdir(parents=True, exist_ok=True)
