@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from appbuilder.build.lookaside import Lookaside, verify_file
+from appbuilder.build.lookaside import Lookaside, fetch_again, verify_file
 from appbuilder.errors import SourceError
 from appbuilder.upstream.apt import APT_DIR, AptEntry, PrivateApt, deb_src_sources, system_entries
 
@@ -80,15 +80,8 @@ class DebianSources:
         """The verified .dsc of ``package=version``, with its files beside it."""
         sha256 = sha256.lower()
         cached, damaged = self._cached(sha256)
-        if cached:
-            return cached
-        try:
-            return self._download(package, version, sha256)
-        except SourceError as exc:
-            if damaged:
-                raise SourceError(f"the cached copy of Debian source package {package}={version} was damaged "
-                                  f"({damaged}) and removed; fetching it again failed: {exc}") from None
-            raise
+        return cached or fetch_again(f"Debian source package {package}={version}", damaged,
+                                     lambda: self._download(package, version, sha256))
 
     def _cached(self, sha256: str) -> tuple[Path | None, str | None]:
         """(the verified cached .dsc or None, what was wrong with a damaged entry or None)."""

@@ -106,15 +106,7 @@ class Lookaside:
         """A verified local copy of the content *sha256*, downloading it if needed."""
         sha256 = sha256.lower()
         hit, damaged = self.lookup(sha256)
-        if hit:
-            return hit
-        try:
-            return self._fetch(url, sha256, mirrors)
-        except SourceError as exc:
-            if damaged:
-                raise SourceError(f"the cached copy of {_basename(url)} was damaged ({damaged}) and removed; "
-                                  f"fetching it again failed: {exc}") from None
-            raise
+        return hit or fetch_again(_basename(url), damaged, lambda: self._fetch(url, sha256, mirrors))
 
     def _fetch(self, url: str, sha256: str, mirrors: Sequence[str]) -> Path:
         candidates: list[str] = []
@@ -182,6 +174,17 @@ class Lookaside:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return final_dir
+
+
+def fetch_again(what: str, damaged: str | None, fetch: Callable[[], Path]) -> Path:
+    """*fetch()*; when it fails after a damaged cached copy was removed, say both."""
+    try:
+        return fetch()
+    except SourceError as exc:
+        if damaged:
+            raise SourceError(f"the cached copy of {what} was damaged ({damaged}) and removed; "
+                              f"fetching it again failed: {exc}") from None
+        raise
 
 
 def _basename(url: str) -> str:

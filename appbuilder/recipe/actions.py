@@ -64,6 +64,19 @@ class Action:
         if not cls.__name__.startswith("_"):
             REGISTRY[cls.__name__] = cls
 
+    @classmethod
+    def record(cls, args: tuple | list, kwargs: dict, where: str) -> "Action":
+        """The action a recipe asked for at *where* (``file:line``); arguments it does not
+        take, or takes badly, are a :class:`RecipeError` there."""
+        try:
+            action = cls(*args, **kwargs)
+        except TypeError as exc:
+            raise RecipeError(f"{where}: {cls.__name__}: {exc}") from None
+        except RecipeError as exc:
+            raise RecipeError(f"{where}: {exc}") from None
+        action.where, action.call = where, (tuple(args), dict(kwargs))
+        return action
+
     def do(self, ctx: ActionContext) -> None:
         raise NotImplementedError
 

@@ -76,15 +76,7 @@ class PackageRecipe:
 
     def _record(self, cls: type[Action], args, kwargs) -> Action:
         frame = sys._getframe(2)
-        where = f"{frame.f_code.co_filename}:{frame.f_lineno}"
-        try:
-            action = cls(*args, **kwargs)
-        except TypeError as exc:
-            raise RecipeError(f"{where}: {cls.__name__}: {exc}") from None
-        except RecipeError as exc:
-            raise RecipeError(f"{where}: {exc}") from None
-        action.where = where
-        action.call = (args, kwargs)  # how the recipe asked for it: recorded, to be re-made outside
+        action = cls.record(args, kwargs, f"{frame.f_code.co_filename}:{frame.f_lineno}")
         self.actions.append(action)
         return action
 

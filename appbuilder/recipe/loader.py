@@ -147,14 +147,7 @@ def _package_recipe(data: dict, path: Path, arch: Arch, jobs: int) -> PackageRec
         cls = REGISTRY.get(name)
         if cls is None:
             raise RecipeError(f"{where}: unknown action {name!r}")
-        try:
-            action = cls(*args, **kwargs)
-        except TypeError as exc:
-            raise RecipeError(f"{where}: {name}: {exc}") from None
-        except RecipeError as exc:
-            raise RecipeError(f"{where}: {exc}") from None
-        action.where, action.call = str(where), (tuple(args), kwargs)
-        recipe.actions.append(action)
+        recipe.actions.append(cls.record(args, kwargs, str(where)))
     return recipe
 
 

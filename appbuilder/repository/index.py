@@ -163,50 +163,45 @@ def _translate(exc: sqlite3.Error, path: Path) -> BaseException:
     return index_problem(exc, path) or exc
 
 
+@contextmanager
+def _translated(path: Path) -> Iterator[None]:
+    """SQLite's errors about a damaged, locked or unreachable index, as :class:`IndexProblem`."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        raise _translate(exc, path) from exc
+
+
 class IndexCursor(sqlite3.Cursor):
     """A cursor whose damaged-index errors, also while rows are fetched, are :class:`IndexProblem`."""
 
     def execute(self, sql, parameters=()):
-        try:
+        with _translated(self.connection.path):
             return super().execute(sql, parameters)
-        except sqlite3.DatabaseError as exc:
-            raise _translate(exc, self.connection.path) from exc
 
     def executemany(self, sql, seq_of_parameters):
-        try:
+        with _translated(self.connection.path):
             return super().executemany(sql, seq_of_parameters)
-        except sqlite3.DatabaseError as exc:
-            raise _translate(exc, self.connection.path) from exc
 
     def executescript(self, sql_script):
-        try:
+        with _translated(self.connection.path):
             return super().executescript(sql_script)
-        except sqlite3.DatabaseError as exc:
-            raise _translate(exc, self.connection.path) from exc
 
     def fetchone(self):
-        try:
+        with _translated(self.connection.path):
             return super().fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise _translate(exc, self.connection.path) from exc
 
     def fetchmany(self, size=None):
-        try:
+        with _translated(self.connection.path):
             return super().fetchmany(self.arraysize if size is None else size)
-        except sqlite3.DatabaseError as exc:
-            raise _translate(exc, self.connection.path) from exc
 
     def fetchall(self):
-        try:
+        with _translated(self.connection.path):
             return super().fetchall()
-        except sqlite3.DatabaseError as exc:
-            raise _translate(exc, self.connection.path) from exc
 
     def __next__(self):
-        try:
+        with _translated(self.connection.path):
             return super().__next__()
-        except sqlite3.DatabaseError as exc:
-            raise _translate(exc, self.connection.path) from exc
 
 
 class IndexConnection(sqlite3.Connection):
@@ -231,10 +226,8 @@ class IndexConnection(sqlite3.Connection):
 
 def connect(path: Path) -> IndexConnection:
     """Open (creating when new) the index at *path*; a damaged one raises :class:`IndexProblem`."""
-    try:
+    with _translated(Path(path)):
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, factory=IndexConnection)
-    except sqlite3.DatabaseError as exc:
-        raise _translate(exc, Path(path)) from exc
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
