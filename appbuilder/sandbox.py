@@ -82,7 +82,7 @@ def seccomp_program() -> bytes:
     for arch in (seccomp.Arch.X86, seccomp.Arch.X32):
         try:
             f.add_arch(arch)
-        except Exception:  # an arch the native one cannot carry: nothing runs with it
+        except Exception:  # not possible here: programs of that arch are killed (libseccomp's default)
             pass
     refuse = seccomp.ERRNO(errno.EPERM)
     for name in BLOCKED_SYSCALLS:
@@ -125,7 +125,7 @@ class Sandbox:
             _kill(proc)
 
     def __init__(self, root: Path | None, binds: Sequence[Bind] = (), *, hostname: str = "appbuild",
-                 timeout: float | None = None, writable_root: bool = False, holders: Sequence[str] = (),
+                 timeout: float | None = None, holders: Sequence[str] = (),
                  links: Sequence[tuple[str, str]] = ()):
         self.bwrap = shutil.which("bwrap")
         if not self.bwrap:
@@ -135,7 +135,6 @@ class Sandbox:
         self.binds = list(binds)
         self.hostname = hostname
         self.timeout = timeout
-        self.writable_root = writable_root
         # directories (existing in the root) that only hold binds: an empty read-only tmpfs
         self.holders = list(holders)
 
@@ -152,7 +151,7 @@ class Sandbox:
             "--cap-drop", "ALL",
             "--hostname", self.hostname,
             "--die-with-parent", "--new-session",
-            *(["--bind" if self.writable_root else "--ro-bind", str(self.root), "/"] if self.root else ["--tmpfs", "/"]),
+            *(["--ro-bind", str(self.root), "/"] if self.root else ["--tmpfs", "/"]),
             "--dev", "/dev",
             "--proc", "/proc",
             "--tmpfs", "/tmp",

@@ -213,11 +213,16 @@ class AsUser:
 
 
 def _python_runtime(dest: Path) -> None:
-    """Copy the appbuilder package and the distributions it needs (recursively) into *dest*."""
+    """Copy appbuild (a checkout of the clone's commit, with the working tree's ``appbuilder/``
+    and ``formats/`` over it, so the builder identity is the same) and the distributions it
+    needs (recursively) into *dest*."""
     import importlib.metadata as md
     import re
 
-    shutil.copytree(PROJECT / "appbuilder", dest / "appbuilder", ignore=shutil.ignore_patterns("__pycache__"))
+    if (PROJECT / ".git").exists():
+        subprocess.run(["git", "clone", "-q", "--local", "--no-checkout", str(PROJECT), str(dest)], check=True)
+    for d in ("appbuilder", "formats"):
+        shutil.copytree(PROJECT / d, dest / d, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
     seen: set[str] = set()
     todo = ["appbuilder"]
     while todo:
@@ -252,6 +257,8 @@ def as_user(unprivileged_user, tmp_path_factory) -> AsUser:
     runtime.chmod(0o755)
     _python_runtime(runtime)
     subprocess.run(["chmod", "-R", "a+rX", str(runtime)], check=True)
+    if unprivileged_user:  # git reads a checkout only for its owner
+        subprocess.run(["chown", "-R", unprivileged_user, str(runtime)], check=True)
     yield AsUser(unprivileged_user, runtime)
     shutil.rmtree(runtime, ignore_errors=True)
 

@@ -7,9 +7,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
@@ -197,18 +194,18 @@ def test_cooked_and_rpm_packages_satisfy_each_other(hello_repo, rpms, tmp_path):
     assert any(c.requirement == need and set(c.candidates) == {"libhello:lib", "libhello:rpm"} for c in closure.choices)
 
 
-def test_rpmdb_is_built_by_an_unprivileged_user(workspace, rpms, unprivileged_user):
-    if unprivileged_user is None:
+def test_rpmdb_is_built_by_an_unprivileged_user(workspace, rpms, as_user):
+    if as_user.user is None:
         pytest.skip("already unprivileged: the other staging tests cover it")
     run_appbuild(workspace, "import", "rpm", str(rpms.lib64), str(rpms.greeter64))
     # a copy of the repository the user owns, outside pytest's private (0700) tmp
-    base = Path(tempfile.mkdtemp(prefix="appbuild-rootless-"))
+    base = as_user.home("appbuild-rootless-")
     try:
-        base.chmod(0o755)
         shutil.copytree(workspace.repository, base / "repo")
-        subprocess.run(["chown", "-R", unprivileged_user, str(base)], check=True)
+        as_user.give(base)
         script = (
-            "import sys; from pathlib import Path\n"
+            f"import sys; sys.path.insert(0, {str(as_user.runtime)!r})\n"
+            "from pathlib import Path\n"
             "from appbuilder.repository.repo import Repository\n"
             "from appbuilder.repository.checkout import materialize\n"
             "from appbuilder.capsule.rpmdb import build_rpm_database\n"
@@ -217,7 +214,7 @@ def test_rpmdb_is_built_by_an_unprivileged_user(workspace, rpms, unprivileged_us
             f"materialize(r.store, t, Path('{base}/root'))\n"
             f"print(build_rpm_database(r.store, t, Path('{base}/root')))\n"
         )
-        proc = subprocess.run(["runuser", "-u", unprivileged_user, "--", sys.executable, "-c", script],
+        proc = subprocess.run(["runuser", "-u", as_user.user, "--", "/usr/bin/python3", "-c", script],
                               capture_output=True, text=True, cwd=base)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip() == "2"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -87,36 +88,31 @@ def test_rebuilding_the_same_version_is_bit_identical(appliance, tmp_path):
 
 
 @pytest.mark.slow
-def test_an_unprivileged_user_builds_the_same_bytes(appliance, unprivileged_user, tmp_path):
-    """No root, no loop devices, no mounts: the build runs as a plain user (and gives the same image)."""
+def test_an_unprivileged_user_builds_the_same_bytes(appliance, as_user):
+    """No root, no loop devices, no mounts: the build runs as a plain user (and gives the same
+    image), from a copy of appbuild the user can read wherever the clone is."""
     s = appliance.settings
-    work = tmp_path / "user"
-    work.mkdir()
-    repo_copy = work / "repo"
-    subprocess.run(["cp", "-a", "--reflink=auto", str(s.repository), str(repo_copy)], check=True)
-    user_settings = make_settings(work, cache=work / "cache")
-    user_settings = type(user_settings)(**{**user_settings.__dict__, "repository": repo_copy})
-    out = work / "out"
-    env = env_for(user_settings)
-    argv = [str(Path(os.sys.executable).parent / "appbuild"), "group-cernvm", "--version",
-            appliance.version["x86_64"], "--no-cook", "--arch", "x86_64", "--format", "raw,qcow2", "--output", str(out)]
-    if unprivileged_user:
-        subprocess.run(["chown", "-R", unprivileged_user, str(work)], check=True)
-        os.chmod(tmp_path, 0o755)
-        for parent in tmp_path.parents:
-            if parent.stat().st_mode & 0o005 != 0o005 and str(parent).startswith("/tmp"):
-                os.chmod(parent, parent.stat().st_mode | 0o005)
-        env["HOME"] = str(work)
-        argv = ["runuser", "-u", unprivileged_user, "--", "env", *[f"{k}={v}" for k, v in env.items()
-                                                                   if k.startswith(("APPBUILD_", "HOME", "PATH"))], *argv]
-    proc = subprocess.run(argv, env=env, cwd=PROJECT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    for fmt, ending in (("raw", ".raw"), ("qcow2", ".qcow2")):
-        mine = image(appliance, "x86_64", fmt, ending)
-        theirs = out / mine.name
-        if unprivileged_user:
-            assert theirs.stat().st_uid != 0
-        assert sha256_file(theirs) == sha256_file(mine)
+    work = as_user.home()
+    try:
+        repo_copy = work / "repo"
+        subprocess.run(["cp", "-a", "--reflink=auto", str(s.repository), str(repo_copy)], check=True)
+        ws = new_workspace(work, ["base-files"])
+        shutil.copytree(PROJECT / "groups", ws / "groups", dirs_exist_ok=True)
+        shutil.copy(PROJECT / "repo" / "config.yaml", ws / "repo" / "config.yaml")
+        user_settings = make_settings(work, workspace=ws, cache=work / "cache")
+        user_settings = type(user_settings)(**{**user_settings.__dict__, "repository": repo_copy})
+        out = work / "out"
+        as_user.give(work)
+        as_user.appbuild(user_settings, "group-cernvm", "--version", appliance.version["x86_64"], "--no-cook",
+                         "--arch", "x86_64", "--format", "raw,qcow2", "--output", str(out), timeout=600)
+        for fmt, ending in (("raw", ".raw"), ("qcow2", ".qcow2")):
+            mine = image(appliance, "x86_64", fmt, ending)
+            theirs = out / mine.name
+            if as_user.user:
+                assert theirs.stat().st_uid != 0
+            assert sha256_file(theirs) == sha256_file(mine)
+    finally:
+        subprocess.run(["rm", "-rf", str(work)])
 
 
 # ------------------------------------------------------------------------- what the disk holds
