@@ -109,6 +109,8 @@ def explain_missing(log_path: str | Path, repo: Repository, arch: Arch, rf: Reci
                    if where else "cook or import what provides it, then")
             lines.append(f"the build needs the {m}, which is not in its build root, and nothing in the "
                          f"repository provides it ({', '.join(m.paths[:2])}...): {how} declare it")
+            if where:
+                additions.append(where)
     if additions:
         wanted = list(dict.fromkeys([*rf.build_requires, *additions]))
         lines.append(f"add to {rf.path}: buildRequires = {wanted!r}")
