@@ -25,15 +25,26 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import APPBUILD, REPO_ROOT, emit, med, r3, run, sequential_argv, stats, table, timed
+from _common import (
+    APPBUILD,
+    REPO_ROOT,
+    emit,
+    med,
+    r3,
+    run,
+    sequential_argv,
+    stats,
+    table,
+    timed,
+)
 
 from appbuilder.assemble.image import assemble_raw
+from appbuilder.core.settings import load_settings
+from appbuilder.formats.convert import convert_all
+from appbuilder.formats.specs import resolve_formats
 from appbuilder.graph.groups import find_group, staged_troves
-from appbuilder.images.boot import BootOptions, boot_until
-from appbuilder.images.convert import convert_all
-from appbuilder.images.formats import resolve_formats
 from appbuilder.repository.repo import Repository
-from appbuilder.settings import load_settings
+from appbuilder.verify.boot import BootOptions, boot_until
 
 
 def prepare(repository: Path, cache: Path) -> None:

@@ -38,13 +38,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import APPBUILD, REPO_ROOT, emit, interleave, med, run, table, timed  # noqa: E402
 
-from appbuilder.arch import get_arch  # noqa: E402
-from appbuilder.build.buildroot import BuildRoots, plan_root  # noqa: E402
-from appbuilder.build.cook import Cooker, CookOptions  # noqa: E402
-from appbuilder.sandbox import Bind, Sandbox, build_env  # noqa: E402
+from appbuilder.cook.buildroot import BuildRoots, plan_root  # noqa: E402
+from appbuilder.cook.cook import Cooker, CookOptions  # noqa: E402
+from appbuilder.core.arch import get_arch  # noqa: E402
+from appbuilder.core.sandbox import Bind, Sandbox, build_env  # noqa: E402
+from appbuilder.core.settings import load_settings  # noqa: E402
 from appbuilder.recipe.loader import load_recipe  # noqa: E402
 from appbuilder.repository.repo import Repository  # noqa: E402
-from appbuilder.settings import load_settings  # noqa: E402
 
 REPS = int(os.environ.get("BENCH_REPS", "3"))
 NOOP_REPS = max(REPS * 3, 10)

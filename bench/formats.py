@@ -30,11 +30,20 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import emit, interleave, mb, med, r3, run, sequential_argv, table  # first: puts the project on sys.path
+from _common import (  # first: puts the project on sys.path
+    emit,
+    interleave,
+    mb,
+    med,
+    r3,
+    run,
+    sequential_argv,
+    table,
+)
 
-from appbuilder.images.convert import convert_all
-from appbuilder.images.formats import resolve_formats
-from appbuilder.images.meta import ImageMeta
+from appbuilder.assemble.meta import ImageMeta
+from appbuilder.formats.convert import convert_all
+from appbuilder.formats.specs import resolve_formats
 
 MIB = 1 << 20
 SOURCES = [Path("/usr/lib/python3.11"), Path("/usr/share")]

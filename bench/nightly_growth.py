@@ -32,7 +32,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import APPBUILD, REPO_ROOT, emit, r3, run, table  # first: puts the project on sys.path
+from _common import (  # first: puts the project on sys.path
+    APPBUILD,
+    REPO_ROOT,
+    emit,
+    r3,
+    run,
+    table,
+)
 
 CHUNK = 64 << 10
 ISSUE = "CernVM appliance (built by appbuild)"

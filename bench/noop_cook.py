@@ -32,7 +32,20 @@ import textwrap
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import APPBUILD, PYTHON, REPO_ROOT, emit, interleave, med, ms, r3, rmtree, run, table, timed  # noqa: E402
+from _common import (  # noqa: E402
+    APPBUILD,
+    PYTHON,
+    REPO_ROOT,
+    emit,
+    interleave,
+    med,
+    ms,
+    r3,
+    rmtree,
+    run,
+    table,
+    timed,
+)
 
 N_LIBS, N_PROGS, N_DATA = 4, 8, 8
 TARGET_SECONDS = 1.0
@@ -289,16 +302,16 @@ sys.exit(rc)
 # (label, which profile, file suffix, function name): cumulative seconds under cProfile
 PHASES = [
     ("imports (importlib _find_and_load), main thread", "main", "<frozen importlib._bootstrap>", "_find_and_load"),
-    ("load_settings (config.yaml)", "main", "appbuilder/settings.py", "load_settings"),
+    ("load_settings (config.yaml)", "main", "appbuilder/core/settings.py", "load_settings"),
     ("find_recipes (read the recipe files, sandboxed)", "main", "appbuilder/recipe/loader.py", "find_recipes"),
     ("Repository() open + schema", "main", "appbuilder/repository/repo.py", "__init__"),
-    ("cook_all (graph + skipped cooks, wall)", "main", "appbuilder/build/batch.py", "cook_all"),
+    ("cook_all (graph + skipped cooks, wall)", "main", "appbuilder/cook/batch.py", "cook_all"),
     ("  build_graph (networkx)", "main", "appbuilder/graph/buildorder.py", "build_graph"),
-    ("  Cooker.cook, worker thread (sum)", "threads", "appbuilder/build/cook.py", "cook"),
-    ("    resolve_toolchain (the toolchain group)", "threads", "appbuilder/build/toolchain.py",
+    ("  Cooker.cook, worker thread (sum)", "threads", "appbuilder/cook/cook.py", "cook"),
+    ("    resolve_toolchain (the toolchain group)", "threads", "appbuilder/cook/toolchain.py",
      "resolve_toolchain"),
-    ("    source_hash (read recipe dirs)", "threads", "appbuilder/build/inputs.py", "source_hash"),
-    ("    build_requirements (repo.find_one)", "threads", "appbuilder/build/cook.py", "build_requirements"),
+    ("    source_hash (read recipe dirs)", "threads", "appbuilder/cook/inputs.py", "source_hash"),
+    ("    build_requirements (repo.find_one)", "threads", "appbuilder/cook/cook.py", "build_requirements"),
     ("    Repository.by_input (SQLite)", "threads", "appbuilder/repository/repo.py", "by_input"),
 ]
 

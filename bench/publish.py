@@ -2,7 +2,7 @@
 
 A synthetic recorded image (``--size-mb`` of random bytes: incompressible, like a
 compressed qcow2) in an image store of its own, published with the real code
-(``appbuilder.images.publish.publish``: checksum while copying, fsync, SHA256SUMS, a gpg
+(``appbuilder.release.publish.publish``: checksum while copying, fsync, SHA256SUMS, a gpg
 signature, the release index and the page, under the lock), each time to a fresh
 destination, round-robin in the same run with its reference:
 
@@ -28,12 +28,20 @@ import time
 import urllib.request
 from pathlib import Path
 
-from _common import emit, interleave, med, r3, rmtree, run, table  # first: puts the project on sys.path
+from _common import (  # first: puts the project on sys.path
+    emit,
+    interleave,
+    med,
+    r3,
+    rmtree,
+    run,
+    table,
+)
 
-from appbuilder.images import manifest as mf
-from appbuilder.images.publish import PublishRequest, publish
-from appbuilder.images.sign import Signer
-from appbuilder.images.store import ImageStore
+from appbuilder.release.publish import PublishRequest, publish
+from appbuilder.release.signing import Signer
+from appbuilder.store import manifest as mf
+from appbuilder.store.images import ImageStore
 
 GROUP, VERSION, ARCH = "group-bench", "1.0-1-1", "x86_64"
 

@@ -609,10 +609,10 @@ def vm_hwm_kb() -> int:
 def worker(mode: str, ws: str, repo_path: str, tag: str) -> None:
     os.environ.pop("APPBUILD_WORKSPACE", None)
     os.environ.pop("APPBUILD_REPOSITORY", None)
+    from appbuilder.core.settings import load_settings
     from appbuilder.graph import groups
     from appbuilder.graph.closure import ClosureResolver
     from appbuilder.repository.repo import Repository
-    from appbuilder.settings import load_settings
 
     if mode == "baseline":
         print(json.dumps({"hwm_kb": vm_hwm_kb()}))

@@ -15,12 +15,16 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from appbuilder.arch import get_arch
-from appbuilder.settings import Settings, load_settings
+from appbuilder.assemble.meta import ImageMeta
+from appbuilder.core.arch import get_arch
+from appbuilder.core.settings import Settings, load_settings
+from tests.disks import image_meta, make_disk
 
 PROJECT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -404,3 +408,60 @@ def signing_key(tmp_path_factory) -> SigningKey:
     yield SigningKey(home, "releases@example.invalid", fingerprint, verify)
     for d in (home, verify):
         subprocess.run(["gpgconf", "--homedir", str(d), "--kill", "all"], capture_output=True)
+
+
+# ------------------------------------------------------------------ a small test disk, its conversions; S3/EC2
+
+
+os.environ.setdefault("LIBGUESTFS_BACKEND", "direct")
+os.environ.setdefault("LIBGUESTFS_BACKEND_SETTINGS", "force_tcg")
+
+
+@pytest.fixture(scope="session")
+def test_disk(tmp_path_factory) -> Path:
+    """A 64 MiB MBR disk: FAT /boot (bootable) and an ext4 root with a trove manifest."""
+    work = tmp_path_factory.mktemp("disk")
+    return make_disk(work / "test.raw", work / "scratch")
+
+
+@pytest.fixture(scope="session")
+def meta(test_disk) -> ImageMeta:
+    return image_meta(test_disk)
+
+
+@pytest.fixture(scope="session")
+def converted(test_disk, meta, tmp_path_factory) -> dict[str, list[Path]]:
+    """Every format of the test disk, converted once for the session (x86_64)."""
+    from appbuilder.formats.convert import convert_all
+
+    out = tmp_path_factory.mktemp("converted")
+    return convert_all(test_disk, "all", out, meta, jobs=2)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory):
+    """A moto server (EC2, S3, EBS) on a free loopback port, for the session."""
+    pytest.importorskip("moto", reason="moto[server] is in the test extras")
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read(16)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"moto server did not start:\n{log.read_text()}")
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

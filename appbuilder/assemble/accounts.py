@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from appbuilder.errors import AppbuildError
+from appbuilder.core.errors import AppbuildError
 
 FIRST_SYSTEM_ID = 100
 NOLOGIN = "/sbin/nologin"

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from appbuilder.errors import AppbuildError
+from appbuilder.core.errors import AppbuildError
 
 SYSLINUX_MBR = Path("/usr/lib/syslinux/mbr/mbr.bin")
 FAT_TYPE = 16

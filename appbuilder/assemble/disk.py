@@ -18,7 +18,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from appbuilder.errors import AppbuildError
+from appbuilder.core.errors import AppbuildError
 
 MIB = 1 << 20
 SECTOR = 512

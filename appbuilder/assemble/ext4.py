@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from appbuilder.assemble.rootfs import ImageEntry, StagedRoot
-from appbuilder.errors import AppbuildError
+from appbuilder.core.errors import AppbuildError
 
 BLOCK = 4096
 INODE_RATIO = 16384

@@ -20,12 +20,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appbuilder import __version__
-from appbuilder.assemble import bootloader, disk, ext4, initramfs, kernel as kernel_mod
+from appbuilder.assemble import bootloader, disk, ext4, initramfs
+from appbuilder.assemble import kernel as kernel_mod
 from appbuilder.assemble.accounts import Accounts
-from appbuilder.assemble.rootfs import GeneratedFile, StagedRoot, owners_and_groups, stage_root
+from appbuilder.assemble.meta import ImageMeta
+from appbuilder.assemble.rootfs import (
+    GeneratedFile,
+    StagedRoot,
+    owners_and_groups,
+    stage_root,
+)
 from appbuilder.capsule.rpmdb import build_rpm_database
-from appbuilder.errors import AppbuildError
-from appbuilder.images.meta import ImageMeta
+from appbuilder.core.errors import AppbuildError
 from appbuilder.policy.elf import read_elf
 from appbuilder.repository.repo import Repository
 from appbuilder.repository.trove import Trove

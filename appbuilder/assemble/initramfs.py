@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import zstandard
 
-from appbuilder.errors import AppbuildError
+from appbuilder.core.errors import AppbuildError
 
 INIT_SCRIPT = r"""#!/bin/sh
 # appbuild initramfs: load disk and file system drivers, find the root, switch to it.

@@ -25,7 +25,7 @@ from pathlib import Path
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
-from appbuilder.errors import AppbuildError
+from appbuilder.core.errors import AppbuildError
 from appbuilder.repository.store import ContentStore
 from appbuilder.repository.trove import FileEntry, Trove
 

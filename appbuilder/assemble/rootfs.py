@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from appbuilder.assemble.accounts import Accounts
-from appbuilder.errors import AppbuildError
+from appbuilder.core.errors import AppbuildError
 from appbuilder.repository.store import ContentStore
 from appbuilder.repository.trove import FileEntry, Trove
 

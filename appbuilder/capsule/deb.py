@@ -27,13 +27,18 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from appbuilder.arch import get_arch
 from appbuilder.capsule.depmap import deb_provides, deb_relations
 from appbuilder.capsule.model import Capsule, CapsuleError
-from appbuilder.capsule.payload import ContentWriter, PathChecker, StoredContent, member_path
+from appbuilder.capsule.payload import (
+    ContentWriter,
+    PathChecker,
+    StoredContent,
+    member_path,
+)
 from appbuilder.capsule.scan import foreign_note, scan_contents
-from appbuilder.errors import AppbuildError
-from appbuilder.fileio import sha256_file
+from appbuilder.core.arch import get_arch
+from appbuilder.core.errors import AppbuildError
+from appbuilder.core.fileio import sha256_file
 from appbuilder.repository.store import ContentStore
 from appbuilder.repository.trove import FileEntry
 from appbuilder.repository.versions import Flavor, check_upstream

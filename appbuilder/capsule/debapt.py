@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from appbuilder.build.lookaside import Lookaside
 from appbuilder.capsule.deb import parse_control
 from appbuilder.capsule.model import CapsuleError
-from appbuilder.fileio import sha256_file
+from appbuilder.cook.lookaside import Lookaside
+from appbuilder.core.fileio import sha256_file
 from appbuilder.upstream.apt import APT_DIR, PrivateApt
 
 ARCHITECTURES = ("amd64", "i386")

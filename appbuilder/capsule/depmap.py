@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from appbuilder.arch import Arch
+from appbuilder.core.arch import Arch
 from appbuilder.repository.deps import Dependency
 
 _SONAME_RE = re.compile(

@@ -27,17 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from appbuilder.arch import ARCHES, Arch
-from appbuilder.build.lookaside import Lookaside
 from appbuilder.capsule import CAPSULE_FORMAT
 from appbuilder.capsule.model import Capsule, CapsuleError
 from appbuilder.capsule.payload import ContentWriter
+from appbuilder.cook.lookaside import Lookaside
+from appbuilder.core.arch import ARCHES, Arch
+from appbuilder.core.fileio import sha256_file
+from appbuilder.core.settings import Settings
+from appbuilder.core.ui import human_size
 from appbuilder.repository.deps import Dependency
 from appbuilder.repository.repo import ComponentContents, PackageBuild, Repository
-from appbuilder.fileio import sha256_file
 from appbuilder.repository.versions import NVF, check_label
-from appbuilder.settings import Settings
-from appbuilder.ui import human_size
 
 IMPORTED, UNCHANGED = "imported", "already imported"
 WRITE_THREADS = 8  # content store writes in flight while payloads are read
@@ -293,7 +293,7 @@ def import_upstream(settings: Settings, repo: Repository, *,
 
 def group_packages(settings: Settings, name: str) -> list[str]:
     """The Debian packages a group recipe adds, as ``import deb`` takes them."""
-    from appbuilder.arch import BUILD_ARCH, get_arch
+    from appbuilder.core.arch import BUILD_ARCH, get_arch
     from appbuilder.recipe.loader import load_group
 
     recipe = load_group(settings.groups_dir, name).instantiate(get_arch(BUILD_ARCH))
@@ -312,7 +312,7 @@ def import_command(settings: Settings, repo: Repository, kind: str, packages: li
                    label: str | None = None, allow_missing: bool = False, with_depends: bool = False,
                    warn: Callable[[str], None] | None = None) -> list[ImportResult]:
     """What ``appbuild import rpm|deb ...`` does; returns one result per package."""
-    from appbuilder.arch import get_arch
+    from appbuilder.core.arch import get_arch
 
     if kind == "deb":
         if not packages:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from appbuilder.errors import SourceError
+from appbuilder.core.errors import SourceError
 from appbuilder.repository.deps import Dependency
 from appbuilder.repository.trove import FileEntry
 from appbuilder.repository.versions import Flavor

@@ -27,7 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appbuilder.errors import UnsafeArchive
+from appbuilder.core.errors import UnsafeArchive
 from appbuilder.repository.store import ContentStore
 
 SPOOL_LIMIT = 32 << 20

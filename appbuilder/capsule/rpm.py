@@ -25,13 +25,24 @@ from pathlib import Path
 
 import rpm
 
-from appbuilder.arch import Arch, get_arch
 from appbuilder.capsule.depmap import RpmDep, map_rpm_deps
 from appbuilder.capsule.model import Capsule, CapsuleError
-from appbuilder.capsule.payload import ContentWriter, PathChecker, StoredContent, member_path
-from appbuilder.capsule.rpmsig import RpmLog, TrustPolicy, read_header, signature_text, transaction_set
+from appbuilder.capsule.payload import (
+    ContentWriter,
+    PathChecker,
+    StoredContent,
+    member_path,
+)
+from appbuilder.capsule.rpmsig import (
+    RpmLog,
+    TrustPolicy,
+    read_header,
+    signature_text,
+    transaction_set,
+)
 from appbuilder.capsule.scan import compare_sonames, scan_contents
-from appbuilder.errors import AppbuildError
+from appbuilder.core.arch import Arch, get_arch
+from appbuilder.core.errors import AppbuildError
 from appbuilder.policy.deps import drop_self_provided
 from appbuilder.repository.deps import Dependency
 from appbuilder.repository.store import ContentStore

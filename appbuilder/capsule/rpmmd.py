@@ -28,10 +28,15 @@ from pathlib import Path
 
 import zstandard
 
-from appbuilder.build.lookaside import TIMEOUT, Lookaside
-from appbuilder.capsule.depmap import RPMSENSE_EQUAL, RPMSENSE_GREATER, RPMSENSE_LESS, RpmDep
+from appbuilder.capsule.depmap import (
+    RPMSENSE_EQUAL,
+    RPMSENSE_GREATER,
+    RPMSENSE_LESS,
+    RpmDep,
+)
 from appbuilder.capsule.model import CapsuleError
-from appbuilder.errors import SourceError
+from appbuilder.cook.lookaside import TIMEOUT, Lookaside
+from appbuilder.core.errors import SourceError
 
 NS = {"repo": "http://linux.duke.edu/metadata/repo", "common": "http://linux.duke.edu/metadata/common",
       "rpm": "http://linux.duke.edu/metadata/rpm", "filelists": "http://linux.duke.edu/metadata/filelists"}

@@ -29,11 +29,11 @@ from typing import Callable, Iterable
 
 import rpm
 
-from appbuilder.arch import DEFAULT_ARCH, Arch, get_arch
 from appbuilder.capsule.depmap import map_rpm
 from appbuilder.capsule.model import CapsuleError
 from appbuilder.capsule.rpmmd import RepoPackage, RpmMdRepository
-from appbuilder.errors import AppbuildError
+from appbuilder.core.arch import DEFAULT_ARCH, Arch, get_arch
+from appbuilder.core.errors import AppbuildError
 from appbuilder.repository.deps import Dependency
 
 

@@ -25,9 +25,15 @@ import io
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from appbuilder.arch import Arch
 from appbuilder.capsule.payload import StoredContent
-from appbuilder.policy.deps import FileDeps, drop_self_provided, elf_dependencies, scan_file, script_interpreter
+from appbuilder.core.arch import Arch
+from appbuilder.policy.deps import (
+    FileDeps,
+    drop_self_provided,
+    elf_dependencies,
+    scan_file,
+    script_interpreter,
+)
 from appbuilder.policy.elf import is_elf, read_elf
 from appbuilder.repository.deps import Dependency
 

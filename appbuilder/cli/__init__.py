@@ -30,9 +30,9 @@ import sys
 from appbuilder import __version__
 from appbuilder.cli import fs, groups, images, packages
 from appbuilder.cli.images import build_image_parser
-from appbuilder.errors import AppbuildError
-from appbuilder.settings import load_settings
-from appbuilder.ui import Console
+from appbuilder.core.errors import AppbuildError
+from appbuilder.core.settings import load_settings
+from appbuilder.core.ui import Console
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from appbuilder.arch import ARCHES, Arch, get_arch
-from appbuilder.settings import Settings
+from appbuilder.core.arch import ARCHES, Arch, get_arch
+from appbuilder.core.settings import Settings
 
 
 def arches(value: str) -> list[Arch]:

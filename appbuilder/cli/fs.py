@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from appbuilder.settings import Settings
-from appbuilder.ui import Console
+from appbuilder.core.settings import Settings
+from appbuilder.core.ui import Console
 
 
 def cmd_fs_keygen(args, settings: Settings | None, ui: Console) -> int:

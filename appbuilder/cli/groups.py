@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from appbuilder.arch import DEFAULT_ARCH, get_arch
 from appbuilder.cli.common import arches, open_repo
-from appbuilder.errors import AppbuildError
-from appbuilder.settings import Settings
-from appbuilder.ui import Console
+from appbuilder.core.arch import DEFAULT_ARCH, get_arch
+from appbuilder.core.errors import AppbuildError
+from appbuilder.core.settings import Settings
+from appbuilder.core.ui import Console
 
 
 def cmd_resolve(args, settings: Settings, ui: Console) -> int:

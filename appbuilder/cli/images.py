@@ -7,15 +7,15 @@ import os
 import sys
 from pathlib import Path
 
-from appbuilder.arch import DEFAULT_ARCH
 from appbuilder.cli.common import arches, open_repo
-from appbuilder.errors import AppbuildError
-from appbuilder.settings import Settings
-from appbuilder.ui import Console
+from appbuilder.core.arch import DEFAULT_ARCH
+from appbuilder.core.errors import AppbuildError
+from appbuilder.core.settings import Settings
+from appbuilder.core.ui import Console
 
 
 def cmd_build_image(args, settings: Settings, ui: Console) -> int:
-    from appbuilder.images.build import BuildRequest, build_images, parse_size
+    from appbuilder.store.build import BuildRequest, build_images, parse_size
 
     req = BuildRequest(
         group=args.group, arches=[a.name for a in arches(args.arch)], formats=args.format,
@@ -54,7 +54,7 @@ def build_image_parser() -> argparse.ArgumentParser:
 def cmd_inspect(args, settings: Settings | None, ui: Console) -> int:
     import json
 
-    from appbuilder.images.inspect import inspect_images, report_lines
+    from appbuilder.verify.inspect import inspect_images, report_lines
 
     reports = inspect_images([Path(p) for p in args.images])
     if args.json:
@@ -69,7 +69,7 @@ def cmd_inspect(args, settings: Settings | None, ui: Console) -> int:
 
 
 def cmd_upload_ami(args, settings: Settings | None, ui: Console) -> int:
-    from appbuilder.images.ami import endpoint_from_env, load_image, upload_ami
+    from appbuilder.cloud.ami import endpoint_from_env, load_image, upload_ami
 
     endpoint = endpoint_from_env(args.region, args.endpoint, args.s3_endpoint, args.ebs_endpoint,
                                  args.access_key, args.secret_key)
@@ -97,8 +97,8 @@ def _endpoint(args, settings: Settings) -> str | None:
 def cmd_images(args, settings: Settings, ui: Console) -> int:
     import json
 
-    from appbuilder.images import catalog
-    from appbuilder.images.store import ImageStore
+    from appbuilder.store import catalog
+    from appbuilder.store.images import ImageStore
 
     store = ImageStore(settings.images)
     if args.images_command == "show":
@@ -124,9 +124,9 @@ def cmd_images(args, settings: Settings, ui: Console) -> int:
 
 
 def cmd_publish(args, settings: Settings, ui: Console) -> int:
-    from appbuilder.images.publish import PublishRequest, parse_spec, publish
-    from appbuilder.images.sign import require_signer
-    from appbuilder.images.store import ImageStore
+    from appbuilder.release.publish import PublishRequest, parse_spec, publish
+    from appbuilder.release.signing import require_signer
+    from appbuilder.store.images import ImageStore
 
     group, version = parse_spec(args.spec)
     signer = require_signer(settings.config, key=args.key, gpg_home=args.gpg_home, unsigned=args.unsigned)
@@ -147,7 +147,7 @@ def cmd_publish(args, settings: Settings, ui: Console) -> int:
 
 
 def cmd_rollback(args, settings: Settings, ui: Console) -> int:
-    from appbuilder.images.publish import rollback
+    from appbuilder.release.publish import rollback
 
     before, now = rollback(_destination(args, settings), args.group, args.version,
                            arches=[a.name for a in arches(args.arch)] if args.arch else None, reason=args.reason,
@@ -162,7 +162,7 @@ def cmd_rollback(args, settings: Settings, ui: Console) -> int:
 
 
 def cmd_serve(args, settings: Settings | None, ui: Console) -> int:
-    from appbuilder.images.serve import serve
+    from appbuilder.release.serve import serve
 
     root = args.root
     if root is None:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 
-from appbuilder.arch import DEFAULT_ARCH
 from appbuilder.cli.common import arches, open_repo
-from appbuilder.settings import Settings
-from appbuilder.ui import Console
+from appbuilder.core.arch import DEFAULT_ARCH
+from appbuilder.core.settings import Settings
+from appbuilder.core.ui import Console
 
 
 def cmd_cook(args, settings: Settings, ui: Console) -> int:
-    from appbuilder.build.batch import cook_all, summary_error
-    from appbuilder.build.cook import Cooker, CookOptions
+    from appbuilder.cook.batch import cook_all, summary_error
+    from appbuilder.cook.cook import Cooker, CookOptions
     from appbuilder.recipe.loader import find_recipes
 
     recipes = [r for path in args.paths for r in find_recipes(path)]
@@ -69,7 +69,7 @@ def cmd_show(args, settings: Settings, ui: Console) -> int:
 
 
 def cmd_verify(args, settings: Settings, ui: Console) -> int:
-    from appbuilder.errors import AppbuildError
+    from appbuilder.core.errors import AppbuildError
     from appbuilder.repository.verify import report_lines, summary, verify_repository
 
     if args.target:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appbuilder.context.userdata import check_user_data
-from appbuilder.errors import AppbuildError
+from appbuilder.core.errors import AppbuildError
 
 LABEL = "cidata"
 FORMATS = ("iso", "fat")

@@ -33,7 +33,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from appbuilder.errors import AppbuildError
+from appbuilder.core.errors import AppbuildError
 
 SCHEMA_VERSION = 1
 ROOT_INODE = 1

@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appbuilder.fs import keys, manifest as manifest_mod
+from appbuilder.fs import keys
+from appbuilder.fs import manifest as manifest_mod
 from appbuilder.fs.catalog import Catalog, CatalogError
-from appbuilder.fs.objects import CATALOG_SUFFIX, ObjectError, ObjectStore
 from appbuilder.fs.manifest import MANIFEST_NAME, Manifest, ManifestError
+from appbuilder.fs.objects import CATALOG_SUFFIX, ObjectError, ObjectStore
 
 
 @dataclass

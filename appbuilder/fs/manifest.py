@@ -24,9 +24,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
 
-from appbuilder.errors import AppbuildError
+from appbuilder.core.errors import AppbuildError
 from appbuilder.fs import keys
 from appbuilder.fs.objects import HASH_ALGORITHM, is_hash
 

@@ -20,7 +20,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from appbuilder.errors import AppbuildError
+from appbuilder.core.errors import AppbuildError
 
 HASH_ALGORITHM = "sha256"
 HASH_HEX_LENGTH = 64

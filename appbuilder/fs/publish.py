@@ -20,21 +20,22 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections import deque
 import stat
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from appbuilder.errors import AppbuildError
-from appbuilder.fileio import write_atomic
+from appbuilder.core.errors import AppbuildError
+from appbuilder.core.fileio import write_atomic
 from appbuilder.fs import catalog as catalog_mod
-from appbuilder.fs import keys, manifest as manifest_mod
+from appbuilder.fs import keys
+from appbuilder.fs import manifest as manifest_mod
 from appbuilder.fs.catalog import ROOT_INODE, Catalog, CatalogError, Entry
-from appbuilder.fs.objects import CATALOG_SUFFIX, ObjectError, ObjectStore, put_file
 from appbuilder.fs.manifest import MANIFEST_NAME, Manifest, ManifestError
+from appbuilder.fs.objects import CATALOG_SUFFIX, ObjectError, ObjectStore, put_file
 
 REPO_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789.-_")
 

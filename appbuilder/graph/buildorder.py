@@ -11,7 +11,7 @@ from pathlib import Path
 
 import networkx as nx
 
-from appbuilder.errors import DependencyCycle
+from appbuilder.core.errors import DependencyCycle
 from appbuilder.recipe.loader import RecipeFile
 from appbuilder.repository.versions import TroveSpec
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from appbuilder.arch import ARCHES
+from appbuilder.core.arch import ARCHES
 from appbuilder.repository.deps import Dependency
 from appbuilder.repository.repo import Repository
 from appbuilder.repository.trove import GROUP, Trove

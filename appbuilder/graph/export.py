@@ -14,7 +14,7 @@ from pathlib import Path
 
 import networkx as nx
 
-from appbuilder.errors import AppbuildError
+from appbuilder.core.errors import AppbuildError
 from appbuilder.graph.buildorder import to_dot
 from appbuilder.repository.repo import Repository
 from appbuilder.repository.trove import COMPONENT, GROUP, Trove

@@ -17,8 +17,9 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from appbuilder.errors import AppbuildError, RecipeError, RepositoryError
-from appbuilder.fileio import sha256_file
+from appbuilder.core.errors import AppbuildError, RecipeError, RepositoryError
+from appbuilder.core.fileio import sha256_file
+from appbuilder.core.settings import Settings
 from appbuilder.graph.closure import NAMED, Closure, ClosureResolver, Reason, Root
 from appbuilder.recipe.group import GroupRecipe
 from appbuilder.recipe.loader import load_group
@@ -26,7 +27,6 @@ from appbuilder.repository import index
 from appbuilder.repository.repo import GroupBuild, Repository
 from appbuilder.repository.trove import COMPONENT, GROUP, Trove
 from appbuilder.repository.versions import NVF, Flavor, TroveSpec
-from appbuilder.settings import Settings
 
 
 class ResolutionError(AppbuildError):
@@ -61,7 +61,7 @@ def resolve_group(settings: Settings, repo: Repository, name: str, arch: str, *,
     if name in _stack:
         raise RecipeError(f"group cycle: {' -> '.join([*_stack, name])}")
     gf = load_group(settings.groups_dir, name)
-    from appbuilder.arch import get_arch
+    from appbuilder.core.arch import get_arch
 
     recipe = gf.instantiate(get_arch(arch))
     contents = recipe.contents

@@ -19,7 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from appbuilder.arch import arch_for_elf_machine
+from appbuilder.core.arch import arch_for_elf_machine
 from appbuilder.policy.elf import ElfInfo, is_elf, read_elf_file
 from appbuilder.repository.deps import Dependency, file_dep, soname
 

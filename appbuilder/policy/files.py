@@ -25,8 +25,8 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from appbuilder.beneath import Beneath, Entry
-from appbuilder.errors import BuildFailed
+from appbuilder.core.beneath import Beneath, Entry
+from appbuilder.core.errors import BuildFailed
 from appbuilder.repository.trove import FileEntry
 
 
@@ -64,7 +64,7 @@ def walk_install_root(root: Path, rules: FileRules) -> list[InstalledFile]:
     """Every packaged path under *root*, sorted by path.
 
     The tree is read through directory fds and never through a symlink (see
-    :mod:`appbuilder.beneath`). Paths that cannot be packaged (a name that is not UTF-8
+    :mod:`appbuilder.core.beneath`). Paths that cannot be packaged (a name that is not UTF-8
     or holds a control character, a socket or another unsupported file type) fail the
     build with :class:`BuildFailed` listing them, escaped.
     """

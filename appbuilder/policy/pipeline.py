@@ -19,10 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from appbuilder.errors import BuildFailed
+from appbuilder.core.errors import BuildFailed
 from appbuilder.policy.components import COMPONENT_REQUIRES, Classifier
 from appbuilder.policy.deps import drop_self_provided, scan_files
-from appbuilder.policy.enforce import MissingBuildRequirement, check_soname_build_requirements
+from appbuilder.policy.enforce import (
+    MissingBuildRequirement,
+    check_soname_build_requirements,
+)
 from appbuilder.policy.files import FileRules, InstalledFile, walk_install_root
 from appbuilder.policy.strip import ObjcopyRunner, strip_tree
 from appbuilder.recipe import policy_actions as pa

@@ -22,8 +22,8 @@ import stat
 from pathlib import Path
 from typing import Callable
 
-from appbuilder.beneath import Beneath
-from appbuilder.errors import BuildFailed
+from appbuilder.core.beneath import Beneath
+from appbuilder.core.errors import BuildFailed
 from appbuilder.policy.elf import is_elf, read_elf
 
 AR_MAGIC = b"!<arch>\n"

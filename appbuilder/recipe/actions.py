@@ -11,9 +11,9 @@ import inspect
 from pathlib import Path, PurePosixPath
 from typing import ClassVar, Protocol, Sequence
 
-from appbuilder.arch import Arch
-from appbuilder.beneath import Beneath
-from appbuilder.errors import RecipeError
+from appbuilder.core.arch import Arch
+from appbuilder.core.beneath import Beneath
+from appbuilder.core.errors import RecipeError
 from appbuilder.recipe.macros import Macros
 
 # name -> action class, filled in by Action.__init_subclass__
@@ -132,7 +132,7 @@ def in_build(ctx: ActionContext, path: str) -> Path:
 class Trees:
     """The install root and the build directory as one action sees them, opened on use.
 
-    Paths are resolved beneath them (see :mod:`appbuilder.beneath`): a symlink that
+    Paths are resolved beneath them (see :mod:`appbuilder.core.beneath`): a symlink that
     the build left and that leads outside is refused with a :class:`RecipeError`
     naming the action, the path and the link. The build directory is itself opened
     beneath the source directory, so a build directory replaced by a symlink is

@@ -29,8 +29,8 @@ import re
 import sys
 from typing import ClassVar
 
-from appbuilder.arch import Arch
-from appbuilder.errors import RecipeError
+from appbuilder.core.arch import Arch
+from appbuilder.core.errors import RecipeError
 from appbuilder.recipe import build_actions, policy_actions, source_actions  # noqa: F401  (register actions)
 from appbuilder.recipe.actions import REGISTRY, Action
 from appbuilder.recipe.macros import Macros, default_macros

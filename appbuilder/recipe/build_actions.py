@@ -8,7 +8,7 @@ are absolute paths of the installed system.
 File actions run in appbuild itself, not in the sandbox, on trees the build wrote. They
 follow symlinks only while they stay inside the install root (or the build directory):
 an absolute symlink, or one climbing out with ``..``, fails the action with a message
-naming it, and nothing outside is touched (see :mod:`appbuilder.beneath`).
+naming it, and nothing outside is touched (see :mod:`appbuilder.core.beneath`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import shlex
 import stat
 from pathlib import Path
 
-from appbuilder.beneath import copy
-from appbuilder.errors import RecipeError
+from appbuilder.core.beneath import copy
+from appbuilder.core.errors import RecipeError
 from appbuilder.recipe.actions import Action, ActionContext, Trees, image_path, in_build
 
 

@@ -2,7 +2,7 @@
 
 A recipe file is a program written by someone else: its class body and its ``setup``
 can do anything Python can. appbuild therefore never executes one in its own process.
-It starts the same Python interpreter in the sandbox (:mod:`appbuilder.sandbox`: a new
+It starts the same Python interpreter in the sandbox (:mod:`appbuilder.core.sandbox`: a new
 user namespace without capabilities, the seccomp filter, no network, a read-only
 tmpfs root) that sees only the interpreter and its standard library (``/usr``, read
 only), appbuild's ``recipe`` package and the recipe's own directory (or the group
@@ -23,11 +23,14 @@ import json
 import os
 import sys
 import threading
+import traceback
 from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from appbuilder.errors import AppbuildError, RecipeError
+from appbuilder.core.errors import AppbuildError, RecipeError
+from appbuilder.recipe.base import PackageRecipe, check_recipe_class
+from appbuilder.recipe.group import GroupRecipe, check_group_class
 
 EVALUATION_TIMEOUT = 60.0  # seconds to load a batch of recipes
 ANSWER_LIMIT = 64 << 20
@@ -42,7 +45,7 @@ def evaluate(items: list[dict]) -> list[dict]:
     """Answer each item (``{"op": "load"|"setup", "kind": "package"|"group", "path": ...,
     "arch": ..., "jobs": ...}``) in one sandboxed interpreter; raises the first item's
     error as a :class:`RecipeError` naming its file and line."""
-    from appbuilder.sandbox import Bind, Sandbox, build_env
+    from appbuilder.core.sandbox import Bind, Sandbox, build_env
 
     package_dir = Path(__file__).resolve().parent.parent  # appbuilder/
     binds = [Bind(Path("/usr"), "/usr"), Bind(package_dir, "/appbuild/appbuilder")]
@@ -127,17 +130,16 @@ def serve(answer_fd: int) -> None:
 
 
 def _answer(item: dict) -> dict:
-    from appbuilder.arch import get_arch
-    from appbuilder.recipe import loader
+    from appbuilder.core.arch import get_arch
 
     path = Path(item["path"])
     if item["kind"] == "group":
-        cls = loader.exec_group(path)
+        cls = exec_group(path)
         if item["op"] == "load":
             return {"attrs": class_attrs(cls)}
-        recipe = loader.run_setup(cls(get_arch(item["arch"])), path)
+        recipe = run_setup(cls(get_arch(item["arch"])), path)
         return {"attrs": class_attrs(cls), "contents": _contents(recipe)}
-    cls = loader.exec_recipe(path)
+    cls = exec_recipe(path)
     attrs = {a: getattr(cls, a) for a in PACKAGE_ATTRS}
     attrs["class"] = cls.__name__
     if item["op"] == "load":
@@ -145,7 +147,7 @@ def _answer(item: dict) -> dict:
     from appbuilder.recipe.macros import default_macros
 
     arch = get_arch(item["arch"])
-    recipe = loader.run_setup(cls(arch, jobs=item["jobs"], recipe_file=str(path)), path)
+    recipe = run_setup(cls(arch, jobs=item["jobs"], recipe_file=str(path)), path)
     defaults = default_macros(arch, name=cls.name, version=cls.version, jobs=item["jobs"])._raw
     return {
         "attrs": attrs,
@@ -193,3 +195,71 @@ def _contents(recipe) -> dict:
         "subgroups": [list(s) for s in c.subgroups],
         "allowed_conflicts": c.allowed_conflicts,
     }
+
+
+# ------------------------------------------------------------------ reading a recipe file (in the sandbox)
+
+
+def exec_recipe(path: Path) -> type[PackageRecipe]:
+    """Execute a package recipe file and return its checked class (in the sandbox only)."""
+    cls = _exec_file(path, PackageRecipe)
+    check_recipe_class(cls, str(path))
+    return cls
+
+
+def exec_group(path: Path) -> type[GroupRecipe]:
+    """Execute a group recipe file and return its checked class (in the sandbox only)."""
+    cls = _exec_file(path, GroupRecipe)
+    check_group_class(cls, str(path))
+    return cls
+
+
+def run_setup(recipe, path: Path):
+    """Run a recipe's ``setup()``, naming the recipe's file:line when it fails."""
+    try:
+        recipe.setup()
+    except AppbuildError:
+        raise
+    except Exception as exc:
+        raise RecipeError(f"{_recipe_frame(exc, path)}: error in setup(): {type(exc).__name__}: {exc}") from None
+    return recipe
+
+
+def _exec_file(path: Path, base: type) -> type:
+    """Execute a recipe file; return the one subclass of *base* it defines."""
+    source = path.read_text()
+    try:
+        code = compile(source, str(path), "exec")
+    except SyntaxError as exc:
+        raise RecipeError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+    namespace: dict = {"__name__": f"appbuild_recipe_{path.stem}_{path.parent.name}", "__file__": str(path)}
+    namespace.update(_recipe_globals())
+    try:
+        exec(code, namespace)
+    except AppbuildError:
+        raise
+    except Exception as exc:
+        raise RecipeError(f"{_recipe_frame(exc, path)}: {type(exc).__name__}: {exc}") from None
+    classes = [
+        v for v in namespace.values()
+        if isinstance(v, type) and issubclass(v, base) and v.__module__ == namespace["__name__"]
+    ]
+    if not classes:
+        raise RecipeError(f"{path}: defines no recipe class (a subclass of {base.__name__})")
+    if len(classes) > 1:
+        names = ", ".join(c.__name__ for c in classes)
+        raise RecipeError(f"{path}: defines several recipe classes ({names}); one per file")
+    return classes[0]
+
+
+def _recipe_globals() -> dict:
+    return {"PackageRecipe": PackageRecipe, "GroupRecipe": GroupRecipe}
+
+
+def _recipe_frame(exc: BaseException, path: Path) -> str:
+    """``file:line`` of the innermost traceback frame inside the recipe file."""
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename == str(path):
+            line = frame.lineno
+    return f"{path}:{line}" if line else str(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import inspect
 
-from appbuilder.errors import AppbuildError
+from appbuilder.core.errors import AppbuildError
 from appbuilder.recipe import base  # noqa: F401  (registers every action)
 from appbuilder.recipe.actions import BUILD, POLICY, REGISTRY, SOURCE
 

@@ -40,8 +40,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from appbuilder.arch import Arch
-from appbuilder.errors import RecipeError
+from appbuilder.core.arch import Arch
+from appbuilder.core.errors import RecipeError
 from appbuilder.repository.versions import Flavor, TroveSpec
 
 GROUP_NAME_RE = re.compile(r"^group-[a-z0-9][a-z0-9+._-]*$")

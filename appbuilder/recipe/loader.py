@@ -8,14 +8,18 @@ error, an exception inside ``setup``, an unknown action, a missing ``name`` or
 
 from __future__ import annotations
 
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from appbuilder.arch import Arch
-from appbuilder.errors import AppbuildError, RecipeError
+from appbuilder.core.arch import Arch
+from appbuilder.core.errors import RecipeError
 from appbuilder.recipe.base import PackageRecipe, check_recipe_class
-from appbuilder.recipe.group import GroupContents, GroupItem, GroupRecipe, check_group_class
+from appbuilder.recipe.group import (
+    GroupContents,
+    GroupItem,
+    GroupRecipe,
+    check_group_class,
+)
 
 RECIPE_FILE = "recipe.py"
 
@@ -152,8 +156,8 @@ def _package_recipe(data: dict, path: Path, arch: Arch, jobs: int) -> PackageRec
 
 
 def _group_recipe(data: dict, path: Path, arch: Arch) -> GroupRecipe:
+    from appbuilder.core.errors import RepositoryError
     from appbuilder.repository.versions import TroveSpec
-    from appbuilder.errors import RepositoryError
 
     attrs = {k: v for k, v in data["attrs"].items() if k != "class"}
     for k, v in attrs.items():  # tuples travel as lists
@@ -175,71 +179,3 @@ def _group_recipe(data: dict, path: Path, arch: Arch) -> GroupRecipe:
     except (RepositoryError, TypeError, ValueError) as exc:
         raise RecipeError(f"{path}: what setup() recorded cannot be used: {exc}") from None
     return group
-
-
-# ------------------------------------------------------------------ in the sandbox
-
-
-def exec_recipe(path: Path) -> type[PackageRecipe]:
-    """Execute a package recipe file and return its checked class (in the sandbox only)."""
-    cls = _exec_file(path, PackageRecipe)
-    check_recipe_class(cls, str(path))
-    return cls
-
-
-def exec_group(path: Path) -> type[GroupRecipe]:
-    """Execute a group recipe file and return its checked class (in the sandbox only)."""
-    cls = _exec_file(path, GroupRecipe)
-    check_group_class(cls, str(path))
-    return cls
-
-
-def run_setup(recipe, path: Path):
-    """Run a recipe's ``setup()``, naming the recipe's file:line when it fails."""
-    try:
-        recipe.setup()
-    except AppbuildError:
-        raise
-    except Exception as exc:
-        raise RecipeError(f"{_recipe_frame(exc, path)}: error in setup(): {type(exc).__name__}: {exc}") from None
-    return recipe
-
-
-def _exec_file(path: Path, base: type) -> type:
-    """Execute a recipe file; return the one subclass of *base* it defines."""
-    source = path.read_text()
-    try:
-        code = compile(source, str(path), "exec")
-    except SyntaxError as exc:
-        raise RecipeError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
-    namespace: dict = {"__name__": f"appbuild_recipe_{path.stem}_{path.parent.name}", "__file__": str(path)}
-    namespace.update(_recipe_globals())
-    try:
-        exec(code, namespace)
-    except AppbuildError:
-        raise
-    except Exception as exc:
-        raise RecipeError(f"{_recipe_frame(exc, path)}: {type(exc).__name__}: {exc}") from None
-    classes = [
-        v for v in namespace.values()
-        if isinstance(v, type) and issubclass(v, base) and v.__module__ == namespace["__name__"]
-    ]
-    if not classes:
-        raise RecipeError(f"{path}: defines no recipe class (a subclass of {base.__name__})")
-    if len(classes) > 1:
-        names = ", ".join(c.__name__ for c in classes)
-        raise RecipeError(f"{path}: defines several recipe classes ({names}); one per file")
-    return classes[0]
-
-
-def _recipe_globals() -> dict:
-    return {"PackageRecipe": PackageRecipe, "GroupRecipe": GroupRecipe}
-
-
-def _recipe_frame(exc: BaseException, path: Path) -> str:
-    """``file:line`` of the innermost traceback frame inside the recipe file."""
-    line = None
-    for frame in traceback.extract_tb(exc.__traceback__):
-        if frame.filename == str(path):
-            line = frame.lineno
-    return f"{path}:{line}" if line else str(path)

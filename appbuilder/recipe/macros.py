@@ -3,7 +3,7 @@
 Macros may refer to other macros (``bindir = %(exec_prefix)s/bin``) and a recipe may
 redefine one in terms of its old value (``r.macros.cflags += ' -fPIC'`` or
 ``r.macros.cflags = '%(cflags)s -fPIC'``). Architecture macros come from
-:mod:`appbuilder.arch`.
+:mod:`appbuilder.core.arch`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import difflib
 import re
 
-from appbuilder.arch import Arch
-from appbuilder.errors import RecipeError
+from appbuilder.core.arch import Arch
+from appbuilder.core.errors import RecipeError
 
 _REF = re.compile(r"%\((\w+)\)s")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from appbuilder.errors import RecipeError
+from appbuilder.core.errors import RecipeError
 from appbuilder.recipe.actions import POLICY, Action
 from appbuilder.repository.deps import Dependency
 

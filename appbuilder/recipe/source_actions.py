@@ -7,7 +7,7 @@ needs no network. Source actions run first, in the order the recipe gives them.
 
 Files beside the recipe are read beneath the recipe directory, and sources are written
 beneath the build directory: a symlink leading out of either is refused (see
-:mod:`appbuilder.beneath`).
+:mod:`appbuilder.core.beneath`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import os
 import stat
 from pathlib import Path, PurePosixPath
 
-from appbuilder.beneath import Beneath
-from appbuilder.errors import RecipeError, SourceError
+from appbuilder.core.beneath import Beneath
+from appbuilder.core.errors import RecipeError, SourceError
+from appbuilder.core.fileio import verify_file
 from appbuilder.recipe.actions import SOURCE, Action, ActionContext, Trees, in_build
 
 _URL_SCHEMES = ("http://", "https://", "ftp://", "file://", "mirror://")
@@ -55,8 +56,6 @@ def obtain(ctx: ActionContext, name: str, sha256: str | None, mirrors) -> Path:
         return ctx.fetch(name, sha256, [ctx.macros.expand(m) for m in mirrors])
     path = local_source(ctx, name)
     if sha256:
-        from appbuilder.build.lookaside import verify_file
-
         verify_file(path, sha256, what=name)
     return path
 

@@ -17,7 +17,7 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
-from appbuilder.errors import RepositoryError
+from appbuilder.core.errors import RepositoryError
 from appbuilder.repository.store import ContentStore
 from appbuilder.repository.trove import FileEntry, Trove
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from appbuilder.errors import RepositoryError
+from appbuilder.core.errors import RepositoryError
 
 DEP_CLASSES = ("soname", "file", "trove", "abi", "rpmlib", "rpm", "deb", "python", "userinfo", "groupinfo")
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from appbuilder.core.ui import human_size
 from appbuilder.repository.repo import Repository
 from appbuilder.repository.trove import Trove
 from appbuilder.repository.verify import ContentCheck
 from appbuilder.repository.versions import NVF
-from appbuilder.ui import human_size
 
 
 def query_lines(repo: Repository, name: str | None = None) -> list[str]:

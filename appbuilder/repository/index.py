@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from appbuilder.errors import RepositoryError
+from appbuilder.core.errors import RepositoryError
 from appbuilder.repository.deps import Dependency
 from appbuilder.repository.trove import FileEntry, Trove
 from appbuilder.repository.versions import NVF, Flavor, Version

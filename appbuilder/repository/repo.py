@@ -20,10 +20,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appbuilder.errors import RepositoryError
+from appbuilder.core.errors import RepositoryError
 from appbuilder.repository import index
 from appbuilder.repository.deps import Dependency
-from appbuilder.repository.index import NVF_COLUMNS, flavor_key, row_nvf, write_transaction
+from appbuilder.repository.index import (
+    NVF_COLUMNS,
+    flavor_key,
+    row_nvf,
+    write_transaction,
+)
 from appbuilder.repository.store import ContentStore
 from appbuilder.repository.trove import COMPONENT, GROUP, PACKAGE, FileEntry, Trove
 from appbuilder.repository.versions import NVF, Flavor, TroveSpec, Version, check_label

@@ -26,8 +26,8 @@ from typing import BinaryIO, Iterator
 
 import zstandard
 
-from appbuilder.errors import RepositoryError
-from appbuilder.fileio import sha256_file
+from appbuilder.core.errors import RepositoryError
+from appbuilder.core.fileio import sha256_file
 
 CHUNK = 1 << 20
 LEVEL = 3

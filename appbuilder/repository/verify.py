@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from appbuilder.core.ui import human_size
 from appbuilder.repository import index
 from appbuilder.repository.store import ContentStore, DamagedObject
 from appbuilder.repository.versions import NVF
-from appbuilder.ui import human_size
 
 INDEX_NAME = "index.sqlite"
 SHOWN_USERS = 5  # troves listed per damaged object

@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from appbuilder.arch import get_arch
-from appbuilder.errors import RepositoryError
+from appbuilder.core.arch import get_arch
+from appbuilder.core.errors import RepositoryError
 
 _LABEL_RE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9._-]+:[A-Za-z0-9._-]+$")
 _UPSTREAM_RE = re.compile(r"^[A-Za-z0-9._+~:-]+$")

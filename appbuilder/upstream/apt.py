@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from appbuilder.errors import SourceError
+from appbuilder.core.errors import SourceError
 
 APT_DIR = Path("/etc/apt")
 

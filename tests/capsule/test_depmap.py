@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from appbuilder.arch import get_arch
-from appbuilder.capsule.depmap import RpmDep, deb_names, deb_provides, map_rpm, map_rpm_deps
+from appbuilder.capsule.depmap import (
+    RpmDep,
+    deb_names,
+    deb_provides,
+    map_rpm,
+    map_rpm_deps,
+)
 from appbuilder.capsule.payload import PathChecker, check_symlink, member_path
 from appbuilder.capsule.scan import ScanResult, compare_sonames
-from appbuilder.errors import UnsafeArchive
+from appbuilder.core.arch import get_arch
+from appbuilder.core.errors import UnsafeArchive
 from appbuilder.repository.deps import Dependency, soname
 
 X64, X86 = get_arch("x86_64"), get_arch("x86")

@@ -57,7 +57,7 @@ class ContextImages:
 
 @pytest.fixture(scope="session")
 def context_images(appliance, tmp_path_factory) -> ContextImages:
-    from appbuilder.arch import get_arch
+    from appbuilder.core.arch import get_arch
     from appbuilder.recipe.loader import load_group
 
     root = tmp_path_factory.mktemp("context-images")

@@ -11,7 +11,7 @@ import pytest
 
 from appbuilder.context.drive import ContextError, instance_id, make_config_drive
 from appbuilder.context.userdata import check_user_data
-from appbuilder.fileio import sha256_file
+from appbuilder.core.fileio import sha256_file
 from tests.conftest import run_appbuild
 
 USER_DATA = """[cernvm]

@@ -20,9 +20,10 @@ from appbuilder.fs.catalog import Catalog
 from appbuilder.fs.manifest import MANIFEST_NAME, parse
 from appbuilder.fs.objects import CATALOG_SUFFIX, ObjectStore
 from appbuilder.fs.publish import publish
-from appbuilder.images.boot import BOOT_MARKER, BootOptions, RunningGuest
+from appbuilder.verify.boot import BOOT_MARKER, BootOptions
 from tests.context.conftest import DEAD_PROXY_IP, PROXY_IP, SERVER_IP, TEST_REPO
 from tests.fs.conftest import make_tree
+from tests.guest import RunningGuest
 from tests.servers import ForwardProxy, StaticServer, closed_port
 
 pytestmark = pytest.mark.slow

@@ -13,9 +13,9 @@ import subprocess
 
 import pytest
 
+from appbuilder.core.fileio import write_atomic as write_atomically
 from appbuilder.fs import keys
 from appbuilder.fs.catalog import build as build_catalog
-from appbuilder.fileio import write_atomic as write_atomically
 from appbuilder.fs.manifest import MANIFEST_NAME, Manifest, parse, render
 from appbuilder.fs.objects import CATALOG_SUFFIX, ObjectStore
 from appbuilder.fs.publish import publish

@@ -11,11 +11,17 @@ import zlib
 
 import pytest
 
-from appbuilder.fs import keys, manifest as manifest_mod
+from appbuilder.fs import keys
+from appbuilder.fs import manifest as manifest_mod
 from appbuilder.fs.catalog import Catalog, CatalogError
 from appbuilder.fs.check import check
 from appbuilder.fs.manifest import MANIFEST_NAME, ManifestError
-from appbuilder.fs.objects import CATALOG_SUFFIX, ObjectError, ObjectStore, relative_path
+from appbuilder.fs.objects import (
+    CATALOG_SUFFIX,
+    ObjectError,
+    ObjectStore,
+    relative_path,
+)
 from appbuilder.fs.publish import PublishError, publish
 from tests.conftest import run_appbuild
 from tests.fs.conftest import REPO, make_tree

@@ -10,8 +10,14 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
-from appbuilder.errors import DependencyCycle
-from appbuilder.graph.buildorder import build_graph, build_order, check_acyclic, export, to_dot
+from appbuilder.core.errors import DependencyCycle
+from appbuilder.graph.buildorder import (
+    build_graph,
+    build_order,
+    check_acyclic,
+    export,
+    to_dot,
+)
 from appbuilder.recipe.loader import find_recipes
 
 

@@ -7,8 +7,14 @@ import shutil
 
 import pytest
 
-from appbuilder.policy.deps import (PARALLEL_ABOVE, drop_self_provided, elf_dependencies, scan_file, scan_files,
-                                    script_interpreter)
+from appbuilder.policy.deps import (
+    PARALLEL_ABOVE,
+    drop_self_provided,
+    elf_dependencies,
+    scan_file,
+    scan_files,
+    script_interpreter,
+)
 from appbuilder.policy.elf import read_elf_file
 from appbuilder.repository.deps import Dependency, file_dep
 

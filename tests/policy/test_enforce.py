@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from appbuilder.policy.enforce import TOOLCHAIN_SONAMES, MissingBuildRequirement, check_soname_build_requirements
+from appbuilder.policy.enforce import (
+    TOOLCHAIN_SONAMES,
+    MissingBuildRequirement,
+    check_soname_build_requirements,
+)
 from appbuilder.repository.deps import Dependency
 
 D = Dependency.parse

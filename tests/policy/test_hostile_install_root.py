@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from appbuilder.errors import BuildFailed
+from appbuilder.core.errors import BuildFailed
 from appbuilder.policy.files import FileRules, escape_path, walk_install_root
 from appbuilder.policy.strip import strip_tree
 from tests.recipe.planted import canary, resolver, snapshot, untouched  # noqa: F401  (fixtures)

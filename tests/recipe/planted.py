@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from appbuilder import beneath
+from appbuilder.core import beneath
 
 CANARY_TEXT = b"the host's own file\n"
 

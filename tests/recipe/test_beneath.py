@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from appbuilder import beneath
-from appbuilder.beneath import Beneath, copy
-from appbuilder.errors import BuildFailed, RecipeError
+from appbuilder.core import beneath
+from appbuilder.core.beneath import Beneath, copy
+from appbuilder.core.errors import BuildFailed, RecipeError
 from tests.recipe.planted import CANARY_TEXT, canary, resolver, snapshot, untouched  # noqa: F401  (fixtures)
 
 

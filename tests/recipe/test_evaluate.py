@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from appbuilder.arch import get_arch
-from appbuilder.errors import RecipeError
+from appbuilder.core.arch import get_arch
+from appbuilder.core.errors import RecipeError
 from appbuilder.recipe.build_actions import Install, Run
 from appbuilder.recipe.loader import find_recipes, load_group, load_recipe
 from appbuilder.recipe.policy_actions import Requires

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from appbuilder.errors import AppbuildError
+from appbuilder.core.errors import AppbuildError
 from appbuilder.recipe.actions import BUILD, POLICY, REGISTRY, SOURCE
 from appbuilder.recipe.explain import explain, list_actions
 from tests.conftest import VENV_BIN, run_appbuild

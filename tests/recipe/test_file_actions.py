@@ -15,9 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from appbuilder.arch import get_arch
-from appbuilder.errors import RecipeError
-from appbuilder.recipe.build_actions import Create, Install, MakeDirs, Move, Remove, Replace, SetModes, Symlink
+from appbuilder.core.arch import get_arch
+from appbuilder.core.errors import RecipeError
+from appbuilder.recipe.build_actions import (
+    Create,
+    Install,
+    MakeDirs,
+    Move,
+    Remove,
+    Replace,
+    SetModes,
+    Symlink,
+)
 from appbuilder.recipe.macros import default_macros
 from appbuilder.recipe.source_actions import addArchive, addSource
 from tests.recipe.planted import CANARY_TEXT, canary, resolver, snapshot, untouched  # noqa: F401  (fixtures)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from appbuilder.errors import RecipeError
+from appbuilder.core.errors import RecipeError
 from appbuilder.recipe.loader import find_recipes, load_recipe, recipe_path
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from appbuilder.errors import RecipeError
+from appbuilder.core.arch import get_arch
+from appbuilder.core.errors import RecipeError
 from appbuilder.recipe.macros import Macros, default_macros
 
 
@@ -46,7 +47,7 @@ def test_reference_cycle_is_an_error():
 
 
 def test_unknown_macro_with_suggestion():
-    m = default_macros(__import__("appbuilder.arch").arch.get_arch("x86_64"), name="n", version="1")
+    m = default_macros(get_arch("x86_64"), name="n", version="1")
     with pytest.raises(RecipeError, match=r"unknown macro %\(bindri\)s \(did you mean %\(bindir\)s\?\)"):
         m.expand("%(bindri)s/x")
     with pytest.raises(RecipeError, match=r"unknown macro %\(zzzzzz\)s$"):

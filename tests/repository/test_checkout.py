@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from appbuilder.errors import RepositoryError
+from appbuilder.core.errors import RepositoryError
 from appbuilder.repository.checkout import materialize
 from appbuilder.repository.store import ContentStore, DamagedObject
 from appbuilder.repository.trove import FileEntry, Trove

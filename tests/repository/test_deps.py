@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from appbuilder.errors import RepositoryError
+from appbuilder.core.errors import RepositoryError
 from appbuilder.repository.deps import Dependency, file_dep, soname, trove_dep
 
 

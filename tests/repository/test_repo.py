@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from appbuilder.errors import RepositoryError
+from appbuilder.core.errors import RepositoryError
 from appbuilder.repository.deps import Dependency
 from appbuilder.repository.repo import ComponentContents, PackageBuild, Repository
 from appbuilder.repository.trove import COMPONENT, PACKAGE, FileEntry

@@ -11,8 +11,8 @@ import time
 import pytest
 import zstandard
 
-from appbuilder.errors import RepositoryError
-from appbuilder.fileio import sha256_file
+from appbuilder.core.errors import RepositoryError
+from appbuilder.core.fileio import sha256_file
 from appbuilder.repository.store import ContentStore, DamagedObject, MissingObject
 
 

@@ -12,7 +12,12 @@ import pytest
 
 from appbuilder.repository.repo import ComponentContents, PackageBuild, Repository
 from appbuilder.repository.trove import FileEntry
-from appbuilder.repository.verify import check_trove, report_lines, summary, verify_repository
+from appbuilder.repository.verify import (
+    check_trove,
+    report_lines,
+    summary,
+    verify_repository,
+)
 from appbuilder.repository.versions import Flavor
 from tests.conftest import make_settings, run_appbuild
 

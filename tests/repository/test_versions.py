@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from appbuilder.errors import AppbuildError, RepositoryError
+from appbuilder.core.errors import AppbuildError, RepositoryError
 from appbuilder.repository.versions import NVF, Flavor, TroveSpec, Version
 
 

@@ -1,0 +1,213 @@
+"""``appbuild group-NAME --format F --arch A``: from recipes to images in the store.
+
+For each architecture: cook what changed (skipped when ``--version`` pins an earlier
+group version), resolve the group (or take the pinned version), assemble the raw
+disk, convert it to every requested format in parallel, and move the results into the
+image store. Output names and the store are checked before any work starts; all work
+happens in a temporary directory inside the store, so an interrupted or failed build
+leaves nothing under a final name.
+
+Every build into the store is recorded: ``manifest.json`` (the group trove and its
+pins, formats, sha256 and size of every file, builder version, times) and ``build.log``
+(this build's progress lines) beside the images. When the store already records the
+group version being built, the new files must have the recorded sha256, or the build
+fails and the store keeps what it had: a version rebuilt from its pins is the very image
+first built (and published), not merely a similar one.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from appbuilder.assemble.meta import ImageMeta
+from appbuilder.core.arch import get_arch
+from appbuilder.core.errors import AppbuildError, Interrupted
+from appbuilder.core.settings import Settings
+from appbuilder.repository.repo import Repository
+from appbuilder.store import manifest as mf
+from appbuilder.store.images import ImageStore
+
+_SIZE_RE = re.compile(r"^(\d+)([MG])i?B?$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """``512M``, ``2G`` (binary units) → bytes."""
+    m = _SIZE_RE.match(text.strip())
+    if not m:
+        raise AppbuildError(f"bad size {text!r}: use a number of MiB or GiB, e.g. 512M or 2G")
+    return int(m.group(1)) << (20 if m.group(2).upper() == "M" else 30)
+
+
+@dataclass
+class BuildRequest:
+    group: str
+    arches: list[str]
+    formats: str = "raw"
+    version: str | None = None
+    output: Path | None = None
+    force: bool = False
+    size: int | None = None
+    jobs: int = 2
+    cook: bool = True
+
+
+@dataclass
+class BuiltImage:
+    arch: str
+    group: str  # name=version[flavor]
+    directory: Path
+    files: dict[str, list[Path]] = field(default_factory=dict)
+    meta: ImageMeta | None = None
+    kernel: str = ""
+    installed_size: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    manifest: mf.Manifest | None = None  # as recorded in the store (None with --output)
+
+
+def build_images(settings: Settings, repo: Repository, req: BuildRequest,
+                 say: Callable[[str], None] = print) -> list[BuiltImage]:
+    from appbuilder.formats.specs import resolve_formats
+
+    arches = [get_arch(a).name for a in req.arches]
+    plans = {arch: resolve_formats(req.formats, arch) for arch in arches}  # bad names fail before any work
+    store = ImageStore(req.output or settings.images)
+    built = []
+    for arch in arches:
+        built.append(_build_one(settings, repo, req, arch, plans[arch], store, say))
+    return built
+
+
+def _build_one(settings: Settings, repo: Repository, req: BuildRequest, arch: str, formats: list,
+               store: ImageStore, say: Callable[[str], None]) -> BuiltImage:
+    from appbuilder.assemble.image import assemble_raw
+    from appbuilder.formats.convert import convert_all
+    from appbuilder.graph.groups import find_group, resolve_group, staged_troves
+
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+    log: list[str] = []
+    started = mf.utc_now()
+    user_say = say
+
+    def say(message: str) -> None:  # progress for the user, and the build's log
+        log.append(f"[{time.monotonic() - t0:7.1f}s] {message}")
+        user_say(message)
+
+    if req.version is None:
+        if req.cook and settings.recipes_dir.is_dir():
+            _cook_changed(settings, repo, arch, say)
+        timings["cook"] = time.monotonic() - t0
+        result = resolve_group(settings, repo, req.group, arch)
+        group = result.group
+        say(f"[{arch}] {group.nvf}" + (" (new)" if result.new else " (unchanged closure)"))
+    else:
+        group = repo.get(find_group(repo, req.group, arch, req.version), with_files=False)
+        say(f"[{arch}] rebuilding {group.nvf} from its pins")
+    timings["resolve"] = time.monotonic() - t0 - timings.get("cook", 0)
+    if not group.info.get("image_group"):
+        raise AppbuildError(f"{req.group} is not an image group (set imageGroup = True in its recipe)")
+
+    directory = req.output or store.directory(req.group, group.version.revision, arch)
+    basename = f"{group.name}-{group.version.revision}-{arch}"
+    names = [n for spec in formats for n in spec.outputs(basename)]
+    store.check_free(directory, names, force=req.force)
+
+    work = store.scratch()
+    try:
+        t = time.monotonic()
+        troves = staged_troves(repo, group)
+        fallback_epoch = int(settings.config.get("source_date_epoch", 0))
+        assembled = assemble_raw(repo, group, troves, {"group": req.group, "source_date_epoch": fallback_epoch}, work,
+                                 size=req.size, progress=lambda m: say(f"[{arch}] {m}"))
+        timings["assemble"] = time.monotonic() - t
+        t = time.monotonic()
+        out = work / "out"
+        out.mkdir()
+        produced = convert_all(assembled.raw, [f.name for f in formats], out, assembled.meta, jobs=req.jobs,
+                               progress=lambda m: say(f"[{arch}] {m}"))
+        timings["convert"] = time.monotonic() - t
+        # formats may share a file (raw and ami: the same disk)
+        unique = list(dict.fromkeys(p for paths in produced.values() for p in paths))
+        records = mf.file_records(unique)
+        _check_recorded(settings, req, group, arch, records)
+        placed = store.commit(unique, directory, force=req.force)
+        by_name = {p.name: p for p in placed}
+        files = {fmt: [by_name[p.name] for p in paths] for fmt, paths in produced.items()}
+        recorded = None
+        if req.output is None:
+            say(f"[{arch}] recorded {directory / mf.MANIFEST}")
+            manifest = _manifest(group, req.group, arch, assembled, produced, records, timings, started)
+            recorded = store.record(directory, manifest, [_log_header(manifest, started), *log])
+        return BuiltImage(arch, str(group.nvf), directory, files, assembled.meta, assembled.kernel_version,
+                          assembled.installed_size, timings, recorded)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted while building {req.group} for {arch}; no image was written") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _check_recorded(settings: Settings, req: BuildRequest, group, arch: str, records: dict[str, dict]) -> None:
+    """Refuse files that differ from those the image store recorded for this group version."""
+    recorded = ImageStore(settings.images).manifest(req.group, group.version.revision, arch)
+    if recorded is None or recorded.trove != str(group.nvf):
+        return
+    bad = mf.mismatches(recorded, records)
+    if bad:
+        then = recorded.builder
+        now = mf.builder_identity()
+        note = "" if then == now else f" (recorded by {_who(then)}, now built by {_who(now)})"
+        raise AppbuildError(f"{group.nvf} did not rebuild to the bytes recorded in "
+                            f"{ImageStore(settings.images).directory(req.group, group.version.revision, arch)}"
+                            f"{note}; nothing was written:\n  " + "\n  ".join(bad))
+
+
+def _who(builder: dict) -> str:
+    return f"appbuild {builder.get('version', '?')}" + (f" at {builder['commit'][:12]}" if builder.get("commit") else "")
+
+
+def _manifest(group, name: str, arch: str, assembled, produced: dict[str, list[Path]], records: dict[str, dict],
+              timings: dict[str, float], started: str) -> mf.Manifest:
+    now = mf.utc_now()
+    formats = {fmt: [p.name for p in paths] for fmt, paths in produced.items()}
+    builder = mf.builder_identity()
+    return mf.Manifest(
+        group=name, trove=str(group.nvf), version=str(group.version), arch=arch,
+        members=[str(m) for m in group.members], named=list(group.info.get("named", [])),
+        formats=formats, files=records, builder=builder, kernel=assembled.kernel_version,
+        installed_size=assembled.installed_size, disk_size=assembled.meta.disk_size,
+        source_date_epoch=assembled.meta.source_date_epoch, built=now, updated=now,
+        builds=[{"started": started, "finished": now, "formats": sorted(formats), "builder": builder,
+                 "seconds": {k: round(v, 2) for k, v in timings.items()}}],
+    )
+
+
+def _log_header(manifest: mf.Manifest, started: str) -> str:
+    return (f"== {started} {_who(manifest.builder)}: {manifest.trove}, "
+            f"formats {', '.join(sorted(manifest.formats))} ==")
+
+
+def _cook_changed(settings: Settings, repo: Repository, arch: str, say: Callable[[str], None]) -> None:
+    """Cook every recipe whose inputs changed, for *arch* (unchanged ones are skipped)."""
+    import os
+
+    from appbuilder.cook.batch import cook_all, summary_error
+    from appbuilder.cook.cook import Cooker, CookOptions
+    from appbuilder.recipe.loader import find_recipes
+
+    cooker = Cooker(settings, repo)
+    recipes = find_recipes(settings.recipes_dir)
+
+    def report(res) -> None:
+        if not res.skipped:
+            say(f"[{arch}] cooked {res.nvf} in {res.seconds:.1f} s")
+
+    result = cook_all(cooker, recipes, [get_arch(arch)], jobs=2,
+                      options=lambda a: CookOptions(arch=a, make_jobs=os.cpu_count() or 2), report=report)
+    error = summary_error(result)
+    if error:
+        raise error

@@ -1,0 +1,166 @@
+"""Boot an image in QEMU and wait for a line on its serial console.
+
+The boot test of every image: QEMU with the image as a virtio (or IDE) disk in
+snapshot mode (the image file is never modified), the serial console on a pipe, and
+a deadline. Software emulation (TCG) is the default; set ``APPBUILD_QEMU_ACCEL=kvm``
+to opt into KVM where it works (nested KVM hangs on some hosts). A guest reaches host
+services only through ``-netdev user,restrict=on,guestfwd=...`` to loopback ports.
+
+:func:`boot_until` waits for one line and stops the guest (the tests' harness that
+keeps a guest running while it reads one line after another is ``tests/guest.py``).
+
+Each guest connection to a forwarded address gets its own connection to the host
+port: the forward runs a small relay per connection (``cmd:``, see :func:`relay`).
+QEMU's other kind of forward (``tcp:`` to a character device) connects once, when
+QEMU starts, and carries every guest connection over that one stream; it also makes
+QEMU fail to start when the host port is closed.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from appbuilder.core.arch import get_arch
+from appbuilder.core.errors import AppbuildError
+
+BOOT_MARKER = "APPLIANCE-BOOT-OK"
+
+
+@dataclass
+class BootResult:
+    found: bool
+    seconds: float  # from QEMU start to the marker (or to the deadline)
+    console: str
+    line: str = ""  # the console line holding the marker
+
+
+@dataclass
+class BootOptions:
+    arch: str
+    drive_format: str = "raw"  # qemu's -drive format= (vpc for VHD, vmdk, qcow2, raw)
+    interface: str = "virtio"  # virtio or ide
+    memory_mib: int = 256
+    timeout: float = 60.0
+    extra_drives: list[tuple[Path, str, str]] = field(default_factory=list)  # (file, format, interface)
+    guestfwd: list[tuple[str, int, int]] = field(default_factory=list)  # (guest ip, guest port, host port)
+    extra_args: list[str] = field(default_factory=list)
+
+
+def qemu_argv(image: Path, opts: BootOptions) -> list[str]:
+    qemu = shutil.which(get_arch(opts.arch).qemu)
+    if not qemu:
+        raise AppbuildError(f"{get_arch(opts.arch).qemu} is not installed (apt-get install qemu-system-x86)")
+    accel = os.environ.get("APPBUILD_QEMU_ACCEL", "tcg")
+    argv = [qemu, "-accel", accel, "-m", str(opts.memory_mib), "-display", "none", "-no-reboot", "-snapshot",
+            "-monitor", "none", "-serial", "stdio",
+            "-drive", f"file={image},format={opts.drive_format},if={opts.interface}"]
+    for path, fmt, iface in opts.extra_drives:
+        argv += ["-drive", f"file={path},format={fmt},if={iface},readonly=on"]
+    if opts.guestfwd:
+        fwd = ",".join(f"guestfwd=tcp:{ip}:{port}-cmd:{relay_command(host_port)}" for ip, port, host_port in opts.guestfwd)
+        argv += ["-netdev", f"user,id=net0,restrict=on,{fwd}", "-device", "virtio-net-pci,netdev=net0"]
+    else:
+        argv += ["-nic", "none"]
+    return argv + opts.extra_args
+
+
+def boot_until(image: Path, opts: BootOptions, *, marker: str = BOOT_MARKER, keep_running: float = 0.0,
+               until: str | None = None) -> BootResult:
+    """Boot *image*; stop when the console shows *marker* (or *until*, if given) or at the deadline.
+
+    *keep_running* seconds of console are still collected after the marker.
+    """
+    start = time.monotonic()
+    proc = subprocess.Popen(qemu_argv(image, opts), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    console = bytearray()
+    found_at = None
+    target = (until or marker).encode()
+    try:
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        while True:
+            now = time.monotonic()
+            if found_at is not None and now - found_at >= keep_running:
+                break
+            if now - start > opts.timeout:
+                break
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                console += chunk
+                at = console.find(target) if found_at is None else -1
+                if at >= 0 and console.find(b"\n", at) >= 0:  # the whole line has arrived
+                    found_at = time.monotonic()
+    finally:
+        proc.kill()
+        proc.wait()
+    text = console.decode(errors="replace")
+    line = next((ln.strip() for ln in text.splitlines() if marker in ln), "")
+    seconds = (found_at - start) if found_at is not None else time.monotonic() - start
+    return BootResult(found_at is not None, seconds, text, line)
+
+
+# ---------------------------------------------------------------- forwarding guest connections
+
+
+def relay_command(host_port: int) -> str:
+    """The ``cmd:`` QEMU runs for each guest connection to a forwarded address (no commas:
+    QEMU's option syntax would need them doubled)."""
+    command = f"{sys.executable} -m appbuilder.verify.boot relay 127.0.0.1 {int(host_port)}"
+    return command.replace(",", ",,")
+
+
+def relay(host: str, port: int) -> int:
+    """Copy bytes between stdin/stdout (QEMU's end of one guest connection) and host:port.
+
+    A closed host port ends the guest's connection at once, as a dead server would."""
+    # stderr is the guest's connection too: nothing may be written there
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        upstream = socket.create_connection((host, port), timeout=10)
+    except OSError:
+        return 1
+    upstream.settimeout(None)
+    guest_in, guest_out = 0, 1
+    open_in, open_up = True, True
+    while open_up:
+        watch = ([guest_in] if open_in else []) + [upstream]
+        ready, _, _ = select.select(watch, [], [])
+        if guest_in in ready:
+            data = os.read(guest_in, 65536)
+            if data:
+                upstream.sendall(data)
+            else:
+                open_in = False
+                upstream.shutdown(socket.SHUT_WR)
+        if upstream in ready:
+            data = upstream.recv(65536)
+            if data:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(guest_out, view):]
+            else:  # the host side is done: the guest sees the end of the stream
+                open_up = False
+                try:
+                    socket.socket(fileno=os.dup(guest_out)).shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+                break
+    upstream.close()
+    return 0
+
+
+if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "relay":
+    sys.exit(relay(sys.argv[2], int(sys.argv[3])))
