@@ -116,12 +116,13 @@ def main() -> int:
         figures["assembly_target_met"] = a < 5.0
 
         # ---------------------------------------------------------- all formats: parallel vs sequential
-        specs = resolve_formats("all", "x86_64")
+        specs = resolve_formats("all", "x86_64", settings.formats_dir)
         parallel, sequential = [], []
         for i in range(args.reps):
             out = tmp / f"conv{i}"
             out.mkdir()
-            parallel.append(timed(lambda: convert_all(raw, [s.name for s in specs], out, disk.meta, jobs=2))[0])
+            parallel.append(timed(lambda: convert_all(raw, [s.name for s in specs], out, disk.meta, jobs=2,
+                                                   formats_dir=settings.formats_dir))[0])
             seq = tmp / f"seq{i}"
             seq.mkdir()
             t0 = time.perf_counter()

@@ -1,21 +1,24 @@
 """From one raw disk to every requested output format, in parallel and all-or-nothing.
 
-:func:`convert_all` plans the work from the format specs (``formats/*.yaml``):
+:func:`convert_all` plans the work from the formats (:mod:`appbuilder.formats.specs`) and
+leaves everything particular to a family to its class (:mod:`appbuilder.formats.families`):
 
 1. one *conversion* per distinct disk (``vmdk-esx`` and ``ova`` share their
    streamOptimized VMDK, ``raw`` and ``ami`` their raw copy), run at the same time:
    ``qemu-img convert`` processes, a sparse ``cp`` for the raw copy, and for the
    streamOptimized VMDK appbuild's own writer, which deflates on ``jobs`` threads
-   (:mod:`appbuilder.formats.vmdkstream`; qemu-img would use one core). Compressing
-   conversions are started first and at most ``jobs`` of them run at once; the cheap,
+   (:mod:`appbuilder.formats.vmdkstream`; qemu-img would use one core): whatever the
+   family's ``make_disk`` does. Compressing conversions (the family says which:
+   ``heavy``) are started first and at most ``jobs`` of them run at once; the cheap,
    I/O-bound ones run beside them, two at a time.
-2. each disk is made reproducible in place (VMDK descriptor CID and extent name, VHD
-   footer timestamp/unique id/checksum; qcow2 needs nothing as long as writes are in
-   order, which is why ``-W`` is never used: it makes compressed qcow2 differ from run
-   to run) and verified (``qemu-img info`` format, subformat and virtual size,
-   ``qemu-img check`` where the format has checks, the VHD footer).
-3. per format, its descriptors are rendered and, for an archive format (OVA), the tar
-   is written.
+2. each disk is made reproducible in place by its family (VMDK descriptor CID and
+   extent name, VHD footer timestamp/unique id/checksum; qcow2 needs nothing as long
+   as writes are in order, which is why ``-W`` is never used: it makes compressed qcow2
+   differ from run to run) and verified by it (``qemu-img info`` format, subformat and
+   virtual size, ``qemu-img check`` where the format has checks, the VHD footer).
+3. per format, its descriptors are rendered (templates from the workspace's
+   ``formats/``, then the package's) and the family packs what else it leaves (the
+   OVA's tar).
 
 Everything is written into a hidden temporary directory inside ``out_dir`` and moved
 to its final name only when every requested format is complete and verified. A
@@ -40,11 +43,10 @@ from typing import Callable, Iterable
 from appbuilder.assemble.meta import ImageMeta
 from appbuilder.core.errors import AppbuildError, Interrupted
 from appbuilder.core.fileio import sha256_file
-from appbuilder.formats import ova as ova_mod
-from appbuilder.formats import qemu, vhd, vmdk
+from appbuilder.formats import qemu
 from appbuilder.formats.descriptors import FileInfo, render
-from appbuilder.formats.specs import FORMATS_DIR, DiskSpec, FormatSpec, resolve_formats
-from appbuilder.formats.vmdkstream import write_stream_optimized
+from appbuilder.formats.families.base import DiskJob, Format
+from appbuilder.formats.specs import resolve_formats, template_dirs
 
 MIB = 1 << 20
 IO_SLOTS = 2  # cheap conversions running beside the compressing ones
@@ -61,30 +63,21 @@ class Conversion:
     """One disk to make from the raw disk (possibly shared by several formats)."""
 
     name: str  # final file name of the disk
-    disk: DiskSpec
+    format: Format  # the first format asking for it (the others make it the same way)
     tmp: Path
     formats: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def heavy(self) -> bool:
-        q = self.disk.qemu_img
-        return q is not None and (q.compress or q.subformat == "streamOptimized")
-
-    @property
-    def label(self) -> str:
-        q = self.disk.qemu_img
-        if q is None:
-            return "raw copy"
-        return (f"{q.format}" + (f" {q.subformat}" if q.subformat else "") + (" compressed" if q.compress else "")
-                + (", appbuild writer" if self.disk.writer != "qemu-img" else ""))
+        return self.format.heavy
 
 
 @dataclass
 class Plan:
     """What one call of :func:`convert_all` will write."""
 
-    specs: list[FormatSpec]
+    specs: list[Format]
     conversions: dict[str, Conversion]  # by disk file name
     outputs: dict[str, list[str]]  # format name -> final file names
     work: Path
@@ -116,11 +109,13 @@ def convert_all(
     *names* is ``"qcow2,vhd"``, a list of names, or ``"all"`` (every format offered for
     ``meta.arch``). *jobs* caps the compressing conversions running at once (default:
     one per CPU). Outputs that exist are refused unless *force*. *progress* receives one
-    line per step. *timings*, if given, is filled with seconds per conversion and total.
+    line per step. *formats_dir* is the workspace's ``formats/`` (``Settings.formats_dir``),
+    whose formats and templates replace or add to the packaged ones. *timings*, if given,
+    is filled with seconds per conversion and total.
     """
     t_start = time.monotonic()
     say = progress or (lambda line: None)
-    formats_dir = Path(formats_dir or FORMATS_DIR)
+    formats_dir = Path(formats_dir) if formats_dir is not None else None
     raw, out_dir = Path(raw), Path(out_dir)
     specs = resolve_formats(names, meta.arch, formats_dir)
     _check_raw(raw, meta)
@@ -133,7 +128,7 @@ def convert_all(
         plan = _plan(specs, meta, work)
         runner = qemu.Processes()
         try:
-            _run(plan, raw, meta, formats_dir, runner, jobs, say)
+            _run(plan, raw, meta, template_dirs(formats_dir), runner, jobs, say)
         except KeyboardInterrupt:
             runner.stop()
             raise Interrupted("interrupted: conversions stopped, no image was written") from None
@@ -167,7 +162,7 @@ def _check_raw(raw: Path, meta: ImageMeta) -> None:
         raise AppbuildError(f"{raw} is {size} bytes, not a whole number of MiB (VHD for Azure needs that)")
 
 
-def _refuse_existing(specs: list[FormatSpec], out_dir: Path, meta: ImageMeta, force: bool) -> None:
+def _refuse_existing(specs: list[Format], out_dir: Path, meta: ImageMeta, force: bool) -> None:
     if force:
         return
     existing = sorted({n for s in specs for n in s.outputs(meta.basename) if (out_dir / n).exists()})
@@ -176,12 +171,12 @@ def _refuse_existing(specs: list[FormatSpec], out_dir: Path, meta: ImageMeta, fo
                            "(use --force to replace them)")
 
 
-def _plan(specs: list[FormatSpec], meta: ImageMeta, work: Path) -> Plan:
+def _plan(specs: list[Format], meta: ImageMeta, work: Path) -> Plan:
     conversions: dict[str, Conversion] = {}
     outputs: dict[str, list[str]] = {}
     for spec in specs:
         name = spec.disk_name(meta.basename)
-        conv = conversions.setdefault(name, Conversion(name, spec.disk, work / name))
+        conv = conversions.setdefault(name, Conversion(name, spec, work / name))
         conv.formats.append(spec.name)
         outputs[spec.name] = spec.outputs(meta.basename)
     return Plan(specs, conversions, outputs, work)
@@ -190,7 +185,7 @@ def _plan(specs: list[FormatSpec], meta: ImageMeta, work: Path) -> Plan:
 # ---------------------------------------------------------------- running
 
 
-def _run(plan: Plan, raw: Path, meta: ImageMeta, formats_dir: Path, runner: qemu.Processes, jobs: int,
+def _run(plan: Plan, raw: Path, meta: ImageMeta, templates: tuple[Path, ...], runner: qemu.Processes, jobs: int,
          say: Progress) -> None:
     heavy = threading.BoundedSemaphore(jobs)
     light = threading.BoundedSemaphore(min(IO_SLOTS, jobs))
@@ -202,7 +197,7 @@ def _run(plan: Plan, raw: Path, meta: ImageMeta, formats_dir: Path, runner: qemu
         for conv in convs:
             slot = heavy if conv.heavy else light
             done[conv.name] = pool.submit(_convert_one, conv, raw, meta, runner, slot, jobs, say)
-        finishers = [pool.submit(_finish_format, spec, plan, meta, formats_dir, done, raw_sha, runner, say)
+        finishers = [pool.submit(_finish_format, spec, plan, meta, templates, done, raw_sha, runner, say)
                      for spec in plan.specs]
         futures = [*done.values(), *finishers] + ([raw_sha] if raw_sha else [])
         try:
@@ -228,27 +223,22 @@ def _first_error(futures: list[Future]) -> BaseException:
 
 def _needs_raw_hash(plan: Plan) -> bool:
     """The raw disk's sha256 is needed (a descriptor describes a copy of it: the AMI manifest)."""
-    return any(spec.descriptors and spec.disk.qemu_img is None for spec in plan.specs)
+    return any(spec.descriptors and spec.copies_raw for spec in plan.specs)
 
 
 def _convert_one(conv: Conversion, raw: Path, meta: ImageMeta, runner: qemu.Processes,
                  slot: threading.BoundedSemaphore, jobs: int, say: Progress) -> Conversion:
+    """Make, fix up and check one disk: each step is the family's."""
+    fmt = conv.format
+    job = DiskJob(raw=raw, dest=conv.tmp, name=conv.name, meta=meta, runner=runner, jobs=jobs)
     with slot:
         if runner.stopped.is_set():
             raise qemu.Cancelled(f"{conv.name}: stopped")
-        say(f"{conv.name}: converting ({conv.label})")
+        say(f"{conv.name}: converting ({fmt.label})")
         t0 = time.monotonic()
-        q = conv.disk.qemu_img
-        if q is None:
-            runner.run(["cp", "--reflink=auto", "--sparse=always", raw, conv.tmp], what=f"copying {raw.name}")
-        elif conv.disk.writer == "appbuild":
-            write_stream_optimized(raw, conv.tmp, cid=_vmdk_cid(meta, conv), extent_name=conv.name,
-                                   adapter=q.option("adapter_type", "lsilogic"), jobs=jobs, stop=runner.stopped)
-        else:
-            runner.run(qemu.convert_argv(raw, conv.tmp, fmt=q.format, options=q.option_string, compress=q.compress),
-                       what=f"qemu-img convert to {conv.name}")
-        _make_reproducible(conv, meta)
-        _verify(conv, meta, runner)
+        fmt.make_disk(job)
+        fmt.make_reproducible(job)
+        fmt.verify(job)
         conv.seconds = time.monotonic() - t0
     size = conv.tmp.stat().st_size
     say(f"{conv.name}: done in {conv.seconds:.1f} s ({size / MIB:.1f} MiB, {_allocated(conv.tmp) / MIB:.1f} MiB allocated)")
@@ -259,77 +249,24 @@ def _allocated(path: Path) -> int:
     return path.stat().st_blocks * 512
 
 
-def _make_reproducible(conv: Conversion, meta: ImageMeta) -> None:
-    """Replace what qemu-img made up (random ids, the time) with values derived from *meta*."""
-    q = conv.disk.qemu_img
-    if q is None or q.format in ("qcow2", "raw") or conv.disk.writer != "qemu-img":
-        return  # nothing random in them (appbuild's own writer derives its CID itself)
-    if q.format == "vmdk":
-        vmdk.make_reproducible(conv.tmp, cid=_vmdk_cid(meta, conv), extent_name=conv.name)
-    elif q.format == "vpc":
-        vhd.make_reproducible(conv.tmp, unix_time=meta.source_date_epoch,
-                              unique_id=meta.derived_uuid(f"vhd-unique-id:{conv.name}"))
-
-
-def _vmdk_cid(meta: ImageMeta, conv: Conversion) -> int:
-    return meta.derived_u32(f"vmdk-cid:{conv.name}")
-
-
-def _verify(conv: Conversion, meta: ImageMeta, runner: qemu.Processes) -> None:
-    """The disk reads back as the format we asked for, with the raw disk's virtual size."""
-    q = conv.disk.qemu_img
-    if q is None:
-        size = conv.tmp.stat().st_size
-        if size != meta.disk_size:
-            raise qemu.ConversionError(f"{conv.name}: copy is {size} bytes, expected {meta.disk_size}")
-        return
-    data = qemu.info(conv.tmp, q.format, runner=runner)
-    problems = []
-    if data.get("format") != q.format:
-        problems.append(f"format {data.get('format')!r}, expected {q.format!r}")
-    if data.get("virtual-size") != meta.disk_size:
-        problems.append(f"virtual size {data.get('virtual-size')}, expected {meta.disk_size}")
-    if q.format == "vmdk":
-        created = data.get("format-specific", {}).get("data", {}).get("create-type")
-        if created != q.subformat:
-            problems.append(f"create type {created!r}, expected {q.subformat!r}")
-    if q.format == "vpc":
-        footer = vhd.read_footer(conv.tmp)
-        if footer.kind != q.subformat:
-            problems.append(f"VHD footer says {footer.kind}, expected {q.subformat}")
-        if footer.current_size != meta.disk_size or footer.current_size % MIB:
-            problems.append(f"VHD footer size {footer.current_size} is not the raw size {meta.disk_size}")
-    if problems:
-        raise qemu.ConversionError(f"{conv.name} did not verify: {'; '.join(problems)}")
-    qemu.check(conv.tmp, q.format, runner=runner)
-
-
-def _finish_format(spec: FormatSpec, plan: Plan, meta: ImageMeta, formats_dir: Path, done: dict[str, Future],
+def _finish_format(spec: Format, plan: Plan, meta: ImageMeta, templates: tuple[Path, ...], done: dict[str, Future],
                    raw_sha: Future | None, runner: qemu.Processes, say: Progress) -> None:
-    """Render the descriptors of *spec* and pack its archive, once its disk is ready."""
+    """Render the descriptors of *spec* and let its family pack what it packs, once its disk is ready."""
     disk_name = spec.disk_name(meta.basename)
     conv: Conversion = done[disk_name].result()
-    if not spec.descriptors and not spec.archive:
-        return
-    hash_of = (lambda: raw_sha.result()) if (raw_sha is not None and conv.disk.qemu_img is None) else \
+    hash_of = (lambda: raw_sha.result()) if (raw_sha is not None and conv.format.copies_raw) else \
         (lambda: _shared_sha256(plan, conv.tmp, runner.stopped))
     disk = FileInfo(disk_name, conv.tmp, hash_of)
     files: list[FileInfo] = []
     tvars = spec.template_vars(meta.arch)
     for d in spec.descriptors:
         name = d.file.format(basename=meta.basename)
-        text = render(formats_dir, d.template, meta=meta, vars=tvars, spec=spec, disk=disk, files=list(files),
+        text = render(templates, d.template, meta=meta, vars=tvars, spec=spec, disk=disk, files=list(files),
                       manifest_files=[*files, disk])
         target = plan.work / name
         _write_once(plan, target, text)
         files.append(FileInfo(name, target))
-    if spec.archive:
-        by_name = {disk_name: conv.tmp, **{f.name: f.path for f in files}}
-        archive = plan.work / spec.archive_name(meta.basename)
-        members = [m.format(basename=meta.basename) for m in spec.archive.members]
-        say(f"{archive.name}: packing {', '.join(members)}")
-        ova_mod.write_ova(archive, [(m, by_name[m]) for m in members], mtime=meta.source_date_epoch,
-                          stop=runner.stopped)
+    spec.pack(plan.work, {disk_name: conv.tmp, **{f.name: f.path for f in files}}, meta, runner, say)
 
 
 def _write_once(plan: Plan, target: Path, text: str) -> None:

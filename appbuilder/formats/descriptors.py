@@ -1,4 +1,8 @@
-"""Rendering the descriptor templates in ``formats/`` (.vmx, .ovf, .mf, AMI manifest).
+"""Rendering the descriptor templates (.vmx, .ovf, .mf, AMI manifest).
+
+Templates are looked up in a search path: a workspace's ``formats/`` first, then the
+package's ``appbuilder/formats/data/`` (:func:`appbuilder.formats.specs.template_dirs`),
+so a workspace overrides a packaged template by giving one of the same name.
 
 Templates are jinja2 with ``StrictUndefined``: a name the template uses but the
 context lacks is an error, never an empty string. XML templates (``*.ovf.j2``,
@@ -6,7 +10,7 @@ context lacks is an error, never an empty string. XML templates (``*.ovf.j2``,
 
 ``meta``            the :class:`~appbuilder.assemble.meta.ImageMeta` (``meta.derived_uuid('x')``)
 ``vars``            the format's ``vars`` overlaid with its ``arch_vars`` for ``meta.arch``
-``spec``            the :class:`~appbuilder.formats.specs.FormatSpec`
+``spec``            the format (:class:`~appbuilder.formats.families.base.Format`)
 ``disk``            the disk file: ``.name``, ``.size``, ``.sha256``
 ``files``           descriptors rendered before this one (same attributes)
 ``manifest_files``  ``files`` then ``disk``: what a manifest lists
@@ -21,7 +25,7 @@ import functools
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import jinja2
 
@@ -67,9 +71,10 @@ def _raise(message: str):
 
 
 @functools.lru_cache(maxsize=8)
-def environment(templates_dir: Path) -> jinja2.Environment:
+def environment(templates_dirs: tuple[Path, ...]) -> jinja2.Environment:
+    """A jinja2 environment finding templates in *templates_dirs*, the first that has one."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        loader=jinja2.FileSystemLoader([str(d) for d in templates_dirs]),
         undefined=jinja2.StrictUndefined,
         autoescape=jinja2.select_autoescape(enabled_extensions=("ovf.j2", "xml.j2"), default_for_string=False),
         keep_trailing_newline=True,
@@ -82,12 +87,18 @@ def environment(templates_dir: Path) -> jinja2.Environment:
     return env
 
 
-def render(templates_dir: Path, template: str, **context) -> str:
-    """Render *template* (a file name in *templates_dir*) with *context*."""
+def _where(templates_dirs: tuple[Path, ...], template: str) -> Path:
+    """The file *template* is read from (for messages)."""
+    return next((d / template for d in templates_dirs if (d / template).is_file()), templates_dirs[0] / template)
+
+
+def render(templates_dirs: Path | Iterable[Path], template: str, **context) -> str:
+    """Render *template* (a file name, looked up in *templates_dirs* in order) with *context*."""
+    dirs = (Path(templates_dirs),) if isinstance(templates_dirs, (str, Path)) else tuple(map(Path, templates_dirs))
     try:
-        return environment(Path(templates_dir)).get_template(template).render(**context)
+        return environment(dirs).get_template(template).render(**context)
     except jinja2.UndefinedError as exc:
-        raise DescriptorError(f"{templates_dir / template}: {exc}") from None
+        raise DescriptorError(f"{_where(dirs, template)}: {exc}") from None
     except jinja2.TemplateError as exc:
-        where = f"{templates_dir / template}:{getattr(exc, 'lineno', '?')}"
+        where = f"{_where(dirs, template)}:{getattr(exc, 'lineno', '?')}"
         raise DescriptorError(f"{where}: {exc}") from None

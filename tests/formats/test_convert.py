@@ -19,7 +19,7 @@ from appbuilder.core.errors import AppbuildError
 from appbuilder.formats import vhd, vmdk
 from appbuilder.formats.convert import OutputExists, convert_all
 from appbuilder.formats.ova import extract_disk
-from appbuilder.formats.specs import FORMATS_DIR, FormatError
+from appbuilder.formats.specs import DATA_DIR, FormatError
 from tests.disks import EPOCH, image_meta
 
 MIB = 1 << 20
@@ -254,9 +254,9 @@ def test_existing_outputs_are_refused_unless_forced(test_disk, meta, tmp_path):
 def test_a_failed_conversion_leaves_nothing(test_disk, meta, tmp_path):
     formats = tmp_path / "formats"
     import shutil
-    shutil.copytree(FORMATS_DIR, formats)
+    shutil.copytree(DATA_DIR, formats)
     spec = formats / "qcow2.yaml"
-    spec.write_text(spec.read_text().replace('cluster_size: "65536"', 'cluster_size: "12345"'))
+    spec.write_text(spec.read_text().replace("cluster_size: 65536", "cluster_size: 12345"))
     out = tmp_path / "out"
     with pytest.raises(AppbuildError, match="qemu-img convert to .*qcow2 failed"):
         convert_all(test_disk, "vhd,raw,qcow2,vmdk", out, meta, formats_dir=formats)

@@ -1,4 +1,5 @@
-"""The format registry: formats/*.yaml load, validate, and resolve what users type."""
+"""The formats: the packaged data files load into their family classes, validate, and
+resolve what users type; a workspace's formats/ adds and overrides."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from appbuilder.formats.specs import (
-    FORMATS_DIR,
+    DATA_DIR,
     FormatError,
     load_formats,
     resolve_formats,
@@ -65,7 +66,7 @@ def test_all_and_lists():
 
 def _copy_formats(tmp_path: Path) -> Path:
     d = tmp_path / "formats"
-    shutil.copytree(FORMATS_DIR, d)
+    shutil.copytree(DATA_DIR, d)
     return d
 
 
@@ -81,8 +82,9 @@ def test_arch_not_offered(tmp_path):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda t: t.replace("name: qcow2", "name: qcow3"), "must match the file name"),
-    (lambda t: t.replace("format: qcow2", "format: qed"), "disk.qemu_img.format must be one of"),
-    (lambda t: t.replace("drive_format: qcow2", "drive_format: floppy"), "drive_format must be one of"),
+    (lambda t: t.replace("family: qcow2", "family: qed"),
+     "unknown family 'qed'; known families: ova, qcow2, raw, vhd, vmdk"),
+    (lambda t: t + "drive_format: floppy\n", "drive_format must be one of qcow2"),
     (lambda t: t + "colour: blue\n", r"unknown keys \['colour'\]"),
     (lambda t: t.replace("arches: [x86_64, x86]", "arches: [sparc]"), "arches must be a non-empty list"),
     (lambda t: t + "descriptors:\n  - {template: nope.j2, file: '{basename}.x'}\n", "template nope.j2 not found"),
@@ -101,7 +103,6 @@ def test_broken_definitions_are_reported(tmp_path, edit, message):
 def test_shared_file_names_must_agree(tmp_path):
     d = _copy_formats(tmp_path)
     path = d / "ami.yaml"
-    path.write_text(path.read_text().replace('file: "{basename}.raw"\n  qemu_img: null',
-                                             'file: "{basename}.raw"\n  qemu_img: {format: qcow2}'))
+    path.write_text(path.read_text().replace("family: raw", "family: qcow2"))
     with pytest.raises(FormatError, match="both write '{basename}.raw' but make it differently"):
         load_formats(d)
