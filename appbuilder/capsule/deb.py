@@ -39,6 +39,7 @@ from appbuilder.capsule.scan import foreign_note, scan_contents
 from appbuilder.core.arch import get_arch
 from appbuilder.core.errors import AppbuildError
 from appbuilder.core.fileio import sha256_file
+from appbuilder.repository.deps import SONAME
 from appbuilder.repository.store import ContentStore
 from appbuilder.repository.trove import FileEntry
 from appbuilder.repository.versions import Flavor, check_upstream
@@ -172,7 +173,7 @@ def read_deb(path: Path, store: ContentStore, *, expected_sha256: str | None = N
     notes = [DEPENDS_NOTE]
     declared = _declared_sonames(members)
     if declared is not None:
-        scanned = {d.name.split("/", 1)[1] for d in scan.provides if d.cls == "soname"}
+        scanned = {SONAME.library(d) for d in scan.provides if d.kind is SONAME}
         notes += [f"the ELF scan finds the soname {s} but shlibs/symbols do not list it" for s in sorted(scanned - declared)]
     notes += foreign_note(scan)
 

@@ -33,7 +33,15 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from appbuilder.core.arch import Arch
-from appbuilder.repository.deps import Dependency
+from appbuilder.repository.deps import (
+    DEB,
+    RPM,
+    RPMLIB,
+    SONAME,
+    Dependency,
+    file_dep,
+    soname,
+)
 
 _SONAME_RE = re.compile(
     r"^(?P<so>[^()\s/]+\.so(?:\.[^()\s]*)?)(?:\((?P<ver>[^()\s]*)\))?(?P<bits>\(64bit\))?$"
@@ -75,23 +83,20 @@ def map_rpm(name: str, *, required: bool, arch: Arch | None) -> Dependency | Non
     if not name or any(c.isspace() for c in name) or name.startswith("("):
         return None  # rich dependency: kept as text only
     if name.startswith("/"):
-        return Dependency("file", name)
+        return file_dep(name)
     m = _RPMLIB_RE.match(name)
     if m:
-        return Dependency("rpmlib", m.group("feature"))
+        return Dependency(RPMLIB, m.group("feature"))
     m = _SONAME_RE.match(name)
     if m:
         if m.group("bits"):
             elf, machine = "ELF64", "x86_64"
         else:
             elf, machine = "ELF32", "x86"
-        flags = {machine}
-        if m.group("ver"):
-            flags.add(m.group("ver"))
-        return Dependency("soname", f"{elf}/{m.group('so')}", frozenset(flags))
+        return soname(elf, m.group("so"), machine, [m.group("ver")] if m.group("ver") else [])
     if required and name.startswith("rtld(") and arch is not None:
-        return Dependency("soname", f"{arch.elf}/{arch.loader_soname}", frozenset({arch.name}))
-    return Dependency("rpm", name)
+        return soname(arch.elf, arch.loader_soname, arch.name)
+    return Dependency(RPM, name)
 
 
 def merge_sonames(deps: Iterable[Dependency]) -> set[Dependency]:
@@ -99,11 +104,11 @@ def merge_sonames(deps: Iterable[Dependency]) -> set[Dependency]:
     merged: dict[str, set[str]] = {}
     others: set[Dependency] = set()
     for d in deps:
-        if d.cls == "soname":
+        if d.kind is SONAME:
             merged.setdefault(d.name, set()).update(d.flags)
         else:
             others.add(d)
-    return others | {Dependency("soname", name, frozenset(flags)) for name, flags in merged.items()}
+    return others | {Dependency(SONAME, name, frozenset(flags)) for name, flags in merged.items()}
 
 
 def map_rpm_deps(entries: Iterable[RpmDep], *, required: bool, arch: Arch | None) -> tuple[set[Dependency], list[str]]:
@@ -112,7 +117,7 @@ def map_rpm_deps(entries: Iterable[RpmDep], *, required: bool, arch: Arch | None
     unmapped: list[str] = []
     for e in entries:
         if e.flags & RPMSENSE_RPMLIB and not e.name.startswith("rpmlib("):
-            deps.append(Dependency("rpmlib", e.name.replace(" ", "_")))
+            deps.append(Dependency(RPMLIB, e.name.replace(" ", "_")))
             continue
         d = map_rpm(e.name, required=required, arch=arch)
         if d is None:
@@ -148,4 +153,4 @@ def deb_names(text: str | None) -> list[str]:
 
 def deb_provides(package: str, provides_field: str | None) -> set[Dependency]:
     """``deb: PACKAGE`` and one ``deb:`` dependency per ``Provides`` name."""
-    return {Dependency("deb", package)} | {Dependency("deb", n) for n in deb_names(provides_field)}
+    return {Dependency(DEB, package)} | {Dependency(DEB, n) for n in deb_names(provides_field)}

@@ -29,12 +29,12 @@ from typing import Callable, Iterable
 
 import rpm
 
-from appbuilder.capsule.depmap import map_rpm
+from appbuilder.capsule.depmap import map_rpm, merge_sonames
 from appbuilder.capsule.model import CapsuleError
 from appbuilder.capsule.rpmmd import RepoPackage, RpmMdRepository
 from appbuilder.core.arch import DEFAULT_ARCH, Arch, get_arch
 from appbuilder.core.errors import AppbuildError
-from appbuilder.repository.deps import Dependency
+from appbuilder.repository.deps import Dependency, ProvisionIndex, file_dep
 
 
 def package_arch(pkg: RepoPackage) -> Arch | None:
@@ -91,15 +91,21 @@ class Selection:
         for p in evr_order(self.candidates):
             newest[(p.name, p.arch)] = p
         pool = list(newest.values())
-        provides: dict[tuple[str, str], list[tuple[frozenset, RepoPackage]]] = {}
         owners: dict[str, list[RepoPackage]] = {}
         for p in pool:
-            for entry in p.provides:
-                d = map_rpm(entry.name, required=False, arch=package_arch(p))
-                if d is not None:
-                    provides.setdefault((d.cls, d.name), []).append((d.flags, p))
             for f in p.files:
                 owners.setdefault(f, []).append(p)
+
+        def holders(path: str) -> list[RepoPackage]:
+            found = list(owners.get(path, []))
+            if not found:
+                lists = self.repo.filelists()
+                found = [p for p in pool if path in lists.get(p.nevra, ())]
+            return found
+
+        provided = _packages(holders)
+        for p in pool:
+            provided.update(_provisions(p), p)
 
         chosen: dict[str, tuple[RepoPackage, str | None]] = {}  # nevra -> (package, required by)
         queue: deque[RepoPackage] = deque()
@@ -118,19 +124,16 @@ class Selection:
         while queue:
             pkg = queue.popleft()
             arch = package_arch(pkg)
-            own: dict[tuple[str, str], set[str]] = {}
-            for d in (map_rpm(e.name, required=False, arch=arch) for e in pkg.provides):
-                if d is not None:
-                    own.setdefault((d.cls, d.name), set()).update(d.flags)
+            # what the package meets itself: its provisions (one per soname, all its symbol versions), its paths
+            own = _packages(lambda path, pkg=pkg: [pkg] if path in pkg.files else [])
+            own.update(merge_sonames(_provisions(pkg)), pkg)
             for entry in pkg.requires:
                 dep = map_rpm(entry.name, required=True, arch=arch)
-                if dep is None or dep.cls == "rpmlib":
+                if dep is None or not dep.kind.resolved_by_closure:  # rpmlib(...): the installer's
                     continue
-                if (dep.cls, dep.name) in own and dep.flags <= own[(dep.cls, dep.name)]:
+                if dep.kind.find(own, dep):
                     continue
-                if dep.cls == "file" and dep.name in pkg.files:
-                    continue
-                found = self._providers(dep, provides, owners, pool)
+                found = dep.kind.find(provided, dep)
                 if not found:
                     missing = Missing(str(entry), self._chain(chosen, pkg))
                     if missing not in self.missing and not self.external(dep, arch):
@@ -144,22 +147,26 @@ class Selection:
                 queue.append(best)
         return evr_order(p for p, _ in chosen.values())
 
-    def _providers(self, dep: Dependency, provides, owners, pool) -> list[RepoPackage]:
-        if dep.cls == "file":
-            found = list(owners.get(dep.name, []))
-            if not found:
-                lists = self.repo.filelists()
-                found = [p for p in pool if dep.name in lists.get(p.nevra, ())]
-            found += [p for flags, p in provides.get((dep.cls, dep.name), ())]
-            return found
-        return [p for flags, p in provides.get((dep.cls, dep.name), ()) if dep.flags <= flags]
-
     @staticmethod
     def _chain(chosen, pkg: RepoPackage) -> tuple[str, ...]:
         chain = [pkg.nevra]
         while (parent := chosen[chain[-1]][1]) is not None:
             chain.append(parent)
         return tuple(reversed(chain))
+
+
+def _provisions(pkg: RepoPackage) -> list[Dependency]:
+    """A package's RPM provides that have an appbuild form."""
+    arch = package_arch(pkg)
+    return [d for d in (map_rpm(e.name, required=False, arch=arch) for e in pkg.provides) if d is not None]
+
+
+def _packages(holders: Callable[[str], list[RepoPackage]]) -> ProvisionIndex[RepoPackage]:
+    """Packages by what they provide; a path is met by *holders(path)*, then by the packages
+    that provide the path (RPM lets a package provide a path it does not hold)."""
+    index: ProvisionIndex[RepoPackage] = ProvisionIndex(
+        by_owner=lambda path: holders(path) + index.by_provides(file_dep(path)))
+    return index
 
 
 def _arch_name(pkg: RepoPackage) -> str | None:

@@ -34,8 +34,8 @@ from appbuilder.policy.deps import (
     scan_file,
     script_interpreter,
 )
-from appbuilder.policy.elf import is_elf, read_elf
-from appbuilder.repository.deps import Dependency
+from appbuilder.policy.elf import inspect_elf, is_elf
+from appbuilder.repository.deps import SONAME, Dependency, file_dep
 
 
 @dataclass
@@ -47,6 +47,7 @@ class ScanResult:
     provided_by: dict[Dependency, list[str]] = field(default_factory=lambda: defaultdict(list))
     foreign: list[str] = field(default_factory=list)  # ELF files of another instruction set
     documentation: list[str] = field(default_factory=list)  # doc files whose requirements are not used
+    unreadable: list[str] = field(default_factory=list)  # ELF files too damaged to read (path and why)
 
 
 # files here are read, not run: their requirements do not count
@@ -71,12 +72,12 @@ def _scan(content: StoredContent, executable: bool) -> FileDeps | None:
     if content.data is None:
         return scan_file(str(content.spool), executable) if content.spool else None
     if is_elf(content.head):
-        info = read_elf(io.BytesIO(content.data))
-        return elf_dependencies(info) if info is not None else None
+        info, problem = inspect_elf(io.BytesIO(content.data))
+        return elf_dependencies(info) if info is not None else FileDeps(problem=problem)
     if executable:
         interp = script_interpreter(content.head)
         if interp:
-            return FileDeps(requires={Dependency("file", interp)})
+            return FileDeps(requires={file_dep(interp)})
     return None
 
 
@@ -88,6 +89,9 @@ def scan_contents(items: list[tuple[str, bool, StoredContent]], arch: Arch | Non
         paths.add(path)
         found = scan_one(content, executable)
         if found is None:
+            continue
+        if found.problem:
+            result.unreadable.append(f"{path} ({found.problem})")
             continue
         if arch is not None and found.elf and found.elf != f"{arch.elf} {arch.name}":
             result.foreign.append(f"{path} ({found.elf})")
@@ -110,7 +114,7 @@ def scan_contents(items: list[tuple[str, bool, StoredContent]], arch: Arch | Non
 def _by_name(deps: set[Dependency], *, skip: frozenset[str] = frozenset()) -> dict[str, frozenset[str]]:
     found: dict[str, set[str]] = {}
     for d in deps:
-        if d.cls == "soname" and d.name.rsplit("/", 1)[-1] not in skip:
+        if d.kind is SONAME and SONAME.library(d) not in skip:
             found.setdefault(d.name, set()).update(d.flags)
     return {k: frozenset(v) for k, v in found.items()}
 
@@ -139,7 +143,7 @@ def compare_sonames(declared_provides: set[Dependency], declared_requires: set[D
         paths = {d.name: where.get(d, []) for d in scanned}
         for name in sorted(set(d_names) | set(s_names)):
             if name not in d_names:
-                dep = Dependency("soname", name, s_names[name])
+                dep = Dependency(SONAME, name, s_names[name])
                 if kind == "requires":
                     notes.append(f"undeclared requirement: the ELF scan finds {dep} needed"
                                  f"{_who(paths.get(name, []))}, the package does not require it")
@@ -147,7 +151,7 @@ def compare_sonames(declared_provides: set[Dependency], declared_requires: set[D
                     notes.append(f"undeclared provision: the ELF scan finds {dep} provided"
                                  f"{_who(paths.get(name, []))}, the package does not declare it")
             elif name not in s_names:
-                dep = Dependency("soname", name, d_names[name])
+                dep = Dependency(SONAME, name, d_names[name])
                 if kind == "requires":
                     notes.append(f"declared requirement not found by the ELF scan: {dep} (no file needs it)")
                 else:
@@ -165,8 +169,12 @@ def compare_sonames(declared_provides: set[Dependency], declared_requires: set[D
 
 
 def foreign_note(scan: ScanResult) -> list[str]:
-    """Notes on files whose requirements the scan left out (other instruction set, documentation)."""
+    """Notes on files whose requirements the scan left out (other instruction set, documentation,
+    ELF files it cannot read)."""
     notes = []
+    if scan.unreadable:
+        more = " ..." if len(scan.unreadable) > 5 else ""
+        notes.append(f"ELF files that cannot be read, their dependencies unknown: {', '.join(scan.unreadable[:5])}{more}")
     if scan.foreign:
         more = " ..." if len(scan.foreign) > 5 else ""
         notes.append(f"ELF files of another instruction set, not scanned for dependencies: "

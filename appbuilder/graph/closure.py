@@ -18,16 +18,12 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from appbuilder.core.arch import ARCHES
-from appbuilder.repository.deps import Dependency
+from appbuilder.repository.deps import Dependency, ProvisionIndex
 from appbuilder.repository.repo import Repository
 from appbuilder.repository.trove import GROUP, Trove
 from appbuilder.repository.versions import NVF, TroveSpec
 
 NAMED, COMPONENT, REQUIREMENT, SUBGROUP = "named", "component", "requirement", "subgroup"
-
-# dependency classes the closure does not resolve: the installer itself satisfies them
-IGNORED_CLASSES = frozenset({"rpmlib", "abi"})
 
 
 @dataclass(frozen=True)
@@ -129,8 +125,12 @@ class ClosureResolver:
         roots = [r if isinstance(r, Root) else Root(r) for r in roots]
         self.named_packages = {r.nvf.package for r in roots}
         closure = Closure()
-        provided: dict[tuple[str, str], list[tuple[frozenset, NVF]]] = {}
         names: dict[str, NVF] = {}
+        # what the closure holds, by what its troves provide, their names, the paths they hold
+        provided: ProvisionIndex[NVF] = ProvisionIndex(
+            by_name=lambda name: [names[name]] if name in names else [],
+            by_owner=lambda path: [o for o in self.repo.owners(path) if o in closure.members],
+        )
         queue: deque[NVF] = deque()
 
         def add(nvf: NVF, reason: Reason, only: tuple[str, ...] | None = None) -> None:
@@ -140,8 +140,7 @@ class ClosureResolver:
             closure.members[nvf] = reason
             closure.troves[nvf] = trove
             names.setdefault(nvf.name, nvf)
-            for p in trove.provides:
-                provided.setdefault((p.cls, p.name), []).append((p.flags, nvf))
+            provided.update(trove.provides, nvf)
             for member in trove.members:
                 if trove.kind == GROUP:
                     add(member, Reason(SUBGROUP, nvf))
@@ -156,7 +155,7 @@ class ClosureResolver:
         while queue:
             nvf = queue.popleft()
             for req in sorted(closure.troves[nvf].requires):
-                if req.cls in IGNORED_CLASSES or self._met(req, provided, names, closure, extra_provides):
+                if not req.kind.resolved_by_closure or self._met(req, provided, extra_provides):
                     continue
                 provider = self._choose(req, nvf, closure) if self.auto_resolve else None
                 if provider is None:
@@ -166,26 +165,14 @@ class ClosureResolver:
                 add(provider, Reason(REQUIREMENT, nvf, req))
         return closure
 
-    def _met(self, req: Dependency, provided, names, closure: Closure, extra: set[Dependency]) -> bool:
-        if req.cls == "trove":
-            return req.name in names
-        if req.cls == "file":
-            return any(o in closure.members for o in self.repo.owners(req.name)) or any(
-                req.satisfied_by(p) for p in extra)
-        for flags, _ in provided.get((req.cls, req.name), ()):
-            if req.flags <= flags:
-                return True
-        return any(req.satisfied_by(p) for p in extra)
+    @staticmethod
+    def _met(req: Dependency, provided: ProvisionIndex[NVF], extra: set[Dependency]) -> bool:
+        """Whether a trove in the closure, or one of the *extra* provisions, meets *req*."""
+        return bool(req.kind.find(provided, req)) or any(req.satisfied_by(p) for p in extra)
 
     def candidates(self, req: Dependency) -> list[NVF]:
         """Troves for this architecture that meet *req*, oldest first."""
-        if req.cls == "trove":
-            found = self.repo.versions(req.name, arch=self.arch)
-        elif req.cls == "file":
-            found = self.repo.owners(req.name)
-        else:
-            found = self.repo.providers(req)
-        return [n for n in found if n.flavor.installable_on(self.arch) and not self.is_removed(n.name)]
+        return [n for n in req.kind.candidates(self.repo, req, self.arch) if not self.is_removed(n.name)]
 
     def _replacement(self, name: str) -> NVF | None:
         for key in (name, name.split(":", 1)[0]):
@@ -230,23 +217,16 @@ class ClosureResolver:
         """Why nothing matched, when something almost did."""
         if not self.auto_resolve:
             return "autoResolve is off"
-        if req.cls == "trove" and self.is_removed(req.name):
-            return f"the group removes {req.name}"
-        near = []
-        if req.cls == "soname" and req.name.startswith(("ELF64/", "ELF32/")):
-            other = ("ELF32/" if req.name.startswith("ELF64/") else "ELF64/") + req.name[6:]
-            near = self.repo.providers(Dependency("soname", other))
-            if near:
-                return (f"{near[-1].name} provides {other} for {near[-1].flavor or 'no arch'}: "
-                        f"a library of the other ELF class cannot satisfy it")
-        near = self.repo.providers(req) if req.cls != "file" else self.repo.owners(req.name)
+        named = req.kind.trove_named(req)
+        if named is not None and self.is_removed(named):
+            return f"the group removes {named}"
+        hint = req.kind.mismatch_hint(req, self.repo)  # e.g. a library of the other ELF class
+        if hint:
+            return hint
+        near = req.kind.candidates(self.repo, req)  # for any architecture
         if near:
             removed = [n for n in near if self.is_removed(n.name)]
             if removed:
                 return f"{removed[-1].name} provides it but the group removes it"
             return f"{near[-1].name} provides it, but only for {near[-1].flavor or 'no arch'}"
-        if req.cls == "soname":  # the library exists, without some symbol version
-            bare = self.repo.providers(Dependency("soname", req.name, req.flags & set(ARCHES)))
-            if bare:
-                return f"{bare[-1].name} provides {req.name} but not every symbol version asked for"
-        return ""
+        return req.kind.partial_hint(req, self.repo)  # e.g. a library without some symbol version

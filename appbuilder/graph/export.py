@@ -3,7 +3,9 @@
 Nodes are the packages (and capsules) of the group, labelled with their revision and
 the components that are in; an edge ``hello -> libhello`` means some component of
 hello requires something a component of libhello provides, and lists those
-requirements. Pictures are drawn by Graphviz's ``dot``.
+requirements (``requirements``, ``label``), their classes (``classes``) and the
+colour of the first one's class (``color``: sonames blue, paths green, ...).
+Pictures are drawn by Graphviz's ``dot``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import networkx as nx
 
 from appbuilder.core.errors import AppbuildError
 from appbuilder.graph.buildorder import to_dot
+from appbuilder.repository.deps import Dependency, ProvisionIndex
 from appbuilder.repository.repo import Repository
 from appbuilder.repository.trove import COMPONENT, GROUP, Trove
 
@@ -34,25 +37,23 @@ def runtime_graph(repo: Repository, group: Trove) -> nx.DiGraph:
         comps = [c for c in graph.nodes[t.package]["components"].split(",") if c]
         graph.nodes[t.package]["components"] = ",".join(sorted({*comps, t.component or ""}))
 
-    provides: dict[tuple[str, str], list[tuple[frozenset, Trove]]] = {}
-    for t in troves:
-        for p in t.provides:
-            provides.setdefault((p.cls, p.name), []).append((p.flags, t))
     by_name = {t.name: t for t in troves}
-    edges: dict[tuple[str, str], list[str]] = {}
+    provided: ProvisionIndex[Trove] = ProvisionIndex(
+        by_name=lambda name: [by_name[name]] if name in by_name else [],
+        by_owner=lambda path: [members[o] for o in repo.owners(path) if o in members],  # only components hold files
+    )
+    for t in troves:
+        provided.update(t.provides, t)
+    edges: dict[tuple[str, str], list[Dependency]] = {}
     for t in troves:
         for req in sorted(t.requires):
-            if req.cls == "trove":
-                targets = [by_name[req.name]] if req.name in by_name else []
-            elif req.cls == "file":
-                targets = [members[o] for o in repo.owners(req.name) if o in members]  # only components hold files
-            else:
-                targets = [p for flags, p in provides.get((req.cls, req.name), []) if req.flags <= flags]
+            targets = req.kind.find(provided, req)
             if targets and targets[0].package != t.package:
-                edges.setdefault((t.package, targets[0].package), []).append(str(req))
+                edges.setdefault((t.package, targets[0].package), []).append(req)
     for (a, b), reqs in sorted(edges.items()):
-        label = reqs[0] + (f" (+{len(reqs) - 1} more)" if len(reqs) > 1 else "")
-        graph.add_edge(a, b, requirements="; ".join(reqs), label=label)
+        label = str(reqs[0]) + (f" (+{len(reqs) - 1} more)" if len(reqs) > 1 else "")
+        graph.add_edge(a, b, requirements="; ".join(map(str, reqs)), label=label,
+                       classes=",".join(sorted({r.cls for r in reqs})), color=reqs[0].kind.colour)
     for sub in (n for n, t in members.items() if t.kind == GROUP):
         graph.graph.setdefault("subgroups", "")
         graph.graph["subgroups"] += str(sub) + " "

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from appbuilder.core.arch import arch_for_elf_machine
-from appbuilder.policy.elf import ElfInfo, is_elf, read_elf_file
-from appbuilder.repository.deps import Dependency, file_dep, soname
+from appbuilder.policy.elf import ElfInfo, inspect_elf_file, is_elf
+from appbuilder.repository.deps import Dependency, ProvisionIndex, file_dep, soname
 
 # below this many candidate files one process is faster than a pool
 PARALLEL_ABOVE = 400
@@ -32,6 +32,7 @@ class FileDeps:
     provides: set[Dependency] = field(default_factory=set)
     requires: set[Dependency] = field(default_factory=set)
     elf: str | None = None  # "ELF64 x86_64" for ELF files
+    problem: str | None = None  # why an ELF file could not be read (its dependencies are unknown)
 
 
 def elf_dependencies(info: ElfInfo) -> FileDeps:
@@ -68,8 +69,8 @@ def scan_file(host_path: str, executable: bool) -> FileDeps | None:
     except OSError:
         return None
     if is_elf(head):
-        info = read_elf_file(host_path)
-        return elf_dependencies(info) if info is not None else None
+        info, problem = inspect_elf_file(host_path)
+        return elf_dependencies(info) if info is not None else FileDeps(problem=problem)
     if executable:
         interp = script_interpreter(head)
         if interp:
@@ -92,11 +93,8 @@ def scan_files(items: Iterable[tuple[str, bool]], *, jobs: int = 1) -> list[File
 
 def drop_self_provided(requires: set[Dependency], provides: set[Dependency], paths: set[str]) -> set[Dependency]:
     """Requirements that *provides* and *paths* (the same component) do not satisfy."""
-    left = set()
-    for req in requires:
-        if req.cls == "file" and req.name in paths:
-            continue
-        if any(req.satisfied_by(p) for p in provides if p.name == req.name):
-            continue
-        left.add(req)
-    return left
+    own: ProvisionIndex[object] = ProvisionIndex(by_owner=lambda path: [path] if path in paths else [])
+    for p in provides:
+        own.add(p, p)
+    # met the way its class is met (a path by holding it), or by a provision of its own
+    return {req for req in requires if not (req.kind.find(own, req) or own.by_provides(req))}

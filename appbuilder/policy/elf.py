@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from elftools.common.exceptions import ELFError
 from elftools.elf.dynamic import DynamicSection, DynamicSegment
 from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerDefSection, GNUVerNeedSection
@@ -49,6 +48,11 @@ def is_elf(head: bytes) -> bool:
 
 def read_elf(stream: BinaryIO) -> ElfInfo | None:
     """Parse an ELF file; None when it is not ELF or too damaged to read."""
+    return inspect_elf(stream)[0]
+
+
+def inspect_elf(stream: BinaryIO) -> tuple[ElfInfo | None, str | None]:
+    """(what the ELF file says, None) or (None, why it cannot be read)."""
     try:
         elf = ELFFile(stream)
         info = ElfInfo(elf.elfclass, elf.header.e_machine, elf.header.e_type)
@@ -87,16 +91,19 @@ def read_elf(stream: BinaryIO) -> ElfInfo | None:
                     info.runpath += tag.runpath.split(":")
                 elif kind == "DT_RPATH":
                     info.runpath += tag.rpath.split(":")
-        return info
-    except (ELFError, ValueError, KeyError, AssertionError, OSError, UnicodeDecodeError):
-        return None
-    except Exception:  # pyelftools raises assorted errors on truncated files
-        return None
+        return info, None
+    except Exception as exc:  # pyelftools raises assorted errors on truncated or damaged files
+        return None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def read_elf_file(path: str) -> ElfInfo | None:
+    return inspect_elf_file(path)[0]
+
+
+def inspect_elf_file(path: str) -> tuple[ElfInfo | None, str | None]:
+    """:func:`inspect_elf` of the file at *path*; (None, None) when it is not ELF at all."""
     with open(path, "rb") as f:
         if not is_elf(f.read(4)):
-            return None
+            return None, None
         f.seek(0)
-        return read_elf(f)
+        return inspect_elf(f)

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from appbuilder.repository.deps import Dependency
+from appbuilder.repository.deps import SONAME, Dependency
 
 # libraries of the toolchain itself: glibc, the dynamic loaders, the GCC runtime
 TOOLCHAIN_SONAMES = re.compile(
@@ -48,9 +48,9 @@ def check_soname_build_requirements(
     skip = [re.compile(p) for p in exceptions]
     missing = []
     for req, files in sorted(requires.items()):
-        if req.cls != "soname":
+        if req.kind is not SONAME:
             continue
-        soname = req.name.split("/", 1)[-1]
+        soname = SONAME.library(req)
         if TOOLCHAIN_SONAMES.match(soname) or any(r.search(soname) for r in skip):
             continue
         if any(req.satisfied_by(p) for p in declared):

@@ -40,6 +40,7 @@ class PolicyResult:
     contents: dict[str, Path]  # sha256 -> a host file holding that content
     missing_build_requires: list[MissingBuildRequirement] = field(default_factory=list)
     debug_files: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what the policies could not do, by path
 
 
 def run_policies(
@@ -86,6 +87,8 @@ def run_policies(
     regular = [f for f in files if f.entry.type == "file"]
     scanned = scan_files(((str(f.host_path), f.executable) for f in regular), jobs=jobs)
     file_deps = {f.entry.path: d for f, d in zip(regular, scanned) if d is not None}
+    warnings = [f"{path}: an ELF file that cannot be read ({d.problem}); its dependencies are unknown"
+                for path, d in file_deps.items() if d.problem]
 
     components: list[ComponentContents] = []
     needed_by: dict[Dependency, list[str]] = defaultdict(list)
@@ -131,7 +134,7 @@ def run_policies(
         raise BuildFailed(f"{name}: " + "\n  ".join(str(m) for m in missing))
 
     contents = {f.entry.sha256: f.host_path for f in files if f.entry.type == "file" and f.entry.sha256}
-    return PolicyResult(components, contents, missing, debug_files)
+    return PolicyResult(components, contents, missing, debug_files, warnings)
 
 
 def _applies(patterns, comp: str, comp_files: list[InstalledFile], macros) -> bool:

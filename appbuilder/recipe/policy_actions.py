@@ -13,7 +13,7 @@ import re
 
 from appbuilder.core.errors import RecipeError
 from appbuilder.recipe.actions import POLICY, Action
-from appbuilder.repository.deps import Dependency
+from appbuilder.repository.deps import DEP_CLASSES, Dependency
 
 
 def _compile(patterns) -> tuple[str, ...]:
@@ -112,8 +112,9 @@ class Provides(_PolicySetting):
 
     def __init__(self, dep: str, *patterns: str):
         d = Dependency.parse(dep)
-        if d.cls not in ("file", "soname", "abi"):
-            raise RecipeError(f"Provides: only file:, soname: and abi: may be provided by hand, not {d}")
+        if not d.kind.provided_by_hand:
+            allowed = ", ".join(f"{c.name}:" for c in DEP_CLASSES.values() if c.provided_by_hand)
+            raise RecipeError(f"Provides: only {allowed} may be provided by hand, not {d}")
         self.dep, self.patterns = d, _compile(patterns)
 
 

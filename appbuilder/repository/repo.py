@@ -248,13 +248,14 @@ class Repository:
         return found[-1]
 
     def providers(self, dep: Dependency) -> list[NVF]:
-        """Troves providing *dep* (flags included), oldest first."""
+        """Troves with a provision meeting *dep* (by its class's rule: flags included), oldest first."""
         rows = self.db.execute(
             f"SELECT {NVF_COLUMNS}, provides.flags FROM troves JOIN provides ON provides.trove_id = troves.id"
             " WHERE provides.cls=? AND provides.name=? ORDER BY troves.id",
-            (dep.cls, dep.name),
+            (dep.kind.name, dep.name),
         )
-        return [row_nvf(r) for r in rows if dep.flags <= set(r[6].split())]
+        meet = dep.kind.flags_meet
+        return [row_nvf(r) for r in rows if meet(dep.flags, frozenset(r[6].split()))]
 
     def owners(self, path: str) -> list[NVF]:
         """Troves holding *path*, oldest first."""

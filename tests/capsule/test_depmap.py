@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from appbuilder.capsule.depmap import (
+    RPMSENSE_RPMLIB,
     RpmDep,
     deb_names,
     deb_provides,
@@ -41,6 +42,24 @@ def test_rpm_capabilities_with_parentheses_keep_their_whole_name():
     # perl(Foo) is not "perl with a flag": a requirement on perl must not be met by perl(Foo)
     assert map_rpm("perl(Foo::Bar)", required=True, arch=None) == Dependency("rpm", "perl(Foo::Bar)")
     assert not Dependency("rpm", "perl").satisfied_by(Dependency("rpm", "perl(Foo::Bar)"))
+
+
+@pytest.mark.parametrize("rpm_name", [
+    "perl(Foo::Bar)", "pkgconfig(zlib)", "libhello(x86-64)", "config(bash)", "font(:lang=en)",
+    "python3.11dist(requests)", "libc.so.6(GLIBC_2.34)(64bit)(extra)", "mimehandler(text/plain)",
+])
+def test_rpm_capabilities_read_back_from_their_text(rpm_name):
+    dep = map_rpm(rpm_name, required=True, arch=X64)
+    assert dep == Dependency("rpm", rpm_name) and str(dep) == f"rpm: {rpm_name}"
+    assert D(str(dep)) == dep
+
+
+def test_rpmlib_features_without_the_rpmlib_prefix_read_back():
+    deps, _ = map_rpm_deps([RpmDep("config(bash)", RPMSENSE_RPMLIB), RpmDep("rpmlib(PayloadIsZstd)", RPMSENSE_RPMLIB)],
+                           required=True, arch=X64)
+    assert deps == {Dependency("rpmlib", "config(bash)"), Dependency("rpmlib", "PayloadIsZstd")}
+    assert {D(str(d)) for d in deps} == deps
+    assert not any(d.kind.resolved_by_closure for d in deps)
 
 
 def test_rtld_is_the_loader_of_the_package_architecture():

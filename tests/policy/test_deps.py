@@ -127,6 +127,15 @@ def test_drop_self_provided():
                     D("soname: ELF64/libz.so.1(ZLIB_2 x86_64)")}
 
 
+def test_drop_self_provided_per_class():
+    requires = {D("file: /usr/bin/held"), D("file: /usr/bin/declared"), D("file: /usr/bin/elsewhere"),
+                D("trove: other:lib"), D("rpm: perl(Carp)"), D("rpm: perl"), D("abi: ELF64(SysV x86_64)")}
+    provides = {D("file: /usr/bin/declared"), D("rpm: perl(Carp)"), D("abi: ELF64(SysV x86_64)")}
+    left = drop_self_provided(requires, provides, {"/usr/bin/held", "/usr/lib/other:lib"})
+    # a path is met by holding it or by a provision (r.Provides('file: ...')); the rest by provisions
+    assert left == {D("file: /usr/bin/elsewhere"), D("trove: other:lib"), D("rpm: perl")}
+
+
 def test_scan_a_copy_of_a_library_under_another_name(tmp_path, elves64):
     copy = tmp_path / "renamed.so"
     shutil.copy(elves64.lib, copy)
