@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from appbuilder.assemble.accounts import Accounts
+from appbuilder.core.beneath import chmod_at
 from appbuilder.core.errors import AppbuildError
 from appbuilder.repository.store import ContentStore
 from appbuilder.repository.trove import FileEntry, Trove
@@ -69,6 +70,27 @@ def _host(root: Path, real_root: str, path: str) -> Path:
     return host
 
 
+def _make_dir(host: Path, path: str, conflict: str) -> None:
+    """Make the staging directory *host*; anything else already there (a member's file, or a
+    symlink that would lead the directory's mode elsewhere) is a conflict between members."""
+    try:
+        os.mkdir(host, 0o700)
+    except FileExistsError:
+        if os.path.islink(host) or not os.path.isdir(host):
+            raise AppbuildError(conflict) from None
+    except NotADirectoryError:
+        raise AppbuildError(conflict) from None
+
+
+def _chmod_here(host: Path, mode: int) -> None:
+    """chmod the staged entry *host* itself: a symlink there is never followed."""
+    fd = os.open(host.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        chmod_at(fd, host.name, mode)
+    finally:
+        os.close(fd)
+
+
 def stage_root(
     store: ContentStore,
     troves: list[Trove],
@@ -93,7 +115,9 @@ def stage_root(
             p = str(parent)
             if p not in staged.entries:
                 staged.add(ImageEntry(p, "dir", DIR_MODE, mtime=source_date_epoch))
-                _host(dest, real_root, p).mkdir(exist_ok=True)
+                _make_dir(_host(dest, real_root, p), p, f"{path} needs the directory {p}")
+            elif staged.entries[p].type not in ("dir", "symlink"):
+                raise AppbuildError(f"{path} needs the directory {p}, which a member holds as a {staged.entries[p].type}")
 
     entries = sorted((f for t in troves for f in t.files), key=lambda f: f.path)
     for f in entries:
@@ -106,7 +130,8 @@ def stage_root(
         parents(f.path)
         host = _host(dest, real_root, f.path)
         if f.type == "dir":
-            host.mkdir(exist_ok=True)
+            _make_dir(host, f.path, f"{f.path} is a directory in one member and a "
+                                   f"{staged.entries[f.path].type if f.path in staged.entries else 'file'} in another")
         else:
             if host.is_symlink() or host.exists():
                 if host.is_dir() and not host.is_symlink():
@@ -119,14 +144,16 @@ def stage_root(
                 os.symlink(f.target, host)
             elif f.type == "hardlink":
                 source = _host(dest, real_root, f.target)
-                if not source.is_file():
+                if not (os.path.lexists(source) and stat.S_ISREG(os.lstat(source).st_mode)):
                     raise AppbuildError(f"{f.path} is a hard link to {f.target}, which is not in the image")
-                os.link(source, host)
+                os.link(source, host, follow_symlinks=False)
             elif f.type == "fifo":
                 os.mkfifo(host)
             # char and block devices exist only inside the image (see ImageEntry)
-        if f.type in ("file", "hardlink", "fifo", "dir") and host.exists():
-            os.chmod(host, stat.S_IMODE(f.mode) | (0o200 if f.type != "dir" else 0o700))
+        if f.type in ("file", "hardlink", "fifo", "dir"):
+            # what the host may do with it while staging (its owner reads and writes it; the image
+            # gets the entry's real mode); never through a symlink
+            _chmod_here(host, stat.S_IMODE(f.mode) | (0o600 if f.type != "dir" else 0o700))
         staged.add(ImageEntry(f.path, "file" if f.type == "hardlink" else f.type, f.mode,
                               accounts.uid(f.owner), accounts.gid(f.group), clamp(f.mtime), f.rdev))
 
