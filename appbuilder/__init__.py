@@ -3,14 +3,16 @@
 The packages, in the order data flows through them; each imports only packages before
 it in ``LAYERS`` (``tests/test_layers.py`` checks this, and that no two modules import
 each other): ``core`` is used by all; ``repository`` holds what every stage reads and
-writes; recipes are read, cooked and imported into it; groups resolve over it; images
-are assembled, converted, stored, released, uploaded and checked; the nightly drives
-them all; the command line only wires.
+writes; ``upstream`` fetches from the outside world (apt, URLs, the lookaside cache);
+upstream packages are imported into the repository as capsules, and recipes are read
+and cooked into it (``cook`` brings it up to date: imports what is missing, cooks what
+changed); groups resolve over it; images are assembled, converted, stored, released,
+uploaded and checked; the nightly drives them all; the command line only wires.
 """
 
 __version__ = "0.1.0"
 
 LAYERS = (
-    "core", "repository", "upstream", "recipe", "policy", "graph", "cook", "capsule",
+    "core", "repository", "upstream", "recipe", "policy", "graph", "capsule", "cook",
     "assemble", "formats", "store", "release", "cloud", "verify", "fs", "context", "ci", "cli",
 )

@@ -150,17 +150,12 @@ def cook_workspace(workspace, toolchain_repo):
     return seed_repository(workspace, toolchain_repo)
 
 
-@pytest.fixture
-def cook_settings(settings, toolchain_repo):
-    """The project's workspace with a fresh repository holding the toolchain."""
-    return seed_repository(settings, toolchain_repo)
-
-
 @pytest.fixture(scope="session")
 def hello_repo(tmp_path_factory, shared_cache, toolchain_repo):
     """libhello and hello cooked for x86_64 and x86 through the real CLI, once per session."""
     root = tmp_path_factory.mktemp("hello-repo")
-    s = seed_repository(make_settings(root, cache=shared_cache), toolchain_repo)
+    ws = new_workspace(root, ["libhello", "hello"])
+    s = seed_repository(make_settings(root, workspace=ws, cache=shared_cache), toolchain_repo)
     run_appbuild(s, "cook", "recipes/libhello", "recipes/hello", "--arch", "all", "-j", "2")
     return s
 
@@ -218,14 +213,14 @@ class AsUser:
 
 def _python_runtime(dest: Path) -> None:
     """Copy appbuild (a checkout of the clone's commit, with the working tree's ``appbuilder/``
-    and ``formats/`` over it, so the builder identity is the same) and the distributions it
+    over it, formats data included, so the builder identity is the same) and the distributions it
     needs (recursively) into *dest*."""
     import importlib.metadata as md
     import re
 
     if (PROJECT / ".git").exists():
         subprocess.run(["git", "clone", "-q", "--local", "--no-checkout", str(PROJECT), str(dest)], check=True)
-    for d in ("appbuilder", "formats"):
+    for d in ("appbuilder",):
         shutil.copytree(PROJECT / d, dest / d, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
     seen: set[str] = set()
     todo = ["appbuilder"]
@@ -286,13 +281,13 @@ APPLIANCE_FORMATS = "raw,qcow2,vmdk,vmdk-esx,ova,vhd,vhd-dynamic,ami"
 
 @pytest.fixture(scope="session")
 def appliance(tmp_path_factory, shared_cache, toolchain_repo) -> Appliance:
-    """Import the upstream kernels, cook the recipes, build group-cernvm for x86_64 and x86
-    through the real command line (the README's build, with every format)."""
+    """Build group-cernvm for x86_64 and x86 through the real command line (the README's build,
+    with every format): it imports the upstream kernels and libraries and cooks the recipes."""
     import re
 
     root = tmp_path_factory.mktemp("appliance")
     s = seed_repository(make_settings(root, cache=shared_cache), toolchain_repo)
-    run_appbuild(s, "import", "upstream")
+    # the mission's command alone: it imports what repo/config.yaml lists and is missing
     proc = run_appbuild(s, "group-cernvm", "--format", APPLIANCE_FORMATS, "--arch", "all", "-j", "2")
     versions: dict[str, str] = {}
     files: dict[tuple[str, str], list[Path]] = {}

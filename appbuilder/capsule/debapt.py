@@ -24,9 +24,9 @@ from typing import Callable
 
 from appbuilder.capsule.deb import parse_control
 from appbuilder.capsule.model import CapsuleError
-from appbuilder.cook.lookaside import Lookaside
 from appbuilder.core.fileio import sha256_file
 from appbuilder.upstream.apt import APT_DIR, PrivateApt
+from appbuilder.upstream.lookaside import Lookaside
 
 ARCHITECTURES = ("amd64", "i386")
 _SPEC_RE = re.compile(r"^(?P<name>[a-z0-9][a-z0-9+.-]+)(?::(?P<arch>[a-z0-9]+))?(?:=(?P<version>\S+))?$")

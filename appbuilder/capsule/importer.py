@@ -30,7 +30,6 @@ from typing import Callable
 from appbuilder.capsule import CAPSULE_FORMAT
 from appbuilder.capsule.model import Capsule, CapsuleError
 from appbuilder.capsule.payload import ContentWriter
-from appbuilder.cook.lookaside import Lookaside
 from appbuilder.core.arch import ARCHES, Arch
 from appbuilder.core.fileio import sha256_file
 from appbuilder.core.settings import Settings
@@ -38,6 +37,7 @@ from appbuilder.core.ui import human_size
 from appbuilder.repository.deps import Dependency
 from appbuilder.repository.repo import ComponentContents, PackageBuild, Repository
 from appbuilder.repository.versions import NVF, check_label
+from appbuilder.upstream.lookaside import Lookaside
 
 IMPORTED, UNCHANGED = "imported", "already imported"
 WRITE_THREADS = 8  # content store writes in flight while payloads are read
@@ -62,11 +62,10 @@ class Importer:
 
     def __init__(self, settings: Settings, repo: Repository, kind: str, *, label: str | None = None,
                  warn: Callable[[str], None] | None = None):
-        section = (settings.config or {}).get(kind) or {}
         self.settings = settings
         self.repo = repo
         self.kind = kind
-        self.label = check_label(label or section.get("label") or repo.label)
+        self.label = check_label(label or settings.get(f"{kind}.label") or repo.label)
         self.warn = warn or (lambda text: None)
         self.lookaside = Lookaside(settings.lookaside, settings.mirrors, warn=warn)
 
@@ -123,7 +122,7 @@ class RpmImporter(Importer):
         from appbuilder.capsule.rpmsig import TrustPolicy
 
         super().__init__(settings, repo, "rpm", **kw)
-        self.policy = TrustPolicy.from_config(settings.config, settings.workspace)
+        self.policy = TrustPolicy.from_settings(settings)
         self.keyring = self.policy.keyring() if self.policy.keys else None
 
     def read(self, path: Path, writer: ContentWriter, expected_sha256: str | None = None) -> Capsule:
@@ -184,8 +183,7 @@ class RpmImporter(Importer):
 
     def _provided_here(self, dep: Dependency, arch: Arch | None) -> bool:
         """Whether appbuild's repository already has a trove meeting *dep* (for arch)."""
-        found = self.repo.owners(dep.name) if dep.cls == "file" else self.repo.providers(dep)
-        return any(arch is None or n.flavor.installable_on(arch.name) for n in found)
+        return bool(dep.kind.candidates(self.repo, dep, arch.name if arch else None))
 
 
 def _rpm_order(capsules: list[Capsule]) -> list[Capsule]:
@@ -272,8 +270,8 @@ def import_upstream(settings: Settings, repo: Repository, *,
     are imported, so the group is the one list of them. Packages already imported are
     no-ops, so this is what a nightly runs to pick up upstream updates.
     """
-    upstream = settings.config.get("upstream") or {}
-    if not isinstance(upstream, dict) or not upstream:
+    upstream = settings.get("upstream")
+    if not upstream:
         raise CapsuleError("repo/config.yaml lists no 'upstream:' packages to import")
     results: list[ImportResult] = []
     for entry in upstream.get("deb") or []:

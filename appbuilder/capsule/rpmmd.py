@@ -35,8 +35,8 @@ from appbuilder.capsule.depmap import (
     RpmDep,
 )
 from appbuilder.capsule.model import CapsuleError
-from appbuilder.cook.lookaside import TIMEOUT, Lookaside
 from appbuilder.core.errors import SourceError
+from appbuilder.upstream.lookaside import TIMEOUT, Lookaside
 
 NS = {"repo": "http://linux.duke.edu/metadata/repo", "common": "http://linux.duke.edu/metadata/common",
       "rpm": "http://linux.duke.edu/metadata/rpm", "filelists": "http://linux.duke.edu/metadata/filelists"}

@@ -42,15 +42,14 @@ class TrustPolicy:
     require_signature: bool = False
 
     @classmethod
-    def from_config(cls, config: dict, workspace: Path) -> "TrustPolicy":
-        section = (config or {}).get("rpm") or {}
-        if not isinstance(section, dict):
-            raise CapsuleError("repo/config.yaml: 'rpm' must be a mapping (keys:, require_signature:)")
-        keys = tuple(Path(k) if Path(k).is_absolute() else workspace / k for k in section.get("keys") or ())
+    def from_settings(cls, settings) -> "TrustPolicy":
+        """``rpm.keys`` (relative to the workspace) and ``rpm.require_signature``."""
+        keys = tuple(Path(k) if Path(k).is_absolute() else settings.workspace / k for k in settings.get("rpm.keys"))
         for k in keys:
             if not k.is_file():
                 raise CapsuleError(f"repo/config.yaml names the RPM key {k}, which does not exist")
-        require = bool(section.get("require_signature", bool(keys)))
+        required = settings.get("rpm.require_signature")
+        require = bool(keys) if required is None else required
         if require and not keys:
             raise CapsuleError("repo/config.yaml: rpm.require_signature is set but no rpm.keys are named")
         return cls(keys, require)

@@ -37,11 +37,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -152,49 +152,62 @@ class Nightly:
         except AppbuildError as exc:
             st.status, st.detail = "failed", str(exc)
             self.say(f"{name} failed: {exc}")
+        except Exception as exc:  # a bug in appbuild: the report still says which stage and where
+            st.status = "failed"
+            st.detail = f"unexpected {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-6)}"
+            self.say(f"{name} failed unexpectedly: {type(exc).__name__}: {exc}")
         st.seconds = round(time.monotonic() - t, 2)
         self.say(f"== {name}: {st.status} in {st.seconds:.1f} s" + (f" ({st.detail})" if st.detail else ""))
         return st
 
     def run(self, signer) -> Report:
+        """Every stage in order; the report is written whatever happens (also on Ctrl-C,
+        with the status ``interrupted``)."""
         cfg = self.cfg
-        has_upstream = bool(self.settings.config.get("upstream"))
-        self.stage("import", self._import, skip=None if cfg["import"] and has_upstream else
-                   ("turned off" if not cfg["import"] else "repo/config.yaml lists no upstream packages"))
-        self.stage("cook", self._cook, skip=None if self.settings.recipes_dir.is_dir() else "no recipes/")
-        self.stage("build", self._build)
-        self.stage("boot", self._boot)
-        dest = cfg["to"]
-        self.stage("publish", lambda: self._publish(signer), skip=None if dest else "no destination (to:)")
-        self.stage("prune", self._prune, skip=None if dest and cfg["keep"] is not None else "no destination or keep")
-        self._current()
+        interrupted = False
+        try:
+            has_upstream = bool(self.settings.get("upstream"))
+            self.stage("import", self._import, skip=None if cfg["import"] and has_upstream else
+                       ("turned off" if not cfg["import"] else "repo/config.yaml lists no upstream packages"))
+            self.stage("cook", self._cook, skip=None if self.settings.recipes_dir.is_dir() else "no recipes/")
+            self.stage("build", self._build)
+            self.stage("boot", self._boot)
+            dest = cfg["to"]
+            self.stage("publish", lambda: self._publish(signer), skip=None if dest else "no destination (to:)")
+            self.stage("prune", self._prune, skip=None if dest and cfg["keep"] is not None else
+                       "no destination or keep")
+            self._current()
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
+        finally:
+            self._finish(interrupted)
+        return self.report
+
+    def _finish(self, interrupted: bool) -> None:
         failed = any(s.status == "failed" for s in self.report.stages) or any(
             i.build == "failed" or i.boot == "failed" or i.publish == "failed" for i in self.report.images)
-        self.report.status = "failed" if failed else "passed"
+        self.report.status = "interrupted" if interrupted else "failed" if failed else "passed"
         t = time.monotonic()
         self.report.stages.append(Stage("report", "ok"))
         self.report.finished = utc_now()
         self.report.seconds = round(time.monotonic() - self.t0, 2)
         self.report.stages[-1].seconds = round(time.monotonic() - t, 2)
         write_report(self.dir, self.report)
-        return self.report
 
     # ------------------------------------------------------------ stages
 
     def _import(self) -> tuple[str, int]:
-        from appbuilder.capsule.importer import UNCHANGED, import_upstream
+        from appbuilder.capsule.importer import UNCHANGED
+        from appbuilder.cook.uptodate import Progress, import_all
 
-        results = import_upstream(self.settings, self.repo, warn=lambda m: self.say(f"warning: {m}"))
-        new = [str(r) for r in results if r.status != UNCHANGED]
-        for line in new:
-            self.say(line)
+        results = import_all(self.settings, self.repo, Progress(say=self.say, warn=lambda m: self.say(f"warning: {m}")))
+        new = [r for r in results if r.status != UNCHANGED]
         return f"{len(results)} upstream packages, {len(new)} imported", 0
 
     def _cook(self) -> tuple[str, int]:
-        from appbuilder.cook.batch import cook_all, summary_error
-        from appbuilder.cook.cook import Cooker, CookOptions
+        from appbuilder.cook.uptodate import Progress, cook_changed, failure_summary
         from appbuilder.core.arch import get_arch
-        from appbuilder.recipe.loader import find_recipes
 
         cooked: list[str] = []
 
@@ -203,11 +216,9 @@ class Nightly:
                 cooked.append(str(res.nvf))
                 self.say(f"cooked {res.nvf} in {res.seconds:.1f} s")
 
-        result = cook_all(Cooker(self.settings, self.repo), find_recipes(self.settings.recipes_dir),
-                          [get_arch(a) for a in self.cfg["arches"]], jobs=self.cfg["jobs"],
-                          options=lambda a: CookOptions(arch=a, make_jobs=os.cpu_count() or 2), report=report,
-                          report_failure=lambda who, err: self.say(f"cook of {who} failed: {err}"))
-        error = summary_error(result)
+        result = cook_changed(self.settings, self.repo, [get_arch(a) for a in self.cfg["arches"]],
+                              Progress(say=self.say, cooked=report), jobs=self.cfg["jobs"])
+        error = failure_summary(result)
         if error:
             raise error
         return f"{len(cooked)} cooked" + (f": {', '.join(cooked)}" if cooked else " (everything was current)"), 0
@@ -222,7 +233,7 @@ class Nightly:
             for arch in self.cfg["arches"]:
                 t = time.monotonic()
                 try:
-                    specs = resolve_formats(self.cfg["formats"], arch)
+                    specs = resolve_formats(self.cfg["formats"], arch, self.settings.formats_dir)
                 except AppbuildError as exc:
                     self.report.images.append(ImageResult(group, arch, "?", build="failed", error=str(exc)))
                     failed += 1
@@ -288,9 +299,11 @@ class Nightly:
                 continue
             directory = self.store.directory(r.group, r.version, r.arch)
             with tempfile.TemporaryDirectory(prefix=f"{TMP_PREFIX}boot-", dir=self.settings.images) as scratch:
-                disk, drive = boot_drive(get_format(r.format), [directory / n for n in r.files], Path(scratch))
+                fmt = get_format(r.format, self.settings.formats_dir)
+                disk, drive = boot_drive(fmt, [directory / n for n in r.files], Path(scratch))
                 self.say(f"booting {disk.name} ({r.arch}, {drive})")
-                result = boot_until(disk, BootOptions(arch=r.arch, drive_format=drive, timeout=self.cfg["boot_timeout"]))
+                result = boot_until(disk, BootOptions(arch=r.arch, drive_format=drive, timeout=self.cfg["boot_timeout"],
+                                                       accel=self.settings.get("qemu.accel")))
             log = Path("boot") / f"{r.group}-{r.version}-{r.arch}-{r.format}.log"
             (self.dir / log).write_text(result.console)
             r.console, r.boot_seconds = str(log), round(result.seconds, 2)
@@ -405,8 +418,9 @@ def main(argv: list[str] | None = None) -> int:
             "unsigned": True if args.unsigned else None})
         from appbuilder.release.signing import require_signer
 
-        signer = require_signer(settings.config, key=cfg["key"], gpg_home=cfg["gpg_home"],
-                                unsigned=bool(cfg["unsigned"])) if cfg["to"] else None
+        keys = settings.with_overrides({"publish.key": cfg["key"], "publish.gpg_home": cfg["gpg_home"]},
+                                       where=str(config))
+        signer = require_signer(keys, unsigned=bool(cfg["unsigned"])) if cfg["to"] else None
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         report_dir = Path(cfg["report"]) if cfg["report"] else settings.logs / "nightly" / stamp
         report = Nightly(settings, cfg, report_dir, say=ui.out).run(signer)

@@ -1,23 +1,10 @@
 """The ``appbuild`` command line: argument parsing and wiring, nothing else.
 
-appbuild cook recipes/NAME [--arch x86_64|x86|all] [--force] [-j N]
-appbuild query [NAME]
-appbuild show NAME[=VERSION] [--files] [--deps] [--verify]
-appbuild verify [TARGET] [-j N]
-appbuild explain [ACTION]
-appbuild graph --build [--format dot|graphml] [-o FILE]
-appbuild gc
-appbuild inspect IMAGE... [--json]
-appbuild upload ami IMAGE_DIR_OR_MANIFEST [--endpoint URL] [--bucket B] --region R [--method import|ebs-direct]
-appbuild import rpm FILE.rpm... | --repo PATH-OR-URL [--only NAME...] [--arch A] [--label L]
-appbuild import deb PKG[:ARCH]... | FILE.deb... [--label L]
-appbuild group-NAME --format F[,F...]|all --arch x86_64|x86|all [--version V]
-appbuild images [group-NAME] | show group-NAME=VERSION | diff [group-NAME=]V1 [group-NAME=]V2
-appbuild publish group-NAME=VERSION --to DIR|s3://BUCKET/PREFIX [--channel release|nightly] [--keep N]
-appbuild rollback group-NAME --to VERSION [--dest DIR|s3://...] [--arch A]
-appbuild serve [DIR] [--port P]
-appbuild fs keygen --repo NAME -o DIR | publish DIR --repo NAME --to OUT [--key FILE] | check OUT/NAME --pub FILE
-appbuild context make USER-DATA.ini -o CTX.iso|CTX.img [--add FILE...]
+Each area's module (``packages``, ``groups``, ``images``, ``fs``, ``settings``) registers
+its commands on the parser; that registration is the one list of commands
+(``appbuild --help`` prints it; the README's examples are checked to parse). Options that
+are settings come from the settings table (:func:`appbuilder.core.settings.add_flags`).
+``appbuild group-NAME ...`` goes to the image builder's own parser.
 """
 
 from __future__ import annotations
@@ -29,6 +16,7 @@ import sys
 
 from appbuilder import __version__
 from appbuilder.cli import fs, groups, images, packages
+from appbuilder.cli import settings as settings_area
 from appbuilder.cli.images import build_image_parser
 from appbuilder.core.errors import AppbuildError
 from appbuilder.core.settings import load_settings
@@ -39,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="appbuild", description="Build versioned packages and appliance images from recipes.")
     p.add_argument("--version", action="version", version=f"appbuild {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    for area in (packages, groups, images, fs):
+    for area in (packages, groups, images, fs, settings_area):
         area.register(sub)
     return p
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from appbuilder.cli.common import arches, open_repo
 from appbuilder.core.arch import DEFAULT_ARCH
 from appbuilder.core.errors import AppbuildError
-from appbuilder.core.settings import Settings
+from appbuilder.core.settings import Settings, add_flags
 from appbuilder.core.ui import Console
 
 
@@ -33,13 +33,23 @@ def cmd_build_image(args, settings: Settings, ui: Console) -> int:
     return 0
 
 
+def _format_names() -> str:
+    """The formats ``--format`` takes: the packaged ones and the workspace's ``formats/``."""
+    from appbuilder.core.settings import load_settings
+    from appbuilder.formats.specs import load_formats
+
+    try:
+        return ", ".join(load_formats(load_settings().formats_dir))
+    except AppbuildError:  # no workspace here, or its formats/ is broken (building says how)
+        return ", ".join(load_formats())
+
+
 def build_image_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="appbuild group-NAME", description=(
         "Build the images of an image group: cook what changed, resolve the group (or take a pinned "
         "--version), assemble a bootable disk and write it in the requested formats."))
     p.add_argument("group", help="group-NAME (groups/group-NAME.py)")
-    p.add_argument("--format", default="raw", help="raw, qcow2, vmdk, vmdk-esx, ova, vhd, vhd-dynamic, ami, "
-                   "a comma list, or all (default raw)")
+    p.add_argument("--format", default="raw", help=f"{_format_names()}, a comma list, or all (default raw)")
     p.add_argument("--arch", default=DEFAULT_ARCH, help=f"x86_64, x86 or all (default {DEFAULT_ARCH})")
     p.add_argument("--version", help="rebuild this recorded group version from its pins")
     p.add_argument("--output", help="write into this directory instead of the image store")
@@ -82,16 +92,12 @@ def cmd_upload_ami(args, settings: Settings | None, ui: Console) -> int:
     return 0
 
 
-def _destination(args, settings: Settings) -> str:
-    dest = args.dest or os.environ.get("APPBUILD_PUBLISH_TO") or (settings.config.get("publish") or {}).get("to")
+def _destination(settings: Settings) -> str:
+    dest = settings.get("publish.to")
     if not dest:
         raise AppbuildError("say where: --to DIR or s3://BUCKET/PREFIX (or publish.to in repo/config.yaml, "
                             "or APPBUILD_PUBLISH_TO)")
     return str(dest)
-
-
-def _endpoint(args, settings: Settings) -> str | None:
-    return args.endpoint_url or (settings.config.get("publish") or {}).get("endpoint_url")
 
 
 def cmd_images(args, settings: Settings, ui: Console) -> int:
@@ -129,12 +135,13 @@ def cmd_publish(args, settings: Settings, ui: Console) -> int:
     from appbuilder.store.images import ImageStore
 
     group, version = parse_spec(args.spec)
-    signer = require_signer(settings.config, key=args.key, gpg_home=args.gpg_home, unsigned=args.unsigned)
+    settings = settings.with_flags(args)
+    signer = require_signer(settings, unsigned=args.unsigned)
     req = PublishRequest(
-        group=group, version=version, destination=_destination(args, settings),
+        group=group, version=version, destination=_destination(settings),
         arches=[a.name for a in arches(args.arch)] if args.arch else None,
         formats=args.format.split(",") if args.format else None, channel=args.channel,
-        make_current=not args.no_current, keep=args.keep, endpoint_url=_endpoint(args, settings),
+        make_current=not args.no_current, keep=args.keep, endpoint_url=settings.get("publish.endpoint_url"),
         lock_timeout=args.lock_timeout,
     )
     result = publish(ImageStore(settings.images), req, signer, say=ui.info)
@@ -149,9 +156,10 @@ def cmd_publish(args, settings: Settings, ui: Console) -> int:
 def cmd_rollback(args, settings: Settings, ui: Console) -> int:
     from appbuilder.release.publish import rollback
 
-    before, now = rollback(_destination(args, settings), args.group, args.version,
+    settings = settings.with_flags(args)
+    before, now = rollback(_destination(settings), args.group, args.version,
                            arches=[a.name for a in arches(args.arch)] if args.arch else None, reason=args.reason,
-                           endpoint_url=_endpoint(args, settings), lock_timeout=args.lock_timeout)
+                           endpoint_url=settings.get("publish.endpoint_url"), lock_timeout=args.lock_timeout)
     for arch, previous in sorted(before.items()):
         if previous == now[arch]:
             ui.info(f"{args.group} ({arch}): {previous} is already current")
@@ -164,10 +172,7 @@ def cmd_rollback(args, settings: Settings, ui: Console) -> int:
 def cmd_serve(args, settings: Settings | None, ui: Console) -> int:
     from appbuilder.release.serve import serve
 
-    root = args.root
-    if root is None:
-        root = os.environ.get("APPBUILD_PUBLISH_TO") or (((settings.config if settings else {}).get("publish")
-                                                           or {}).get("to"))
+    root = args.root if args.root is not None else settings.get("publish.to") if settings else None
     if not root or str(root).startswith("s3://"):
         raise AppbuildError("serve a published directory: appbuild serve DIR")
     serve(Path(root), args.port, args.bind, say=lambda m: (ui.out(m), sys.stdout.flush()))
@@ -221,31 +226,27 @@ def register(sub) -> None:
     idf.add_argument("--arch", help="only this architecture (default: every one both have)")
     ims.set_defaults(func=cmd_images, images_command="list", group=None, json=False)
 
-    def destination_options(parser, flags):
-        parser.add_argument(*flags, dest="dest", metavar="DEST",
-                            help="a directory, or s3://BUCKET/PREFIX (default: publish.to in repo/config.yaml)")
-        parser.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS, or AWS_ENDPOINT_URL)")
+    def destination_options(parser, command):
+        add_flags(parser, command)  # the destination, its endpoint (and, for publish, the signing key)
         parser.add_argument("--lock-timeout", type=float, default=60,
                             help="seconds to wait for another publish to the destination to finish (default 60)")
 
     pb = sub.add_parser("publish", help="publish a recorded group version to a download server")
     pb.add_argument("spec", metavar="group-NAME=VERSION")
-    destination_options(pb, ("--to", "--dest"))
+    destination_options(pb, "publish")
     pb.add_argument("--arch", help="x86_64, x86 or all (default: every arch recorded for the version)")
     pb.add_argument("--format", help="only these formats, a comma list (default: every format recorded)")
     pb.add_argument("--channel", choices=("release", "nightly"), default="release",
                     help="release (kept until removed by hand) or nightly (pruned by --keep)")
     pb.add_argument("--no-current", action="store_true", help="publish without making it the current release")
     pb.add_argument("--keep", type=int, help="then delete all but the newest N nightlies (never a current one)")
-    pb.add_argument("--key", help="OpenPGP key to sign SHA256SUMS with (default: publish.key, APPBUILD_SIGNING_KEY)")
-    pb.add_argument("--gpg-home", help="GNUPGHOME holding the key (default: publish.gpg_home, APPBUILD_GPG_HOME)")
     pb.add_argument("--unsigned", action="store_true", help="publish without a signature")
     pb.set_defaults(func=cmd_publish)
 
     rb = sub.add_parser("rollback", help="make an earlier published release current again (no rebuild)")
     rb.add_argument("group", help="group-NAME")
     rb.add_argument("--to", dest="version", required=True, metavar="VERSION", help="the release to make current")
-    destination_options(rb, ("--dest",))
+    destination_options(rb, "rollback")
     rb.add_argument("--arch", help="x86_64, x86 or all (default: every arch the release has)")
     rb.add_argument("--reason", help="why the current release is withdrawn (shown on the download page)")
     rb.set_defaults(func=cmd_rollback)

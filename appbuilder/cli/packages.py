@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from appbuilder.cli.common import arches, open_repo
 from appbuilder.core.arch import DEFAULT_ARCH
 from appbuilder.core.settings import Settings
@@ -11,32 +9,22 @@ from appbuilder.core.ui import Console
 
 
 def cmd_cook(args, settings: Settings, ui: Console) -> int:
-    from appbuilder.cook.batch import cook_all, summary_error
-    from appbuilder.cook.cook import Cooker, CookOptions
+    from appbuilder.cook.uptodate import Progress, bring_up_to_date
     from appbuilder.recipe.loader import find_recipes
 
     recipes = [r for path in args.paths for r in find_recipes(path)]
-    repo = open_repo(settings)
-    cooker = Cooker(settings, repo, warn=ui.warn)
-    make_jobs = max(1, (os.cpu_count() or 2))
-    echo = ui.build_output if args.verbose else None
-
-    def options(arch):
-        return CookOptions(arch=arch, force=args.force, make_jobs=make_jobs, keep_work=args.keep_work, echo=echo)
 
     def report(res):
         if res.skipped:
             ui.info(f"{res.name} ({res.arch}) is up to date: {res.nvf}")
         else:
             ui.success(f"cooked {res.nvf} in {res.seconds:.1f} s  [{', '.join(c.split(':')[1] for c in res.components)}]")
-            for m in res.missing_build_requires:
+            for m in [*res.missing_build_requires, *res.warnings]:
                 ui.warn(f"{res.name}: {m}")
 
-    result = cook_all(cooker, recipes, arches(args.arch), jobs=args.jobs, options=options, report=report,
-                      report_failure=lambda who, err: ui.error(err))
-    error = summary_error(result)
-    if error:
-        raise error
+    progress = Progress(say=ui.note, cooked=report, warn=ui.warn, echo=ui.build_output if args.verbose else None)
+    bring_up_to_date(settings, open_repo(settings), arches(args.arch), progress, recipes=recipes, jobs=args.jobs,
+                     force=args.force, keep_work=args.keep_work)
     return 0
 
 

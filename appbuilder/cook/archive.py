@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Sequence
 
 import zstandard
 
-from appbuilder.core.errors import AppbuildError, UnsafeArchive
+from appbuilder.core.errors import UnsafeArchive
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
@@ -28,7 +28,6 @@ Runner = Callable[[Sequence[str], Path], None]
 
 
 MAX_LINK_DEPTH = 40
-DEFAULT_UNPACK_LIMIT = 16 << 30  # bytes an archive may expand to (cook: max_unpacked_size)
 
 
 class LinkResolver:
@@ -160,26 +159,8 @@ def _list(path: Path) -> tuple[str, list[tuple[str, str, str | None]], int]:
         raise UnsafeArchive(f"{path.name}: not a readable tar or zip archive ({exc})") from None
 
 
-def parse_size(value) -> int:
-    """A size from configuration: bytes, or a number with K, M, G or T (powers of 1024)."""
-    text = str(value).strip().upper().removesuffix("B").removesuffix("I")
-    factor = 1
-    if text and text[-1] in _UNITS:
-        factor, text = _UNITS[text[-1]], text[:-1]
-    try:
-        size = int(float(text) * factor)
-    except ValueError:
-        raise AppbuildError(f"bad size {value!r} (expected bytes, or a number with K, M, G or T)") from None
-    if size <= 0:
-        raise AppbuildError(f"bad size {value!r}: it must be positive")
-    return size
-
-
-_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
 def unpack(path: Path, dest: Path, run: Runner, *, inside: Callable[[Path], str] = str,
-           limit: int | None = DEFAULT_UNPACK_LIMIT) -> list[str]:
+           limit: int | None = None) -> list[str]:
     """Check and unpack *path* into *dest*; *run* runs tar in the build sandbox, where
     *inside* maps host paths to what the sandbox sees. An archive whose files add up to
     more than *limit* bytes is refused before anything is written."""

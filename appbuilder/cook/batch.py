@@ -17,7 +17,7 @@ import networkx as nx
 
 from appbuilder.cook.cook import Cooker, CookOptions, CookResult
 from appbuilder.core.arch import Arch
-from appbuilder.core.errors import AppbuildError, BuildFailed, Interrupted
+from appbuilder.core.errors import AppbuildError, Interrupted
 from appbuilder.core.sandbox import Sandbox
 from appbuilder.graph.buildorder import build_graph, check_acyclic
 from appbuilder.recipe.loader import RecipeFile
@@ -38,7 +38,6 @@ def cook_all(
     jobs: int,
     options: Callable[[Arch], CookOptions],
     report: Callable[[CookResult], None] = lambda r: None,
-    report_failure: Callable[[str, str], None] = lambda who, err: None,
 ) -> BatchResult:
     graph = build_graph(recipes)
     check_acyclic(graph)
@@ -92,7 +91,6 @@ def cook_all(
                         blocked.add(node)
                         result.failed[label(node)] = str(exc)
                         block_descendants(node, f"{label(node)} failed")
-                        report_failure(label(node), str(exc))
                         continue
                     done.add(node)
                     result.cooked.append(res)
@@ -104,15 +102,3 @@ def cook_all(
                 fut.cancel()
             raise Interrupted("interrupted: running builds were stopped; nothing unfinished was committed") from None
     return result
-
-
-def summary_error(result: BatchResult) -> BuildFailed | None:
-    """One error listing every failed and skipped cook, or None when all went well."""
-    if not result.failed:
-        return None
-    lines = [f"{len(result.failed)} cook(s) failed:"]
-    lines += [f"  {who}" for who in result.failed]
-    if result.not_attempted:
-        lines.append("not attempted because a build requirement failed:")
-        lines += [f"  {who}: {why}" for who, why in sorted(result.not_attempted.items())]
-    return BuildFailed("\n".join(lines))

@@ -35,9 +35,7 @@ from typing import Callable, Sequence
 
 from appbuilder.cook import archive
 from appbuilder.cook.buildroot import BuildRoots, plan_root
-from appbuilder.cook.debsrc import DebianSources
-from appbuilder.cook.inputs import input_hash, source_hash
-from appbuilder.cook.lookaside import Lookaside
+from appbuilder.cook.inputs import code_digest, input_hash, source_hash
 from appbuilder.cook.missing import explain_missing
 from appbuilder.cook.toolchain import Toolchain, resolve_toolchain
 from appbuilder.core.arch import Arch
@@ -59,10 +57,10 @@ from appbuilder.repository.deps import Dependency
 from appbuilder.repository.repo import PackageBuild, Repository
 from appbuilder.repository.trove import COMPONENT, Trove
 from appbuilder.repository.versions import NVF, Flavor
+from appbuilder.upstream.debsrc import DebianSources
+from appbuilder.upstream.lookaside import Lookaside
 
 LOG_TAIL_LINES = 25
-DEFAULT_SOURCE_DATE_EPOCH = 1_700_000_000
-DEFAULT_COMMAND_TIMEOUT = 4 * 3600  # seconds one build command may take (generous: a big C++ build)
 # where the cook's directories appear inside the sandbox
 BUILD_TOP = "/build"
 SOURCES_TOP = "/sources"
@@ -85,6 +83,7 @@ class CookResult:
     skipped: bool
     seconds: float = 0.0
     missing_build_requires: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what the policies could not do (by path)
     components: list[str] = field(default_factory=list)
 
 
@@ -181,10 +180,9 @@ class Cooker:
         self.lookaside = Lookaside(settings.lookaside, settings.mirrors, warn=warn)
         self.debian = DebianSources(settings.cache, self.lookaside)
         self.roots = BuildRoots(settings.cache, repo.store)
-        self.source_date_epoch = int(settings.config.get("source_date_epoch", DEFAULT_SOURCE_DATE_EPOCH))
-        self.command_timeout = cook_setting(settings, "command_timeout", DEFAULT_COMMAND_TIMEOUT, _seconds)
-        self.unpack_limit = cook_setting(settings, "max_unpacked_size", archive.DEFAULT_UNPACK_LIMIT,
-                                         archive.parse_size)
+        self.source_date_epoch = settings.get("source_date_epoch")
+        self.command_timeout = settings.get("cook.command_timeout")
+        self.unpack_limit = settings.get("cook.max_unpacked_size")
         # set when the user interrupts: running cooks stop before their next step and commit nothing
         self.cancelled = threading.Event()
         self._toolchain: Toolchain | None = None
@@ -307,7 +305,7 @@ class Cooker:
             result = run_policies(recipe, ctx.destdir, declared=declared, suggest=self._suggest,
                                   jobs=opts.make_jobs, objcopy=ctx.objcopy, inside=recipe.macros.destdir)
 
-        for m in result.missing_build_requires:
+        for m in [*result.missing_build_requires, *result.warnings]:
             ctx.log(f"warning: {m}")
         for digest, host in result.contents.items():
             self.repo.store.put_file(host, digest)
@@ -326,13 +324,16 @@ class Cooker:
                 "build_requires": [str(n) for n in reqs],
                 "toolchain": str(toolchain.group),
                 "build_root": plan.key,
+                "cook_code": code_digest(),
                 "build_log_blob": log_blob,
                 "missing_build_requires": [str(m) for m in result.missing_build_requires],
+                "policy_warnings": result.warnings,
             },
             rebuild=opts.force,
         ))
         return CookResult(rf.name, arch.name, package.nvf, skipped=False,
                           missing_build_requires=[str(m) for m in result.missing_build_requires],
+                          warnings=result.warnings,
                           components=[c.name for c in result.components])
 
     def build_root(self, plan, log: Callable[[str], None]):
@@ -383,25 +384,6 @@ class Cooker:
                    f"--- last {len(tail)} lines of the build log ---\n" + "\n".join(tail) +
                    f"\n--- full log: {kept} (nothing was committed)")
         return BuildFailed(message, log_path=str(kept))
-
-
-def cook_setting(settings: Settings, key: str, default, parse: Callable):
-    """``cook: KEY`` from ``repo/config.yaml``, parsed, or *default*; a bad value is an error."""
-    section = settings.config.get("cook") or {}
-    if not isinstance(section, dict):
-        raise AppbuildError("repo/config.yaml: 'cook:' must be a mapping (command_timeout, max_unpacked_size)")
-    value = section.get(key, default)
-    try:
-        return parse(value)
-    except (AppbuildError, TypeError, ValueError) as exc:
-        raise AppbuildError(f"repo/config.yaml: cook: {key}: {value!r} is not valid ({exc})") from None
-
-
-def _seconds(value) -> float:
-    seconds = float(value)
-    if not seconds > 0:
-        raise ValueError("it must be a positive number of seconds")
-    return seconds
 
 
 def sweep_work_dirs(work_root: Path) -> None:

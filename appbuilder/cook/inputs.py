@@ -5,21 +5,29 @@
   new source hash means a new source count.
 * The **input hash** chains the source hash with everything else the build depends on:
   the target architecture, the exact versions of the build requirements, the pin of
-  the toolchain group the build root is made from (never anything of the host), and
-  appbuild's own version (osbuild's hash-chained cache ids). A cook whose input hash
-  is already in the repository is skipped.
+  the toolchain group the build root is made from (never anything of the host), and a
+  digest of appbuild's own code that shapes a cook's output (:data:`COOK_CODE`: the
+  recipe actions and macros, the policies and dependency discovery, the cook, its
+  build roots and sandbox), so changing a policy cooks again what it would change
+  (osbuild's hash-chained cache ids). A cook whose input hash is already in the
+  repository is skipped.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
 
-from appbuilder import __version__
+import appbuilder
 from appbuilder.repository.versions import NVF
 
 IGNORED_NAMES = {"__pycache__", ".git"}
+# appbuild's code whose change can change what a cook produces (directories or files of
+# the appbuilder package)
+COOK_CODE = ("recipe", "policy", "cook/cook.py", "cook/buildroot.py", "cook/archive.py", "cook/toolchain.py",
+             "core/sandbox.py", "core/beneath.py", "core/arch.py", "repository/deps.py", "upstream/debsrc.py")
 
 
 def source_hash(recipe_dir: Path) -> str:
@@ -40,9 +48,22 @@ def source_hash(recipe_dir: Path) -> str:
     return h.hexdigest()
 
 
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """sha256 over the files of :data:`COOK_CODE` (their paths and contents)."""
+    package = Path(appbuilder.__file__).resolve().parent
+    h = hashlib.sha256()
+    for entry in COOK_CODE:
+        top = package / entry
+        files = [top] if top.is_file() else sorted(top.rglob("*.py"))
+        for path in files:
+            h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def input_hash(source: str, arch: str, build_requires: list[NVF], toolchain: str) -> str:
     h = hashlib.sha256()
-    for part in (f"appbuild {__version__}", f"source {source}", f"arch {arch}", f"toolchain {toolchain}",
+    for part in (f"appbuild code {code_digest()}", f"source {source}", f"arch {arch}", f"toolchain {toolchain}",
                  *(f"requires {n}" for n in sorted(map(str, build_requires)))):
         h.update(part.encode() + b"\n")
     return h.hexdigest()

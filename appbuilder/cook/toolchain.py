@@ -23,8 +23,6 @@ from appbuilder.repository.repo import Repository
 from appbuilder.repository.trove import COMPONENT, Trove
 from appbuilder.repository.versions import NVF
 
-DEFAULT_TOOLCHAIN = "group-toolchain"
-
 
 class Toolchain:
     """The resolved toolchain group: its pin, and (loaded when a build root is made) its
@@ -48,18 +46,11 @@ class Toolchain:
         return str(self.group)
 
 
-def toolchain_name(settings: Settings) -> str:
-    name = settings.config.get("toolchain", DEFAULT_TOOLCHAIN)
-    if not isinstance(name, str) or not name.startswith("group-"):
-        raise AppbuildError(f"repo/config.yaml: toolchain: {name!r} must name a group recipe (group-NAME)")
-    return name
-
-
 def resolve_toolchain(settings: Settings, repo: Repository) -> Toolchain:
     """Resolve the workspace's toolchain group (a no-op when nothing changed) and load it."""
     from appbuilder.graph.groups import resolve_group
 
-    name = toolchain_name(settings)
+    name = settings.get("toolchain")
     recipe = settings.groups_dir / f"{name}.py"
     if not recipe.is_file():
         raise BuildFailed(

@@ -1,27 +1,29 @@
-"""Where appbuild finds its recipes, repository, caches and image store.
+"""Every setting of appbuild, declared once: where it comes from and what it means.
 
 A *workspace* is a directory holding ``recipes/``, ``groups/`` and ``repo/config.yaml``
-(appbuild looks upward from the current directory for it, as git does). Runtime data
-lives under ``repo/`` and ``images/`` and is not tracked by git. Every location can be
-moved with an environment variable, which the test suite uses to work in temporary
-directories:
+(appbuild looks upward from the current directory for it, as git does). Each setting in
+:data:`SETTINGS` has a key in ``repo/config.yaml`` (``cook.command_timeout`` is
+``command_timeout:`` under ``cook:``), optionally an environment variable and command-line
+flags, a default and a help text (``appbuild settings`` prints them with their values).
+One rule of precedence holds for all of them:
 
-==========================  =================================  ===========================
-variable                    default                            holds
-==========================  =================================  ===========================
-``APPBUILD_WORKSPACE``      nearest dir with repo/config.yaml  recipes/, groups/, formats/
-``APPBUILD_REPOSITORY``     ``repo/data``                      content store + SQLite index
-``APPBUILD_CACHE``          ``repo/cache``                     lookaside cache, apt state
-``APPBUILD_LOGS``           ``repo/logs``                      build logs of failed cooks
-``APPBUILD_IMAGES``         ``images``                         the image store
-==========================  =================================  ===========================
+    command-line flag  >  environment variable  >  repo/config.yaml  >  default
+
+The table drives the reading of ``repo/config.yaml`` (a key it does not declare is an
+error that suggests the nearest one), the command-line options of the commands a
+setting belongs to (:func:`add_flags`), and the README's table of settings
+(:func:`markdown_table`; a test compares them). Values are checked when read; a bad one is an error naming the
+file (or variable) and the key.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Callable
 
 import yaml
 
@@ -31,18 +33,242 @@ CONFIG_NAME = Path("repo") / "config.yaml"
 DEFAULT_LABEL = "cernvm@cvm:2"
 
 
+class SettingsError(AppbuildError):
+    """repo/config.yaml, an environment variable or a flag gives a setting it cannot have."""
+
+
+# ------------------------------------------------------------------ value checks
+
+
+def _text(value) -> str:
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool) or str(value) == "":
+        raise ValueError("expected text")
+    return str(value)
+
+
+def _optional_text(value) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _whole(value) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number")
+    number = int(value)
+    if number < 0:
+        raise ValueError("expected a whole number, 0 or more")
+    return number
+
+
+def _seconds(value) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number of seconds")
+    seconds = float(value)
+    if not seconds > 0:
+        raise ValueError("expected a positive number of seconds")
+    return seconds
+
+
+_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(value) -> int:
+    """A size: bytes, or a number with K, M, G or T (powers of 1024, ``16G``, ``64KiB``)."""
+    text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+    factor = 1
+    if text and text[-1] in _UNITS:
+        factor, text = _UNITS[text[-1]], text[:-1]
+    try:
+        size = int(float(text) * factor)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a size (bytes, or a number with K, M, G or T)") from None
+    if size <= 0:
+        raise ValueError("a size must be positive")
+    return size
+
+
+def _flag(value) -> bool:
+    if not isinstance(value, bool):
+        if str(value).lower() in ("1", "true", "yes", "on"):
+            return True
+        if str(value).lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("expected true or false")
+    return value
+
+
+def _group_name(value) -> str:
+    text = _text(value)
+    if not re.match(r"^group-[a-z0-9][a-z0-9+._-]*$", text):
+        raise ValueError("expected the name of a group recipe, group-NAME")
+    return text
+
+
+def _mirrors(value) -> dict[str, list[str]]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, list) for v in value.values()):
+        raise ValueError("expected NAME: [base URL, ...] entries")
+    return {str(k): [_text(u) for u in v] for k, v in value.items()}
+
+
+def _paths(value) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError("expected a list of file names")
+    return [_text(v) for v in value]
+
+
+_UPSTREAM_KEYS = {"deb": {"packages", "group", "with_depends", "label"}, "rpm": {"repo", "only", "arch", "label"}}
+
+
+def _upstream(value) -> dict:
+    """``upstream: {deb: [{packages|group, with_depends, label}], rpm: [{repo, only, arch, label}]}``."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("expected deb: and rpm: lists")
+    for kind, entries in value.items():
+        if kind not in _UPSTREAM_KEYS:
+            raise ValueError(f"unknown kind {kind!r}{_did_you_mean(kind, _UPSTREAM_KEYS)} (deb, rpm)")
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise ValueError(f"{kind}: expected a list of entries")
+        for entry in entries:
+            unknown = set(entry) - _UPSTREAM_KEYS[kind]
+            if unknown:
+                key = sorted(unknown)[0]
+                raise ValueError(f"{kind} entry: unknown key {key!r}{_did_you_mean(key, _UPSTREAM_KEYS[kind])}")
+            if kind == "rpm" and not entry.get("repo"):
+                raise ValueError("rpm entry: name the rpm-md repository (repo:)")
+            if kind == "deb" and not (entry.get("packages") or entry.get("group")):
+                raise ValueError("deb entry: name packages: or a group:")
+    return value
+
+
+def _accel(value) -> str:
+    text = _text(value)
+    if text not in ("tcg", "kvm"):
+        raise ValueError("expected tcg or kvm")
+    return text
+
+
+# ------------------------------------------------------------------ the table
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its config key, environment variable, flags, default and meaning."""
+
+    key: str | None  # dotted key in repo/config.yaml; None: only the environment sets it
+    default: Any
+    help: str
+    env: str | None = None
+    cli: dict[str, tuple[str, ...]] = field(default_factory=dict)  # command -> its flags for this setting
+    parse: Callable[[Any], Any] = _text
+    metavar: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return (self.key or self.env or "").replace(".", "_").lower()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(None, None, "the workspace (default: the nearest directory above holding repo/config.yaml)",
+            env="APPBUILD_WORKSPACE", parse=_optional_text),
+    Setting("label", DEFAULT_LABEL, "the label new troves are committed to (host@namespace:tag; the repository "
+            "checks it)"),
+    Setting("source_date_epoch", 1_700_000_000, "SOURCE_DATE_EPOCH of every build (time stamps inside built files)",
+            parse=_whole),
+    Setting("toolchain", "group-toolchain", "the group recipe every cook's build root is made from",
+            parse=_group_name),
+    Setting("mirrors", {}, "mirror://NAME/path in a recipe expands to each base URL listed for NAME",
+            parse=_mirrors),
+    Setting("upstream", {}, "the upstream packages `appbuild import upstream` imports (deb: and rpm: lists)",
+            parse=_upstream),
+    Setting("paths.data", "repo/data", "the repository: content store and index", env="APPBUILD_REPOSITORY"),
+    Setting("paths.cache", "repo/cache", "lookaside cache, apt state, build roots, work directories",
+            env="APPBUILD_CACHE"),
+    Setting("paths.logs", "repo/logs", "logs of failed cooks, nightly reports", env="APPBUILD_LOGS"),
+    Setting("paths.images", "images", "the image store", env="APPBUILD_IMAGES"),
+    Setting("cook.command_timeout", 14400, "seconds one build command may run (a recipe may set buildTimeout)",
+            parse=_seconds),
+    Setting("cook.max_unpacked_size", "16G", "a source archive expanding past this size is refused",
+            parse=parse_size),
+    Setting("rpm.keys", [], "OpenPGP public keys (files) RPM capsules must be signed with", parse=_paths),
+    Setting("rpm.require_signature", None, "refuse unsigned RPMs (default: when rpm.keys names a key)",
+            parse=lambda v: None if v is None else _flag(v)),
+    Setting("rpm.label", None, "the label RPM capsules are imported to (default: label)", parse=_optional_text),
+    Setting("deb.label", None, "the label DEB capsules are imported to (default: label)", parse=_optional_text),
+    Setting("publish.to", None, "where `publish`, `rollback` and `serve` work: a directory or s3://BUCKET/PREFIX",
+            env="APPBUILD_PUBLISH_TO", cli={"publish": ("--to", "--dest"), "rollback": ("--dest",)},
+            parse=_optional_text, metavar="DEST"),
+    Setting("publish.endpoint_url", None, "S3-compatible endpoint of the destination (default: AWS, or "
+            "AWS_ENDPOINT_URL)", cli={"publish": ("--endpoint-url",), "rollback": ("--endpoint-url",)},
+            parse=_optional_text, metavar="URL"),
+    Setting("publish.key", None, "the OpenPGP key SHA256SUMS are signed with", env="APPBUILD_SIGNING_KEY",
+            cli={"publish": ("--key",)}, parse=_optional_text, metavar="KEY"),
+    Setting("publish.gpg_home", None, "the GNUPGHOME holding that key", env="APPBUILD_GPG_HOME",
+            cli={"publish": ("--gpg-home",)}, parse=_optional_text, metavar="DIR"),
+    Setting("publish.passphrase_file", None, "a file holding the key's passphrase",
+            env="APPBUILD_GPG_PASSPHRASE_FILE", parse=_optional_text),
+    Setting("qemu.accel", "tcg", "QEMU accelerator for boot tests: tcg, or kvm to opt in where it works",
+            env="APPBUILD_QEMU_ACCEL", parse=_accel),
+    Setting(None, None, "the interpreter ci/nightly runs (default: .venv/bin/python after set-up)",
+            env="APPBUILD_PYTHON", parse=_optional_text),
+    Setting(None, None, "S3/EC2-compatible endpoint for publish and upload ami when none is given (as boto3 "
+            "reads it)", env="AWS_ENDPOINT_URL", parse=_optional_text),
+)
+BY_KEY = {s.key: s for s in SETTINGS if s.key}
+# sections of repo/config.yaml and the keys each may hold
+SECTIONS = {section: {k.split(".", 1)[1] for k in BY_KEY if k.startswith(section + ".")}
+            for section in {k.split(".", 1)[0] for k in BY_KEY if "." in k}}
+
+
+def _did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, sorted(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# ------------------------------------------------------------------ resolved settings
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Resolved locations and repository-wide options for one workspace."""
+    """Resolved locations and settings of one workspace."""
 
     workspace: Path
     repository: Path
     cache: Path
     logs: Path
     images: Path
-    label: str = DEFAULT_LABEL
-    mirrors: dict[str, list[str]] = field(default_factory=dict)
-    config: dict = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)  # key -> value, every key of SETTINGS
+
+    def get(self, key: str):
+        """The value of the setting *key* (``cook.command_timeout``)."""
+        if key not in BY_KEY:
+            raise KeyError(f"no setting {key!r}")
+        return self.values[key] if key in self.values else BY_KEY[key].parse(BY_KEY[key].default)
+
+    def with_flags(self, args) -> "Settings":
+        """These settings with the command line's flags (an argparse namespace) over them."""
+        return self.with_overrides({s.key: getattr(args, s.dest, None) for s in SETTINGS if s.key and s.cli},
+                                   where="the command line")
+
+    def with_overrides(self, overrides: dict[str, Any], *, where: str = "the command line") -> "Settings":
+        """These settings with *overrides* (key -> value; None leaves a setting as it is) over them."""
+        values = dict(self.values)
+        for key, value in overrides.items():
+            if value is not None:
+                values[key] = _checked(BY_KEY[key], value, where)
+        return replace(self, values=values)
+
+    @property
+    def label(self) -> str:
+        return self.get("label")
+
+    @property
+    def mirrors(self) -> dict[str, list[str]]:
+        return self.get("mirrors")
 
     @property
     def recipes_dir(self) -> Path:
@@ -61,6 +287,13 @@ class Settings:
         return self.cache / "lookaside"
 
 
+def _checked(setting: Setting, value, where: str):
+    try:
+        return setting.parse(value)
+    except (ValueError, TypeError, AppbuildError) as exc:
+        raise SettingsError(f"{where}: {value!r} is not valid for {setting.key or setting.env}: {exc}") from None
+
+
 def find_workspace(start: Path | None = None) -> Path:
     """The nearest directory at or above *start* holding ``repo/config.yaml``."""
     env = os.environ.get("APPBUILD_WORKSPACE")
@@ -76,32 +309,81 @@ def find_workspace(start: Path | None = None) -> Path:
     )
 
 
-def load_settings(start: Path | None = None) -> Settings:
-    """Read ``repo/config.yaml`` of the workspace and apply environment overrides."""
-    workspace = find_workspace(start)
-    config_path = workspace / CONFIG_NAME
-    config: dict = {}
-    if config_path.is_file():
+def read_config(path: Path) -> dict[str, Any]:
+    """The settings ``repo/config.yaml`` gives, by dotted key, each checked; unknown keys
+    are errors that name the nearest known one."""
+    raw: Any = {}
+    if path.is_file():
         try:
-            config = yaml.safe_load(config_path.read_text()) or {}
+            raw = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise AppbuildError(f"{config_path}: not valid YAML: {exc}") from None
-    if not isinstance(config, dict):
-        raise AppbuildError(f"{config_path}: expected a mapping at top level")
+            raise SettingsError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{path}: expected a mapping at top level")
+    found: dict[str, Any] = {}
+    top_keys = {k for k in BY_KEY if "." not in k} | set(SECTIONS)
+    for key, value in raw.items():
+        key = str(key)
+        if key in SECTIONS:
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise SettingsError(f"{path}: '{key}:' must be a mapping ({', '.join(sorted(SECTIONS[key]))})")
+            for sub, sub_value in value.items():
+                if str(sub) not in SECTIONS[key]:
+                    raise SettingsError(f"{path}: unknown setting {key}.{sub}{_did_you_mean(str(sub), SECTIONS[key])}; "
+                                        f"'{key}:' holds {', '.join(sorted(SECTIONS[key]))}")
+                found[f"{key}.{sub}"] = _checked(BY_KEY[f"{key}.{sub}"], sub_value, f"{path}: {key}.{sub}")
+        elif key in BY_KEY:
+            found[key] = _checked(BY_KEY[key], value, f"{path}: {key}")
+        else:
+            raise SettingsError(f"{path}: unknown setting {key!r}{_did_you_mean(key, top_keys)} "
+                                f"(`appbuild settings` lists them)")
+    return found
 
-    def place(env: str, default: str) -> Path:
-        value = os.environ.get(env) or config.get("paths", {}).get(default.split("/")[-1])
-        path = Path(value) if value else workspace / default
-        return path if path.is_absolute() else (workspace / path)
 
-    mirrors = config.get("mirrors") or {}
-    return Settings(
-        workspace=workspace,
-        repository=place("APPBUILD_REPOSITORY", "repo/data"),
-        cache=place("APPBUILD_CACHE", "repo/cache"),
-        logs=place("APPBUILD_LOGS", "repo/logs"),
-        images=place("APPBUILD_IMAGES", "images"),
-        label=str(config.get("label", DEFAULT_LABEL)),
-        mirrors={str(k): [str(u) for u in v] for k, v in mirrors.items()},
-        config=config,
-    )
+def load_settings(start: Path | None = None) -> Settings:
+    """Read the workspace's ``repo/config.yaml`` and the environment (see :data:`SETTINGS`)."""
+    workspace = find_workspace(start)
+    values = read_config(workspace / CONFIG_NAME)
+    for s in SETTINGS:
+        if s.key and s.env and os.environ.get(s.env):
+            values[s.key] = _checked(s, os.environ[s.env], f"environment variable {s.env}")
+    for s in SETTINGS:
+        if s.key and s.key not in values:
+            values[s.key] = s.parse(s.default)
+
+    def place(key: str) -> Path:
+        path = Path(values[key])
+        return path if path.is_absolute() else workspace / path
+
+    return Settings(workspace=workspace, repository=place("paths.data"), cache=place("paths.cache"),
+                    logs=place("paths.logs"), images=place("paths.images"), values=values)
+
+
+def from_environment(key: str):
+    """The setting *key* where no workspace is read (booting or inspecting an image file):
+    its environment variable, else its default."""
+    setting = BY_KEY[key]
+    value = os.environ.get(setting.env) if setting.env else None
+    return _checked(setting, value, f"environment variable {setting.env}") if value else setting.parse(setting.default)
+
+
+def add_flags(parser, command: str) -> None:
+    """Add the flags of the settings that belong to *command* to its argparse *parser*."""
+    for s in SETTINGS:
+        if command in s.cli:
+            where = f"{s.env}, " if s.env else ""
+            parser.add_argument(*s.cli[command], dest=s.dest, metavar=s.metavar or "VALUE",
+                                help=f"{s.help} (default: {where}{s.key} in repo/config.yaml)")
+
+
+def markdown_table() -> str:
+    """Every setting as the README's table (a test keeps the README equal to it)."""
+    rows = ["| `repo/config.yaml` key | environment | flags | default | meaning |", "|---|---|---|---|---|"]
+    for s in SETTINGS:
+        flags = ", ".join(f"{'/'.join(f'`{f}`' for f in fs)} ({cmd})" for cmd, fs in s.cli.items())
+        default = "" if s.default in (None, {}, []) else f"`{s.default}`"
+        rows.append(f"| {f'`{s.key}`' if s.key else ''} | {f'`{s.env}`' if s.env else ''} | {flags} | {default} "
+                    f"| {s.help} |")
+    return "\n".join(rows) + "\n"

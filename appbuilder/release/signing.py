@@ -19,13 +19,13 @@ asks for anything.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from appbuilder.core.errors import AppbuildError
+from appbuilder.core.settings import Settings
 
 
 class SigningError(AppbuildError):
@@ -76,25 +76,22 @@ class Signer:
         return self._run("--armor", "--export", "--", self.key).encode()
 
 
-def signer_from(config: dict, *, key: str | None = None, gpg_home: str | None = None) -> Signer | None:
-    """The signer the command line, the environment or ``publish:`` in repo/config.yaml name
-    (in that order), or None when none names a key."""
-    section = config.get("publish") or {}
-    key = key or os.environ.get("APPBUILD_SIGNING_KEY") or section.get("key")
+def signer_from(settings: Settings) -> Signer | None:
+    """The signer the settings name (``publish.key``, ``publish.gpg_home``,
+    ``publish.passphrase_file``: flag, environment or repo/config.yaml), or None."""
+    key = settings.get("publish.key")
     if not key:
         return None
-    home = gpg_home or os.environ.get("APPBUILD_GPG_HOME") or section.get("gpg_home")
-    passphrase = os.environ.get("APPBUILD_GPG_PASSPHRASE_FILE") or section.get("passphrase_file")
+    home, passphrase = settings.get("publish.gpg_home"), settings.get("publish.passphrase_file")
     return Signer(str(key), Path(home).expanduser() if home else None,
                   Path(passphrase).expanduser() if passphrase else None)
 
 
-def require_signer(config: dict, *, key: str | None = None, gpg_home: str | None = None,
-                   unsigned: bool = False) -> Signer | None:
+def require_signer(settings: Settings, *, unsigned: bool = False) -> Signer | None:
     """The configured signer, checked to hold its secret key; None only when *unsigned* was asked for."""
     if unsigned:
         return None
-    signer = signer_from(config, key=key, gpg_home=gpg_home)
+    signer = signer_from(settings)
     if signer is None:
         raise SigningError("no signing key: set publish.key in repo/config.yaml or APPBUILD_SIGNING_KEY "
                            "(or pass --key), or publish with --unsigned")

@@ -17,7 +17,6 @@ first built (and published), not merely a similar one.
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -28,19 +27,21 @@ from appbuilder.assemble.meta import ImageMeta
 from appbuilder.core.arch import get_arch
 from appbuilder.core.errors import AppbuildError, Interrupted
 from appbuilder.core.settings import Settings
+from appbuilder.core.settings import parse_size as settings_size
 from appbuilder.repository.repo import Repository
 from appbuilder.store import manifest as mf
 from appbuilder.store.images import ImageStore
 
-_SIZE_RE = re.compile(r"^(\d+)([MG])i?B?$", re.IGNORECASE)
-
 
 def parse_size(text: str) -> int:
-    """``512M``, ``2G`` (binary units) → bytes."""
-    m = _SIZE_RE.match(text.strip())
-    if not m:
-        raise AppbuildError(f"bad size {text!r}: use a number of MiB or GiB, e.g. 512M or 2G")
-    return int(m.group(1)) << (20 if m.group(2).upper() == "M" else 30)
+    """A disk size: ``512M``, ``2G`` (binary units), a whole number of MiB."""
+    try:
+        size = settings_size(text)
+    except ValueError as exc:
+        raise AppbuildError(f"bad size {text!r}: {exc}; e.g. 512M or 2G") from None
+    if size % (1 << 20):
+        raise AppbuildError(f"bad size {text!r}: a disk is a whole number of MiB, e.g. 512M or 2G")
+    return size
 
 
 @dataclass
@@ -74,7 +75,8 @@ def build_images(settings: Settings, repo: Repository, req: BuildRequest,
     from appbuilder.formats.specs import resolve_formats
 
     arches = [get_arch(a).name for a in req.arches]
-    plans = {arch: resolve_formats(req.formats, arch) for arch in arches}  # bad names fail before any work
+    plans = {arch: resolve_formats(req.formats, arch, settings.formats_dir)  # bad names fail before any work
+             for arch in arches}
     store = ImageStore(req.output or settings.images)
     built = []
     for arch in arches:
@@ -121,7 +123,7 @@ def _build_one(settings: Settings, repo: Repository, req: BuildRequest, arch: st
     try:
         t = time.monotonic()
         troves = staged_troves(repo, group)
-        fallback_epoch = int(settings.config.get("source_date_epoch", 0))
+        fallback_epoch = settings.get("source_date_epoch")
         assembled = assemble_raw(repo, group, troves, {"group": req.group, "source_date_epoch": fallback_epoch}, work,
                                  size=req.size, progress=lambda m: say(f"[{arch}] {m}"))
         timings["assemble"] = time.monotonic() - t
@@ -129,7 +131,7 @@ def _build_one(settings: Settings, repo: Repository, req: BuildRequest, arch: st
         out = work / "out"
         out.mkdir()
         produced = convert_all(assembled.raw, [f.name for f in formats], out, assembled.meta, jobs=req.jobs,
-                               progress=lambda m: say(f"[{arch}] {m}"))
+                               progress=lambda m: say(f"[{arch}] {m}"), formats_dir=settings.formats_dir)
         timings["convert"] = time.monotonic() - t
         # formats may share a file (raw and ami: the same disk)
         unique = list(dict.fromkeys(p for paths in produced.values() for p in paths))
@@ -192,22 +194,12 @@ def _log_header(manifest: mf.Manifest, started: str) -> str:
 
 
 def _cook_changed(settings: Settings, repo: Repository, arch: str, say: Callable[[str], None]) -> None:
-    """Cook every recipe whose inputs changed, for *arch* (unchanged ones are skipped)."""
-    import os
-
-    from appbuilder.cook.batch import cook_all, summary_error
-    from appbuilder.cook.cook import Cooker, CookOptions
-    from appbuilder.recipe.loader import find_recipes
-
-    cooker = Cooker(settings, repo)
-    recipes = find_recipes(settings.recipes_dir)
+    """Bring the repository up to date for *arch*: import what is missing, cook what changed."""
+    from appbuilder.cook.uptodate import Progress, bring_up_to_date
 
     def report(res) -> None:
         if not res.skipped:
             say(f"[{arch}] cooked {res.nvf} in {res.seconds:.1f} s")
 
-    result = cook_all(cooker, recipes, [get_arch(arch)], jobs=2,
-                      options=lambda a: CookOptions(arch=a, make_jobs=os.cpu_count() or 2), report=report)
-    error = summary_error(result)
-    if error:
-        raise error
+    bring_up_to_date(settings, repo, [get_arch(arch)], Progress(say=lambda m: say(f"[{arch}] {m}"), cooked=report),
+                     jobs=2)

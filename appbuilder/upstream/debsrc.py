@@ -20,7 +20,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from appbuilder.cook.lookaside import Lookaside, fetch_again
 from appbuilder.core.errors import SourceError
 from appbuilder.core.fileio import verify_file
 from appbuilder.upstream.apt import (
@@ -30,6 +29,7 @@ from appbuilder.upstream.apt import (
     deb_src_sources,
     system_entries,
 )
+from appbuilder.upstream.lookaside import Lookaside, fetch_again
 
 __all__ = ["APT_DIR", "AptEntry", "DebianSources", "deb_src_sources", "parse_dsc_files", "system_entries",
            "verify_source_package"]

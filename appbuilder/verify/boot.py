@@ -30,6 +30,7 @@ from pathlib import Path
 
 from appbuilder.core.arch import get_arch
 from appbuilder.core.errors import AppbuildError
+from appbuilder.core.settings import from_environment
 
 BOOT_MARKER = "APPLIANCE-BOOT-OK"
 
@@ -52,13 +53,14 @@ class BootOptions:
     extra_drives: list[tuple[Path, str, str]] = field(default_factory=list)  # (file, format, interface)
     guestfwd: list[tuple[str, int, int]] = field(default_factory=list)  # (guest ip, guest port, host port)
     extra_args: list[str] = field(default_factory=list)
+    accel: str | None = None  # QEMU accelerator (default: the qemu.accel setting, tcg)
 
 
 def qemu_argv(image: Path, opts: BootOptions) -> list[str]:
     qemu = shutil.which(get_arch(opts.arch).qemu)
     if not qemu:
         raise AppbuildError(f"{get_arch(opts.arch).qemu} is not installed (apt-get install qemu-system-x86)")
-    accel = os.environ.get("APPBUILD_QEMU_ACCEL", "tcg")
+    accel = opts.accel or from_environment("qemu.accel")
     argv = [qemu, "-accel", accel, "-m", str(opts.memory_mib), "-display", "none", "-no-reboot", "-snapshot",
             "-monitor", "none", "-serial", "stdio",
             "-drive", f"file={image},format={opts.drive_format},if={opts.interface}"]

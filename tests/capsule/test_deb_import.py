@@ -70,7 +70,7 @@ def test_debian_packages_for_both_architectures(deb_repo):
 def test_reimport_through_apt_is_a_no_op_without_download(deb_repo):
     import shutil
 
-    from appbuilder.cook.lookaside import Lookaside
+    from appbuilder.upstream.lookaside import Lookaside
 
     settings, _ = deb_repo
     repo = open_repo(settings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import textwrap
 
-from appbuilder.cook import debsrc
+from appbuilder.upstream import debsrc
 from appbuilder.upstream.apt import AptEntry, PrivateApt, sources_text, system_entries
 
 

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from appbuilder.cook.debsrc import (
+from appbuilder.core.errors import SourceError
+from appbuilder.upstream.debsrc import (
     AptEntry,
     DebianSources,
     deb_src_sources,
     parse_dsc_files,
     system_entries,
 )
-from appbuilder.cook.lookaside import Lookaside
-from appbuilder.core.errors import SourceError
+from appbuilder.upstream.lookaside import Lookaside
 
 ONE_LINE = """\
 # the main archive

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from appbuilder.cook.lookaside import Lookaside
 from appbuilder.core.errors import ChecksumMismatch, SourceError
 from appbuilder.core.fileio import verify_file
+from appbuilder.upstream.lookaside import Lookaside
 from tests.servers import StaticServer
 
 
@@ -223,7 +223,7 @@ def test_cached_checks_the_content_and_drops_a_damaged_entry(tmp_path, caplog):
     kept = cache.add(src, digest, "local.patch")
     assert cache.cached(digest) == kept
     kept.write_bytes(b"--- a\n+++ b\n@@ -1 +1 @@\n-x\n+z\n")  # edited in the cache
-    with caplog.at_level("WARNING", logger="appbuilder.cook.lookaside"):
+    with caplog.at_level("WARNING", logger="appbuilder.upstream.lookaside"):
         assert cache.cached(digest) is None
     assert not cache.entry_dir(digest).exists()
     assert any(f"lookaside cache entry {cache.entry_dir(digest)} is damaged" in r.getMessage() for r in caplog.records)
