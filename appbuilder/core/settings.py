@@ -298,7 +298,10 @@ def find_workspace(start: Path | None = None) -> Path:
     """The nearest directory at or above *start* holding ``repo/config.yaml``."""
     env = os.environ.get("APPBUILD_WORKSPACE")
     if env:
-        return Path(env).resolve()
+        workspace = Path(env).resolve()
+        if not (workspace / CONFIG_NAME).is_file():
+            raise SettingsError(f"APPBUILD_WORKSPACE={env} is not an appbuild workspace: it has no {CONFIG_NAME}")
+        return workspace
     here = (start or Path.cwd()).resolve()
     for candidate in (here, *here.parents):
         if (candidate / CONFIG_NAME).is_file():

@@ -108,3 +108,11 @@ def test_every_key_the_project_config_uses_is_declared():
     s = make_settings(PROJECT / "tmp-never-made")
     assert s.get("toolchain") == "group-toolchain" and "busybox" in s.mirrors
     assert all(k in BY_KEY for k in s.values)
+
+
+def test_a_workspace_named_by_the_environment_must_be_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("APPBUILD_WORKSPACE", str(tmp_path / "typo"))
+    with pytest.raises(SettingsError, match=r"APPBUILD_WORKSPACE=.*typo is not an appbuild workspace: it has no "
+                                            r"repo/config.yaml"):
+        load_settings()
+    assert not (tmp_path / "typo").exists()
