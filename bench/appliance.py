@@ -44,6 +44,7 @@ from appbuilder.formats.convert import convert_all
 from appbuilder.formats.specs import resolve_formats
 from appbuilder.graph.groups import find_group, staged_troves
 from appbuilder.repository.repo import Repository
+from appbuilder.store.build import device_modules
 from appbuilder.verify.boot import BootOptions, boot_until
 
 
@@ -80,7 +81,8 @@ def main() -> int:
         for i in range(args.reps):
             work = tmp / f"asm{i}"
             work.mkdir()
-            seconds, disk = timed(lambda: assemble_raw(repo, group, troves, base, work))
+            seconds, disk = timed(lambda: assemble_raw(repo, group, troves, base, work,
+                                                       devices=device_modules(settings, "x86_64")))
             assembly.append(seconds)
             if i < args.reps - 1:
                 shutil.rmtree(work)
@@ -153,7 +155,7 @@ def main() -> int:
             g = repo.get(find_group(repo, "group-cernvm", arch), with_files=False)
             work = tmp / f"boot-{arch}"
             work.mkdir()
-            d = assemble_raw(repo, g, staged_troves(repo, g), base, work)
+            d = assemble_raw(repo, g, staged_troves(repo, g), base, work, devices=device_modules(settings, arch))
             times = []
             for _ in range(args.boots):
                 res = boot_until(d.raw, BootOptions(arch=arch, drive_format="raw", timeout=120))

@@ -24,6 +24,10 @@ APT_PACKAGES=(
     # images: partitioning, filesystems, bootloader, conversion, boot tests
     fdisk e2fsprogs kmod syslinux syslinux-common extlinux mtools dosfstools
     qemu-utils qemu-system-x86 libguestfs-tools linux-image-amd64 xorriso
+    # the from-scratch rebuild test builds "on another day" (libfaketime moves the clock)
+    faketime
+    # the login tests: ssh and ssh-keygen (keys, logging in to the guest), openssl (password hashes)
+    openssh-client openssl
     # graph pictures
     graphviz
     # the download page is tested in a real headless browser (selenium drives chromedriver)

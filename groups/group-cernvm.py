@@ -10,6 +10,8 @@ class GroupCernvm(GroupRecipe):
     version = '1.0'
     imageGroup = True
     hostname = 'cernvm'
+    # an SSH key or password given at boot (metadata, OVF environment, user data) is for this user
+    loginUser = 'cernvm'
     # kept in the root file system (with their dependencies) and loaded at boot
     kernelModules = ('vfat', 'nls_cp437', 'nls_ascii', 'nls_utf8', 'virtio_net', 'e1000', 'fuse', 'isofs')
 
@@ -17,8 +19,12 @@ class GroupCernvm(GroupRecipe):
         r.add('base-files')
         r.add('busybox')
         r.add('appliance-init')
+        r.add('appliance-grow')
         r.add('cvmfs-client')
         r.add('cvmfs-keys')
         r.add('cernvm-context')
+        # the way in: a small SSH server from the Debian archive, started by appliance-sshd
+        r.add('dropbear-bin')
+        r.add('appliance-sshd')
         # the kernel comes from the Debian archive (appbuild import deb linux-image-...)
         r.add('linux-image-*-amd64' if r.arch == 'x86_64' else 'linux-image-*-686')

@@ -1,7 +1,9 @@
 """From a group trove to one bootable raw disk: stage, initramfs, partitions, disk.
 
 1. The group's member troves and the kernel among them; which kernel modules stay.
-2. Accounts and the generated files (fstab, hostname, release, manifest, modules).
+2. Accounts and the generated files (fstab, hostname, release, manifest, modules), the
+   inventory (SPDX and CycloneDX SBOMs, inventory.txt: ``sbom.py``) and the dpkg status
+   of DEB capsules (``capsule/dpkgdb.py``).
 3. The root file system staged in a directory, module index regenerated, RPM database
    for RPM capsules; ``mke2fs -d`` + ``debugfs`` make the ext4 partition.
 4. The initramfs (static busybox + root drivers + our init) and the FAT boot partition
@@ -30,6 +32,8 @@ from appbuilder.assemble.rootfs import (
     owners_and_groups,
     stage_root,
 )
+from appbuilder.assemble.sbom import make_inventory
+from appbuilder.capsule.dpkgdb import dpkg_database
 from appbuilder.capsule.rpmdb import build_rpm_database
 from appbuilder.core.errors import AppbuildError
 from appbuilder.policy.elf import read_elf
@@ -46,8 +50,10 @@ class AssembledDisk:
     kernel_version: str
     installed_size: int
     initramfs_modules: list[str] = field(default_factory=list)
-    root_modules: list[str] = field(default_factory=list)
+    root_modules: list[str] = field(default_factory=list)  # /etc/modules: network drivers, the group's kernelModules
+    missing_modules: list[kernel_mod.MissingModule] = field(default_factory=list)  # asked for by a target, not in the kernel
     layout: disk.DiskLayout | None = None
+    sboms: dict[str, bytes] = field(default_factory=dict)  # suffix (.spdx.json, .cdx.json) -> the image's SBOM
 
 
 def _busybox(troves: list[Trove], repo: Repository) -> bytes:
@@ -68,6 +74,8 @@ def generated_files(group: Trove, meta: ImageMeta, accounts: Accounts, troves: l
     hostname = info.get("hostname") or "appliance"
     release = (f"GROUP={meta.group}\nVERSION={meta.version}\nREVISION={meta.revision}\nARCH={meta.arch}\n"
                f"BUILT_BY=appbuild-{__version__}\n")
+    if info.get("login_user"):  # who a key or password given at boot is for (cernvm-context reads it)
+        release += f"LOGIN_USER={info['login_user']}\n"
     os_release = (f'NAME="{meta.group}"\nID=appbuild\nVERSION_ID="{meta.revision}"\n'
                   f'PRETTY_NAME="{meta.group} {meta.revision} ({meta.arch})"\n')
     fstab = (
@@ -99,15 +107,21 @@ def generated_files(group: Trove, meta: ImageMeta, accounts: Accounts, troves: l
 
 
 def assemble_raw(repo: Repository, group: Trove, troves: list[Trove], meta_base: dict, work: Path, *,
-                 size: int | None = None, progress=lambda msg: None) -> AssembledDisk:
-    """Build the raw disk of *group* (its member *troves*) in *work*."""
+                 devices: kernel_mod.DeviceModules, size: int | None = None,
+                 progress=lambda msg: None) -> AssembledDisk:
+    """Build the raw disk of *group* (its member *troves*) in *work*.
+
+    *devices*: the disk and network drivers of the machines the image is for (the caller
+    reads them from the device table); a module the kernel lacks is reported through
+    *progress* ("target xen: no module xen_blkfront in kernel ...") and in the result."""
     sde = int(group.info.get("source_date_epoch") or meta_base["source_date_epoch"])
     arch = group.flavor.arch
     kern = kernel_mod.find_kernel(troves, repo.store)
     builtin = _builtin_modules(kern, repo)
-    init_modules = kern.closure(kernel_mod.INITRAMFS_MODULES, strict=False)
-    wanted = [m for m in group.info.get("kernel_modules", []) if m.replace("-", "_") not in builtin]
-    root_modules = kern.closure(wanted, strict=True)
+    choice = kernel_mod.choose_modules(kern, devices, group.info.get("kernel_modules", []), builtin)
+    for missing in choice.missing:
+        progress(str(missing))
+    init_modules, root_modules = choice.initramfs, choice.root
     keep = kernel_mod.kept_module_files(kern, sorted(set(init_modules) | set(root_modules)))
     moddir = kern.moddir + "/"
     index_files = {f"{moddir}{n}" for n in ("modules.builtin", "modules.builtin.modinfo", "modules.order")}
@@ -121,6 +135,13 @@ def assemble_raw(repo: Repository, group: Trove, troves: list[Trove], meta_base:
     boot_volid = provisional.derived_u32("bootfs")
     generated = generated_files(group, provisional, accounts, troves, root_uuid=root_uuid,
                                 boot_uuid=bootloader.fat_volume_uuid(boot_volid), modules=root_modules)
+    # the inventory (SBOMs, inventory.txt) and the dpkg database name what the image really holds
+    absent = skip | {f.path for t in troves for f in t.files if f.path.startswith("/boot/System.map")}
+    inventory = make_inventory(repo, group, troves, arch=arch, source_date_epoch=sde, skip=absent)
+    sboms = inventory.sbom_bytes()
+    generated += [GeneratedFile(path, data) for path, data in inventory.image_files(sboms)]
+    present = {f.path for t in troves for f in t.files if f.path not in absent}
+    generated += [GeneratedFile(path, data) for path, data in dpkg_database(repo.store, troves, present)]
 
     progress(f"staging {len(troves)} troves")
     staging = work / "root"
@@ -131,7 +152,8 @@ def assemble_raw(repo: Repository, group: Trove, troves: list[Trove], meta_base:
     _record_new_files(staged, sde)
 
     config = next((f for f in staged.boot_files.values() if f.path == f"/boot/config-{kern.version}"), None)
-    compression = initramfs.compression_for(repo.store.read(config.sha256).decode(errors="replace")) if config else "gzip"
+    config_text = repo.store.read(config.sha256).decode(errors="replace") if config else ""
+    compression = initramfs.compression_for(config_text) if config else "gzip"
     progress(f"initramfs for kernel {kern.version} ({len(init_modules)} modules, {compression})")
     initrd = initramfs.build_initramfs(
         busybox=_busybox(troves, repo),
@@ -156,7 +178,8 @@ def assemble_raw(repo: Repository, group: Trove, troves: list[Trove], meta_base:
     boot_bytes = max(bootloader.MIN_BOOT_BYTES, sum(p.stat().st_size for p in boot_dir.iterdir()) + 4 * MIB)
     root_bytes = _root_minimum(staged)
     layout = disk.plan_layout(boot_bytes, root_bytes, size)
-    meta = ImageMeta(group.name, str(group.version), arch, layout.total, sde, **meta_base.get("image", {}))
+    meta = ImageMeta(group.name, str(group.version), arch, layout.total, sde, **meta_base.get("image", {}),
+                     drivers=tuple(choice.drivers), kernel_config=_kernel_options(config_text))
 
     progress(f"root file system: {layout.root.size // MIB} MiB ext4; boot partition: {layout.boot.size // MIB} MiB FAT")
     root_img, boot_img = work / "root.ext4", work / "boot.fat"
@@ -168,7 +191,23 @@ def assemble_raw(repo: Repository, group: Trove, troves: list[Trove], meta_base:
     disk.write_disk(raw, layout, boot_image=boot_img, root_image=root_img, master_boot_record=record)
     for leftover in (root_img, boot_img):
         leftover.unlink()
-    return AssembledDisk(raw, meta, kern.version, staged.installed_size, init_modules, root_modules, layout)
+    return AssembledDisk(raw, meta, kern.version, staged.installed_size, init_modules, root_modules,
+                         choice.missing, layout, sboms=sboms)
+
+
+# kernel config options that say where the kernel runs (ImageMeta.kernel_config): the AMI
+# manifest's Xen flag needs CONFIG_XEN
+KERNEL_OPTIONS = ("XEN", "XEN_PVHVM", "HYPERV", "X86_PAE")
+
+
+def _kernel_options(config: str) -> tuple[str, ...]:
+    """``NAME=VALUE`` of the :data:`KERNEL_OPTIONS` the kernel config *config* sets."""
+    found = []
+    for line in config.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.startswith("CONFIG_") and name[7:] in KERNEL_OPTIONS and value in ("y", "m"):
+            found.append(f"{name[7:]}={value}")
+    return tuple(sorted(found))
 
 
 def _builtin_modules(kern: kernel_mod.Kernel, repo: Repository) -> set[str]:

@@ -1,10 +1,17 @@
 """Find the kernel in a group's closure and choose which of its modules an image keeps.
 
 A distribution kernel package carries thousands of modules (about 400 MB for Debian's
-6.1). An appliance needs a handful: the initramfs only what mounts the root file
-system (disk drivers, the file system), the root file system what the group asks for
-in ``kernelModules`` (FUSE, network, ...). Each choice is closed over the modules'
-dependencies (so ext4 brings jbd2, mbcache and crc16) and pre-load soft dependencies.
+6.1). An appliance needs a few dozen, chosen by who needs them:
+
+* the initramfs: what mounts the root file system, that is the disk drivers of every
+  machine the image is made for (:class:`DeviceModules`, which the caller reads from
+  the device table, ``appbuilder/formats/data/targets.yaml``) and the file system
+  (:data:`ROOT_FS_MODULES`);
+* the root file system: the network drivers of those machines, and what the group asks
+  for in ``kernelModules`` (FUSE, ISO 9660, ...), loaded at boot from ``/etc/modules``.
+
+Each choice is closed over the modules' dependencies (so ext4 brings jbd2, mbcache and
+crc16) and pre-load soft dependencies.
 Those come from ``modules.dep``/``modules.softdep`` when the package ships them, and
 otherwise (Debian's packages leave them to ``depmod`` at install time) from each
 module's own ``.modinfo`` section, read only for the modules visited. The root keeps a
@@ -29,21 +36,57 @@ from appbuilder.core.errors import AppbuildError
 from appbuilder.repository.store import ContentStore
 from appbuilder.repository.trove import FileEntry, Trove
 
-# what the initramfs needs to find and mount the root file system on every hypervisor
-# the output formats are for: virtio (KVM/QEMU, qcow2), IDE and SATA/AHCI, LSI Logic
-# and PVSCSI (VMware vmx/ova), Hyper-V storage (VHD), NVMe and Xen (EC2); then ext4
-INITRAMFS_MODULES = (
-    "virtio_pci", "virtio_blk", "virtio_scsi",
-    "ata_piix", "ata_generic", "ahci", "sd_mod", "sr_mod",
-    "mptspi", "vmw_pvscsi", "hv_storvsc", "nvme", "xen_blkfront",
-    "ext4", "crc32c_generic",
-)
+# what the initramfs needs to mount the root file system appbuild makes (ext4), whatever
+# the disk is behind; the disk drivers come from DeviceModules
+ROOT_FS_MODULES = ("ext4", "crc32c_generic")
 
 VMLINUZ_RE = re.compile(r"^/boot/vmlinuz-(.+)$")
 
 
 class NoKernel(AppbuildError):
     """The closure holds no kernel."""
+
+
+@dataclass(frozen=True)
+class TargetModules:
+    """What one target (a hypervisor, a cloud) needs from the kernel: the modules that find
+    its disks (kept in the initramfs) and those that drive its network cards (kept in the
+    root file system, loaded at boot)."""
+
+    target: str
+    disk: tuple[str, ...] = ()
+    network: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DeviceModules:
+    """The device drivers an image keeps, target by target: what the caller read from the
+    device table (``appbuilder/formats/data/targets.yaml``) for one architecture. One raw
+    disk is the source of every format, so the image keeps the union of all targets'."""
+
+    targets: tuple[TargetModules, ...] = ()
+
+    @property
+    def disk(self) -> tuple[str, ...]:
+        """Every target's disk modules, each once, in table order."""
+        return tuple(dict.fromkeys(m for t in self.targets for m in t.disk))
+
+    @property
+    def network(self) -> tuple[str, ...]:
+        """Every target's network modules, each once, in table order."""
+        return tuple(dict.fromkeys(m for t in self.targets for m in t.network))
+
+
+@dataclass(frozen=True)
+class MissingModule:
+    """A module a target asks for that the kernel has neither as a module nor built in."""
+
+    target: str
+    module: str
+    kernel: str
+
+    def __str__(self) -> str:
+        return f"target {self.target}: no module {self.module} in kernel {self.kernel}"
 
 
 @dataclass
@@ -174,6 +217,37 @@ def find_kernel(troves: list[Trove], store: ContentStore) -> Kernel:
             aliases.setdefault(parts[1].replace("-", "_"), parts[2].replace("-", "_"))
     return Kernel(version, image, modules, deps, softdeps, aliases, trove, store=store,
                   has_index=bool(deps))
+
+
+@dataclass
+class ModuleChoice:
+    """Which of the kernel's modules an image keeps, and where they are loaded."""
+
+    initramfs: list[str]  # disk and file system drivers, in load order
+    root: list[str]  # network drivers and the group's kernelModules, in load order (/etc/modules)
+    missing: list[MissingModule]  # what a target asks for and the kernel lacks
+    drivers: list[str]  # what the image can drive: the modules it keeps, and those asked for built into the kernel
+
+
+def choose_modules(kernel: Kernel, devices: DeviceModules, group_modules: list[str] | tuple[str, ...],
+                   builtin: set[str]) -> ModuleChoice:
+    """The modules of *kernel* an image keeps: every target's disk drivers and the root file
+    system's for the initramfs, every target's network drivers and the group's
+    *group_modules* for the root file system. A module a target asks for that the kernel
+    lacks is listed in ``missing``, not an error (Debian's 686 kernel has no Xen); one the
+    group asks for is an error with a suggestion. *builtin*: modules built into the kernel."""
+
+    def usable(name: str) -> bool:
+        return kernel.lookup(name) is not None or name.replace("-", "_") in builtin
+
+    missing = [MissingModule(t.target, m, kernel.version)
+               for t in devices.targets for m in (*t.disk, *t.network) if not usable(m)]
+    initramfs = kernel.closure([*devices.disk, *ROOT_FS_MODULES], strict=False)
+    own = [m for m in group_modules if m.replace("-", "_") not in builtin]
+    root = list(dict.fromkeys([*kernel.closure(devices.network, strict=False), *kernel.closure(own, strict=True)]))
+    asked = [*devices.disk, *devices.network, *ROOT_FS_MODULES, *group_modules]
+    built_in = {m.replace("-", "_") for m in asked if m.replace("-", "_") in builtin}
+    return ModuleChoice(initramfs, root, missing, sorted(set(initramfs) | set(root) | built_in))
 
 
 def kept_module_files(kernel: Kernel, names: list[str]) -> set[str]:

@@ -26,6 +26,21 @@ class ImageMeta:
     cpus: int = 1
     root_device: str = "/dev/sda1"  # what cloud registration calls the boot disk
     extra: dict = field(default_factory=dict)
+    # what the image's kernel can drive (descriptors and cloud registration state it, e.g. the
+    # AMI's ENA flag): the modules the image keeps and those asked for that are built in,
+    # names with underscores (kernel.ModuleChoice.drivers)
+    drivers: tuple[str, ...] = ()
+    # options of the image's kernel config that say what it can run on (KERNEL_OPTIONS),
+    # as set there: ("XEN=y", "HYPERV=m", ...)
+    kernel_config: tuple[str, ...] = ()
+
+    def has_driver(self, *names: str) -> bool:
+        """The image keeps (or its kernel has built in) every module in *names*."""
+        return all(n.replace("-", "_") in self.drivers for n in names)
+
+    def kernel_has(self, option: str) -> bool:
+        """The kernel config sets ``CONFIG_<option>`` (to y or m)."""
+        return any(entry.split("=", 1)[0] == option for entry in self.kernel_config)
 
     @property
     def revision(self) -> str:

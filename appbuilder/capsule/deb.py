@@ -87,17 +87,23 @@ def _control_archive(path: Path) -> tuple[bytes, dict[str, bytes]]:
     if proc.returncode != 0:
         raise CapsuleError(f"{path.name}: not a valid Debian package (truncated or corrupted: "
                            f"{proc.stderr.decode(errors='replace').strip()})")
+    return proc.stdout, control_tar_members(proc.stdout, path.name)
+
+
+def control_tar_members(data: bytes, what: str) -> dict[str, bytes]:
+    """The regular files of a DEB's control archive (``control``, ``md5sums``, ...) by name;
+    a clear error naming *what* when it is unreadable or has no ``control``."""
     members: dict[str, bytes] = {}
     try:
-        with tarfile.open(fileobj=io.BytesIO(proc.stdout), mode="r:") as tar:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
             for m in tar:
                 if m.isfile():
                     members[m.name.removeprefix("./")] = tar.extractfile(m).read()
     except tarfile.TarError as exc:
-        raise CapsuleError(f"{path.name}: the control archive is corrupted ({exc})") from None
+        raise CapsuleError(f"{what}: the control archive is unreadable ({exc})") from None
     if "control" not in members:
-        raise CapsuleError(f"{path.name}: the control archive has no control file")
-    return proc.stdout, members
+        raise CapsuleError(f"{what}: the control archive has no control file")
+    return members
 
 
 def _flavor(arch: str, name: str) -> Flavor:

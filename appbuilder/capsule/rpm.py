@@ -215,6 +215,7 @@ def read_rpm(path: Path, store: ContentStore, policy: TrustPolicy = TrustPolicy(
             "release": _text(_tag(hdr, "RELEASE")), "arch": _text(_tag(hdr, "ARCH")),
             "sourcerpm": _text(_tag(hdr, "SOURCERPM")), "summary": _text(_tag(hdr, "SUMMARY")),
             "license": _text(_tag(hdr, "LICENSE")), "buildtime": _tag(hdr, "BUILDTIME"),
+            "vendor": _text(_tag(hdr, "VENDOR")), "url": _text(_tag(hdr, "URL")),
             "signature": signature_text(hdr),
         },
         "rpm_header_blob": header_blob,

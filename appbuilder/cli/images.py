@@ -67,6 +67,13 @@ def cmd_inspect(args, settings: Settings | None, ui: Console) -> int:
     from appbuilder.verify.inspect import inspect_images, report_lines
 
     reports = inspect_images([Path(p) for p in args.images])
+    if args.inventory:  # exactly what `appliance query` prints in the guest
+        for report in reports:
+            if report.inventory is None:
+                raise AppbuildError(f"{report.path}: no inventory in the image (built before appbuild wrote one?)")
+            for line in report.inventory:
+                ui.out(line)
+        return 0
     if args.json:
         ui.out(json.dumps([r.to_dict() for r in reports], indent=2))
         return 0
@@ -181,9 +188,13 @@ def cmd_serve(args, settings: Settings | None, ui: Console) -> int:
 
 def register(sub) -> None:
     """Add this area's subcommands to the ``appbuild`` parser."""
-    ins = sub.add_parser("inspect", help="list what images hold: format, partitions, filesystems, kernel, troves")
+    ins = sub.add_parser("inspect",
+                         help="list what images hold: format, partitions, filesystems, kernel, troves, inventory")
     ins.add_argument("images", nargs="+", metavar="IMAGE", help="raw, qcow2, vmdk, vhd or ova files")
     ins.add_argument("--json", action="store_true", help="print the reports as JSON")
+    ins.add_argument("--inventory", action="store_true",
+                     help="print only the image's inventory (packages, versions, sources, licenses), as "
+                          "'appliance query' does in the guest")
     ins.set_defaults(func=cmd_inspect, no_workspace=True)
 
     up = sub.add_parser("upload", help="upload an image to a cloud")

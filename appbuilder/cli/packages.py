@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from appbuilder.cli.common import arches, open_repo
 from appbuilder.core.arch import DEFAULT_ARCH
-from appbuilder.core.settings import Settings
+from appbuilder.core.settings import Settings, add_flags
 from appbuilder.core.ui import Console
 
 
@@ -56,18 +56,57 @@ def cmd_show(args, settings: Settings, ui: Console) -> int:
     return 1 if check and check.damaged else 0
 
 
-def cmd_verify(args, settings: Settings, ui: Console) -> int:
+def cmd_verify(args, settings: Settings | None, ui: Console) -> int:
     from appbuilder.core.errors import AppbuildError
+    from appbuilder.core.settings import load_settings
     from appbuilder.repository.verify import report_lines, summary, verify_repository
 
     if args.target:
-        raise AppbuildError(f"appbuild verify {args.target}: checking a published release is not supported yet; "
-                            "`appbuild verify` without a target checks this workspace's repository")
+        return _verify_release(args, ui)
+    if args.rebuild or args.allow_unsigned or args.verify_keyring:
+        raise AppbuildError("--rebuild, --keyring and --allow-unsigned check a published release: "
+                            "appbuild verify RELEASE_DIR|URL")
+    settings = settings or load_settings()
     report = verify_repository(settings.repository, jobs=args.jobs)
     for line in report_lines(report):
         ui.out(line)
     (ui.success if report.ok else ui.error)(summary(report))
     return 0 if report.ok else 1
+
+
+def _verify_release(args, ui: Console) -> int:
+    """``appbuild verify RELEASE_DIR|URL``: one line per check, exit status 1 when any fails."""
+    from contextlib import nullcontext
+
+    from appbuilder.core.errors import AppbuildError
+    from appbuilder.core.settings import from_environment, load_settings
+    from appbuilder.release.signing import open_keyring
+    from appbuilder.verify.release import locate, rebuild_with, verify_release
+
+    settings = None
+    try:  # a downloader needs no workspace; --rebuild does (its repository holds the pins)
+        settings = load_settings().with_flags(args)
+    except AppbuildError:
+        if args.rebuild:
+            raise
+    keyring = settings.get("verify.keyring") if settings else args.verify_keyring or from_environment("verify.keyring")
+    sources = locate(args.target)
+    failed = []
+    with open_keyring(keyring) if keyring else nullcontext(None) as trusted:
+        rebuild = rebuild_with(settings, say=ui.note) if args.rebuild else None
+        for source in sources:
+            ui.out(f"verifying {source.where}")
+            report = verify_release(source, trusted, allow_unsigned=args.allow_unsigned, rebuild=rebuild,
+                                    scratch_root=settings.cache if settings and settings.cache.is_dir() else None,
+                                    show=lambda check: ui.out(check.line()))
+            if report.ok:
+                ui.success(f"{report.title or source.where}: verified")
+            else:
+                failed.append(report)
+    for report in failed:
+        ui.error(f"{report.title or 'the release'} at {report.where} failed verification: "
+                 + "; ".join(f"{c.name}: {c.message}" for c in report.failed))
+    return 1 if failed else 0
 
 
 def cmd_explain(args, settings: Settings | None, ui: Console) -> int:
@@ -133,11 +172,21 @@ def register(sub) -> None:
                         "when any is damaged)")
     s.set_defaults(func=cmd_show)
 
-    v = sub.add_parser("verify", help="check the repository: index, and every stored object against its sha256")
-    v.add_argument("target", nargs="?", metavar="TARGET",
-                   help="what to check (default: this workspace's repository; published releases: not yet)")
+    v = sub.add_parser("verify", help="check the repository (index, every stored object), or a published release",
+                       description="appbuild verify: this workspace's repository. appbuild verify RELEASE_DIR|URL: "
+                                   "a published release (GROUP/VERSION[/ARCH]): the signature of SHA256SUMS, every "
+                                   "checksum, the SBOMs against the manifest's pins, the signed provenance; with "
+                                   "--rebuild, a rebuild from the pins compared byte for byte.")
+    v.add_argument("target", nargs="?", metavar="RELEASE_DIR|URL",
+                   help="a published release to check (default: this workspace's repository)")
     v.add_argument("-j", "--jobs", type=int, help="check on N threads (default: every core)")
-    v.set_defaults(func=cmd_verify)
+    add_flags(v, "verify")
+    v.add_argument("--rebuild", action="store_true",
+                   help="also rebuild the release's images from their recorded pins (in a scratch directory) and "
+                        "compare the bytes")
+    v.add_argument("--allow-unsigned", action="store_true",
+                   help="accept a release published --unsigned (its signatures are reported as skipped)")
+    v.set_defaults(func=cmd_verify, no_workspace=True)
 
     e = sub.add_parser("explain", help="document a recipe action or policy")
     e.add_argument("action", nargs="?")

@@ -1,15 +1,19 @@
 """``appbuild upload ami``: turn an ``ami`` image (raw disk + manifest) into an EC2 AMI.
 
 The ``ami`` format writes ``NAME.raw`` and ``NAME.ami.json`` (architecture, boot mode,
-root device, ENA, the disk's file name, size and sha256). :func:`upload_ami` reads the
-manifest, checks the disk against it and registers it with any EC2/S3-compatible
-endpoint, in one of two ways:
+root device, the disk's file name, size and sha256, the EBS volume size in whole GiB,
+and what the image's kernel drives: ``ena_support``, ``nvme_support``, ``xen_support``).
+:func:`upload_ami` reads the manifest, refuses an image no EC2 instance could boot (a
+32-bit AMI runs only on Xen instance types, so its kernel needs Xen's drivers), checks
+the disk against it and registers it with any EC2/S3-compatible endpoint, in one of two
+ways:
 
 ``import`` (default; what AWS documents for VM images)
     multipart upload of the raw disk to S3, ``ImportSnapshot`` from the bucket key,
     poll ``DescribeImportSnapshotTasks`` until the snapshot is ready (or the timeout
     passes: then the import task is cancelled), delete the S3 object, ``RegisterImage``
-    (hvm, architecture, ``BootMode`` legacy-bios, root device, ENA) and tag image and
+    (hvm, architecture, ``BootMode`` legacy-bios, root device, ``EnaSupport`` when the
+    image has both ENA and NVMe drivers: Nitro instances need both) and tag image and
     snapshot.
 
 ``ebs-direct`` (no S3, no import role; how AWS's ``coldsnap`` works)
@@ -58,7 +62,21 @@ class AmiImage:
 
     @property
     def volume_size_gib(self) -> int:
-        return int(self.manifest.get("volume_size_gib") or max(1, -(-self.manifest["disk"]["size"] // GIB)))
+        """The EBS volume's size: a whole number of GiB, at least the disk's size rounded up."""
+        needed = max(1, -(-self.manifest["disk"]["size"] // GIB))
+        given = self.manifest.get("volume_size_gib")
+        if given is None:
+            return needed
+        if not isinstance(given, int) or isinstance(given, bool) or given < needed:
+            raise UploadError(f"{self.manifest_path.name}: volume_size_gib must be a whole number of GiB, at least "
+                              f"{needed} for a disk of {self.manifest['disk']['size']} bytes (got {given!r})")
+        return given
+
+    @property
+    def ena_support(self) -> bool:
+        """Register with ``EnaSupport``: the image drives the ENA and NVMe (Nitro instances have both)."""
+        m = self.manifest
+        return bool(m["ena_support"]) and bool(m.get("nvme_support", True))
 
     @property
     def tags(self) -> list[dict]:
@@ -104,6 +122,20 @@ def load_image(path: Path) -> AmiImage:
     if not disk.is_file():
         raise UploadError(f"{path} names the disk {disk.name}, which is not beside it")
     return AmiImage(path, manifest, disk)
+
+
+def check_bootable(image: AmiImage) -> None:
+    """Refuse an AMI no EC2 instance could boot. EC2 runs 32-bit (i386) AMIs only on its Xen
+    instance types (Nitro is 64-bit only), where the disk and network are Xen's: an i386
+    image whose kernel has no Xen support (the manifest's ``xen_support``: CONFIG_XEN and
+    the xen_blkfront and xen_netfront modules) would find neither."""
+    m = image.manifest
+    if m["architecture"] == "i386" and m.get("xen_support") is False:
+        raise UploadError(
+            f"{image.manifest_path.name}: a 32-bit AMI runs only on EC2's Xen instance types, and this image's "
+            "kernel has no Xen support (no xen_blkfront or xen_netfront module, or no CONFIG_XEN): it would find "
+            "no disk and no network there; build the x86 image with a kernel that has them (Debian's "
+            "linux-image-686-pae), or upload the x86_64 image")
 
 
 def verify_disk(image: AmiImage) -> None:
@@ -209,6 +241,8 @@ def upload_ami(
         raise UploadError(f"unknown upload method {method!r}; valid: {', '.join(METHODS)}")
     if method == "import" and not bucket:
         raise UploadError("--bucket is needed to upload the disk for ImportSnapshot")
+    check_bootable(image)
+    image.volume_size_gib  # a bad size fails here, before anything is uploaded
     ec2, s3, ebs = clients or endpoint.clients()
     say(f"checking {image.disk.name} against {image.manifest_path.name}")
     verify_disk(image)
@@ -350,7 +384,7 @@ def register(image: AmiImage, ec2, snapshot_id: str, *, name: str | None = None)
             Architecture=m["architecture"],
             RootDeviceName=root,
             VirtualizationType=m["virtualization_type"],
-            EnaSupport=bool(m["ena_support"]),
+            EnaSupport=image.ena_support,
             BootMode=m["boot_mode"],
             BlockDeviceMappings=[{"DeviceName": root, "Ebs": {
                 "SnapshotId": snapshot_id, "DeleteOnTermination": True,

@@ -23,10 +23,47 @@ KEYS = {
     "environment": "NAME=VALUE, comma-separated",
     "services": "/etc/init.d scripts to start, comma-separated",
     "contextualization_command": "user:/path/to/script, run as that user at the end",
+    "login_user": "who the keys and password hash are for (default: the image's loginUser); never root",
+    "login_password_hash": "the login user's password as a crypt(3) hash ($6$salt$hash: mkpasswd -m sha-512)",
+    "ssh_authorized_keys": "a public key for the login user (TYPE BASE64 [COMMENT]); one per line, repeatable",
+    "ssh_authorized_key": "the same as ssh_authorized_keys",
+    "ssh_key": "the same as ssh_authorized_keys",
 }
+
+# the key types the appliance accepts (what its SSH server, dropbear, knows)
+KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+             "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com")
 
 NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+CRYPT_HASH = re.compile(r"^\$[0-9a-z]+\$[A-Za-z0-9./$=,-]+$")
+
+
+def valid_public_key(line: str) -> bool:
+    """Whether *line* is a public key line the appliance takes: ``TYPE BASE64 [COMMENT]``,
+    printable ASCII, its blob SSH wire format (length-prefixed fields, nothing left over)
+    whose first field is TYPE. No options (``command="..."``) in front."""
+    import base64
+    import binascii
+    import struct
+
+    if not line or len(line) > 16384 or any(not (" " <= c <= "~") for c in line):
+        return False
+    parts = line.split()
+    if len(parts) < 2 or parts[0] not in KEY_TYPES or not re.fullmatch(r"[A-Za-z0-9+/=]+", parts[1]):
+        return False
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    fields, pos = [], 0
+    while pos < len(blob):
+        if pos + 4 > len(blob):
+            return False
+        (size,) = struct.unpack(">I", blob[pos:pos + 4])
+        fields.append(blob[pos + 4:pos + 4 + size])
+        pos += 4 + size
+    return pos == len(blob) and len(fields) >= 2 and fields[0] == parts[0].encode()
 
 
 def check_user_data(text: str) -> list[str]:
@@ -72,6 +109,14 @@ def check_user_data(text: str) -> list[str]:
             problems.append(f"line {number}: contextualization_command must be user:/path/to/script, got: {value}")
         elif key in ("cvmfs_quota_limit", "quota_limit") and not re.match(r"^-?[0-9]+$", value):
             problems.append(f"line {number}: {key} must be a number of MB, got: {value}")
+        elif key == "login_user" and value == "root":
+            problems.append(f"line {number}: login_user root: root stays locked (ignored)")
+        elif key == "login_user" and not NAME.match(value):
+            problems.append(f"line {number}: login_user '{value}' is not a valid user name (ignored)")
+        elif key == "login_password_hash" and not (CRYPT_HASH.match(value) and len(value) <= 512):
+            problems.append(f"line {number}: login_password_hash is not a crypt(3) hash such as $6$salt$hash (ignored)")
+        elif key in ("ssh_authorized_keys", "ssh_authorized_key", "ssh_key") and not valid_public_key(value):
+            problems.append(f"line {number}: not an SSH public key (TYPE BASE64 [COMMENT] with a known type); ignored")
     if not seen_cernvm:
         problems.append("there is no [cernvm] section")
     return problems

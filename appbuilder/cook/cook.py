@@ -35,7 +35,7 @@ from typing import Callable, Sequence
 
 from appbuilder.cook import archive
 from appbuilder.cook.buildroot import BuildRoots, plan_root
-from appbuilder.cook.inputs import code_digest, input_hash, source_hash
+from appbuilder.cook.inputs import code_digest, input_hash, recipe_files, source_hash
 from appbuilder.cook.missing import explain_missing
 from appbuilder.cook.toolchain import Toolchain, resolve_toolchain
 from appbuilder.core.arch import Arch
@@ -328,6 +328,12 @@ class Cooker:
                 "build_log_blob": log_blob,
                 "missing_build_requires": [str(m) for m in result.missing_build_requires],
                 "policy_warnings": result.warnings,
+                # what the SBOM names as its upstream source and license
+                "sources": [a.upstream_record(recipe.macros, rf.directory) for a in recipe.actions_of(SOURCE)
+                            if hasattr(a, "upstream_record")],
+                **({"license": rf.attrs["license"]} if rf.attrs.get("license") else {}),
+                # the recipe directory's files (recipe.py and its own sources), for the provenance
+                "recipe_files": recipe_files(rf.directory),
             },
             rebuild=opts.force,
         ))

@@ -30,8 +30,9 @@ COOK_CODE = ("recipe", "policy", "cook/cook.py", "cook/buildroot.py", "cook/arch
              "core/sandbox.py", "core/beneath.py", "core/arch.py", "repository/deps.py", "upstream/debsrc.py")
 
 
-def source_hash(recipe_dir: Path) -> str:
-    h = hashlib.sha256()
+def _recipe_tree(recipe_dir: Path):
+    """(relative path, content) of each file of a recipe directory, in order (a symlink's
+    content is ``link:TARGET``)."""
     for dirpath, dirnames, filenames in os.walk(recipe_dir):
         dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_NAMES)
         for name in sorted(filenames):
@@ -39,13 +40,20 @@ def source_hash(recipe_dir: Path) -> str:
                 continue
             path = Path(dirpath, name)
             rel = path.relative_to(recipe_dir).as_posix()
-            h.update(rel.encode() + b"\0")
-            if path.is_symlink():
-                h.update(b"link:" + os.readlink(path).encode())
-            else:
-                h.update(path.read_bytes())
-            h.update(b"\0")
+            yield rel, (b"link:" + os.readlink(path).encode()) if path.is_symlink() else path.read_bytes()
+
+
+def source_hash(recipe_dir: Path) -> str:
+    h = hashlib.sha256()
+    for rel, content in _recipe_tree(recipe_dir):
+        h.update(rel.encode() + b"\0" + content + b"\0")
     return h.hexdigest()
+
+
+def recipe_files(recipe_dir: Path) -> dict[str, str]:
+    """sha256 of each file the source hash covers, by its path in the recipe directory (what
+    a cooked package records, for its provenance)."""
+    return {rel: hashlib.sha256(content).hexdigest() for rel, content in _recipe_tree(recipe_dir)}
 
 
 @functools.lru_cache(maxsize=1)

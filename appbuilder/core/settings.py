@@ -211,6 +211,9 @@ SETTINGS: tuple[Setting, ...] = (
             cli={"publish": ("--gpg-home",)}, parse=_optional_text, metavar="DIR"),
     Setting("publish.passphrase_file", None, "a file holding the key's passphrase",
             env="APPBUILD_GPG_PASSPHRASE_FILE", parse=_optional_text),
+    Setting("verify.keyring", None, "the OpenPGP keys `appbuild verify RELEASE` trusts: a GNUPGHOME directory or a "
+            "public key file", env="APPBUILD_VERIFY_KEYRING", cli={"verify": ("--keyring",)}, parse=_optional_text,
+            metavar="PATH"),
     Setting("qemu.accel", "tcg", "QEMU accelerator for boot tests: tcg, or kvm to opt in where it works",
             env="APPBUILD_QEMU_ACCEL", parse=_accel),
     Setting(None, None, "the interpreter ci/nightly runs (default: .venv/bin/python after set-up)",

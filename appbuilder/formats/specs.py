@@ -42,8 +42,10 @@ from appbuilder.formats.families.base import Format, FormatError, refuse_unless
 
 #: the formats and templates appbuild ships (package data)
 DATA_DIR = Path(__file__).resolve().parent / "data"
+#: the device table beside the formats (appbuilder.formats.targets), not a format
+TARGETS_FILE = "targets.yaml"
 
-__all__ = ["DATA_DIR", "Format", "FormatError", "boot_drive", "get_format", "load_formats", "resolve_formats",
+__all__ = ["DATA_DIR", "TARGETS_FILE", "Format", "FormatError", "boot_drive", "get_format", "load_formats", "resolve_formats",
            "template_dirs"]
 
 
@@ -56,9 +58,9 @@ def template_dirs(workspace: Path | None = None) -> tuple[Path, ...]:
 
 def _definitions(workspace: Path | None) -> dict[str, Path]:
     """NAME -> the data file that defines it: the package's, replaced or added to by the workspace's."""
-    files = {p.stem: p for p in DATA_DIR.glob("*.yaml")}
+    files = {p.stem: p for p in DATA_DIR.glob("*.yaml") if p.name != TARGETS_FILE}
     if workspace is not None and workspace.is_dir():
-        files.update({p.stem: p for p in workspace.glob("*.yaml")})
+        files.update({p.stem: p for p in workspace.glob("*.yaml") if p.name != TARGETS_FILE})
     return dict(sorted(files.items()))
 
 

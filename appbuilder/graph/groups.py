@@ -13,7 +13,6 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import re
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -124,11 +123,28 @@ def resolve_group(settings: Settings, repo: Repository, name: str, arch: str, *,
             "links": dict(sorted(recipe.links.items())),
             "hostname": recipe.hostname,
             "users": list(recipe.users),
-            # every time stamp in images of this group version (kept with the pins)
-            "source_date_epoch": int(time.time()),
+            "login_user": recipe.loginUser,
+            # every time stamp in images of this group version: derived from the pins
+            "source_date_epoch": closure_epoch(repo, members, settings.get("source_date_epoch")),
         },
     ))
     return GroupResult(group, new, closure, recipe, warnings)
+
+
+def closure_epoch(repo: Repository, members: list[NVF], floor: int) -> int:
+    """The SOURCE_DATE_EPOCH of images of a closure: the newest upstream file time among
+    its members (capsules keep their packages' times), and never before *floor* (the
+    workspace's ``source_date_epoch``, which cooked files carry). It depends on the pins
+    alone, not on the clock: the same closure resolved on another day, in another
+    workspace, gives the same time stamps."""
+    ids = [tid for tid in (index.trove_id(repo.db, n) for n in members) if tid is not None]
+    newest = 0
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        row = repo.db.execute(f"SELECT MAX(mtime) FROM files WHERE trove_id IN ({','.join('?' * len(chunk))})",
+                              chunk).fetchone()
+        newest = max(newest, row[0] or 0)
+    return max(int(floor), newest)
 
 
 def find_item(repo: Repository, spec: TroveSpec, arch: str) -> NVF:

@@ -36,6 +36,9 @@ from appbuilder.recipe.actions import REGISTRY, Action
 from appbuilder.recipe.macros import Macros, default_macros
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+._-]*$")
+# an SPDX license expression: ids (LicenseRef-x too), AND/OR/WITH, parentheses
+_LICENSE_ID = r"[A-Za-z0-9][A-Za-z0-9.+:-]*"
+LICENSE_RE = re.compile(rf"^\(*{_LICENSE_ID}\)*(?: (?:AND|OR|WITH) \(*{_LICENSE_ID}\)*)*$")
 
 
 class PackageRecipe:
@@ -45,6 +48,7 @@ class PackageRecipe:
     version: ClassVar[str | None] = None
     buildRequires: ClassVar[list[str]] = []
     buildTimeout: ClassVar[float | None] = None  # seconds per build command (None: the configured limit)
+    license: ClassVar[str | None] = None  # SPDX license expression of what it builds (its SBOM says it)
 
     def __init__(self, arch: Arch, *, jobs: int = 2, recipe_file: str = "recipe.py"):
         self.arch = arch.name
@@ -110,6 +114,10 @@ def check_recipe_class(cls: type, path: str) -> None:
     timeout = getattr(cls, "buildTimeout", None)
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
         raise RecipeError(f"{where}: buildTimeout must be a positive number of seconds")
+    license = getattr(cls, "license", None)
+    if license is not None and not (isinstance(license, str) and LICENSE_RE.match(license)):
+        raise RecipeError(f"{where}: license must be an SPDX license expression such as 'GPL-2.0-only' or "
+                          f"'MIT OR Apache-2.0', got {license!r}")
     if "setup" not in vars(cls) and not any("setup" in vars(b) for b in cls.__mro__[1:-1] if b is not PackageRecipe):
         raise RecipeError(f"{where} does not define setup(r)")
 

@@ -34,7 +34,7 @@ from appbuilder.recipe.group import GroupRecipe, check_group_class
 
 EVALUATION_TIMEOUT = 60.0  # seconds to load a batch of recipes
 ANSWER_LIMIT = 64 << 20
-PACKAGE_ATTRS = ("name", "version", "buildRequires", "buildTimeout")
+PACKAGE_ATTRS = ("name", "version", "buildRequires", "buildTimeout", "license")
 HOST_TOP_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 
 

@@ -28,6 +28,9 @@ Switches (class attributes, all on by default except ``imageGroup``):
 ``imageGroup``          the group is a complete system an image can be built from
 ``defaultComponents``   which components of an added package go in
 ``kernelModules``       (image groups) kernel modules to keep, with their dependencies
+``loginUser``           (image groups) the user a key or password given at boot (metadata,
+                        OVF environment, user data) is for; made at boot when one is given
+                        (``LOGIN_USER`` in ``/etc/appliance-release``); root stays locked
 ``links``               (toolchain groups) symlinks (path -> target) made in every build
                         root, which the packages' install scripts would have made
                         (update-alternatives links such as ``/usr/bin/cc -> gcc``)
@@ -45,6 +48,7 @@ from appbuilder.core.errors import RecipeError
 from appbuilder.repository.versions import Flavor, TroveSpec
 
 GROUP_NAME_RE = re.compile(r"^group-[a-z0-9][a-z0-9+._-]*$")
+LOGIN_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 DEFAULT_COMPONENTS = ("runtime", "lib", "config", "data", "rpm", "deb")
 
@@ -84,6 +88,7 @@ class GroupRecipe:
     # image settings an image group may set
     hostname: ClassVar[str] = "appliance"
     users: ClassVar[tuple[str, ...]] = ()  # "name:uid:group:gid:home:shell" beyond root
+    loginUser: ClassVar[str] = ""  # the user an SSH key or password given at boot is for
 
     def __init__(self, arch: Arch):
         self.arch = arch.name
@@ -148,6 +153,10 @@ def check_group_class(cls: type, path: str) -> None:
     check_name_and_version(cls, where, GROUP_NAME_RE, "group names look like group-NAME")
     if not path.endswith(f"{cls.name}.py"):
         raise RecipeError(f"{where}: a group named {cls.name!r} belongs in groups/{cls.name}.py")
+    login = getattr(cls, "loginUser", "")
+    if not isinstance(login, str) or login == "root" or login and not LOGIN_USER_RE.match(login):
+        raise RecipeError(f"{where}: loginUser must be a user name other than root (lower case letters, digits, "
+                          f"_ and -, at most 32), not {login!r}")
     links = getattr(cls, "links", {})
     if not isinstance(links, dict) or not all(
             isinstance(k, str) and k.startswith("/") and isinstance(v, str) and v for k, v in links.items()):

@@ -29,7 +29,7 @@ class RecipeFile:
     """A recipe on disk: its directory (with its own sources) and what its class says.
 
     The class was read in the sandbox (:mod:`appbuilder.recipe.evaluate`); ``attrs``
-    holds its ``name``, ``version``, ``buildRequires`` and ``buildTimeout``.
+    holds its ``name``, ``version``, ``buildRequires``, ``buildTimeout`` and ``license``.
     """
 
     path: Path
@@ -134,7 +134,7 @@ def _load_recipes(paths: list[Path]) -> list[RecipeFile]:
 
 
 def _package_class(attrs: dict, path: Path) -> type[PackageRecipe]:
-    body = {a: attrs.get(a) for a in ("name", "version", "buildRequires", "buildTimeout")}
+    body = {a: attrs.get(a) for a in ("name", "version", "buildRequires", "buildTimeout", "license")}
     cls = type(str(attrs.get("class", "Recipe")), (PackageRecipe,), {**body, "setup": lambda self: None})
     check_recipe_class(cls, str(path))
     return cls

@@ -12,6 +12,7 @@ beneath the build directory: a symlink leading out of either is refused (see
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from pathlib import Path, PurePosixPath
@@ -60,6 +61,21 @@ def obtain(ctx: ActionContext, name: str, sha256: str | None, mirrors) -> Path:
     return path
 
 
+def source_record(macros, recipe_dir: Path, name: str, sha256: str | None, kind: str) -> dict:
+    """What a cooked package records of one of its sources (for its SBOM and provenance): a
+    pinned URL with its sha256, or a file beside the recipe with the sha256 it had when cooked."""
+    name = macros.expand(name)
+    if is_url(name):
+        return {"action": kind, "url": name, "sha256": sha256}
+    with Beneath(recipe_dir, label="recipe directory", error=lambda m: RecipeError(f"source {m}")) as tree:
+        fd = tree.open(name, os.O_RDONLY)
+    h = hashlib.sha256()
+    with os.fdopen(fd, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return {"action": kind, "file": name, "sha256": h.hexdigest()}
+
+
 class addSource(Action):
     """Add a single source file to the build directory.
 
@@ -80,6 +96,9 @@ class addSource(Action):
                  macros: bool = False, mirrors: tuple | list = ()):
         self.name, self.sha256, self.dest, self.mode, self.macros, self.mirrors = (
             name, sha256, dest, mode, macros, tuple(mirrors))
+
+    def upstream_record(self, macros, recipe_dir: Path) -> dict:
+        return source_record(macros, recipe_dir, self.name, self.sha256, "addSource")
 
     def do(self, ctx: ActionContext) -> None:
         src = obtain(ctx, self.name, self.sha256, self.mirrors)
@@ -121,6 +140,9 @@ class addArchive(Action):
                  mirrors: tuple | list = ()):
         self.name, self.sha256, self.dir, self.mirrors = name, sha256, dir, tuple(mirrors)
 
+    def upstream_record(self, macros, recipe_dir: Path) -> dict:
+        return source_record(macros, recipe_dir, self.name, self.sha256, "addArchive")
+
     def do(self, ctx: ActionContext) -> None:
         archive = obtain(ctx, self.name, self.sha256, self.mirrors)
         if self.dir is None:
@@ -151,6 +173,9 @@ class addPatch(Action):
                  mirrors: tuple | list = ()):
         self.name, self.level, self.dir, self.sha256, self.mirrors = name, level, dir, sha256, tuple(mirrors)
 
+    def upstream_record(self, macros, recipe_dir: Path) -> dict:
+        return source_record(macros, recipe_dir, self.name, self.sha256, "addPatch")
+
     def do(self, ctx: ActionContext) -> None:
         patch = obtain(ctx, self.name, self.sha256, self.mirrors)
         cwd = in_build(ctx, ctx.macros.expand(self.dir)) if self.dir else ctx.builddir
@@ -179,6 +204,10 @@ class addDebianSource(Action):
 
     def __init__(self, package: str, version: str, sha256: str):
         self.package, self.version, self.sha256 = package, version, sha256
+
+    def upstream_record(self, macros, recipe_dir: Path) -> dict:
+        return {"action": "addDebianSource", "debian_source": self.package, "version": self.version,
+                "dsc_sha256": self.sha256}
 
     def do(self, ctx: ActionContext) -> None:
         dsc = ctx.debian_source(self.package, self.version, self.sha256)

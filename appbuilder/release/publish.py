@@ -4,10 +4,14 @@ choose which release it offers as current.
 Publishing ``group-NAME=VERSION`` takes the images the image store recorded for that
 version (every arch it holds, or ``--arch``; every format, or ``--format``) and writes
 for each arch ``GROUP/VERSION/ARCH/`` on the destination: the image files (each checked
-against the sha256 in the store's manifest while it is copied), ``manifest.json`` (the
+against the sha256 in the store's manifest while it is copied), the image's SBOMs
+(``NAME.spdx.json``, ``NAME.cdx.json``, checked the same way), ``NAME.intoto.jsonl``
+(the build's provenance statement, its subjects narrowed to the files published, in a
+DSSE envelope signed with the release key: see ``dsse.py``), ``manifest.json`` (the
 pins and checksums of this release), ``SHA256SUMS`` and its detached OpenPGP signature
-``SHA256SUMS.asc``. Only then is the group's release index rewritten to list the release
-(and, unless ``--no-current``, to make it current), then the destination's front page.
+``SHA256SUMS.asc`` (``appbuild verify`` checks such a tree: ``verify/release.py``). Only
+then is the group's release index rewritten to list the release (and, unless
+``--no-current``, to make it current), then the destination's front page.
 Everything happens under the destination's lock; on any failure the release trees
 written so far are removed and the index is left as it was (see ``destination.py``).
 
@@ -49,7 +53,9 @@ from appbuilder.release.index import (
     ReleaseIndexError,
     groups_page,
 )
+from appbuilder.release import dsse
 from appbuilder.release.signing import Signer
+from appbuilder.store import provenance
 from appbuilder.store.images import ImageStore
 from appbuilder.store.manifest import Manifest, utc_now
 
@@ -57,6 +63,7 @@ SUMS = "SHA256SUMS"
 SIGNATURE = "SHA256SUMS.asc"
 RELEASE_MANIFEST = "manifest.json"
 SIGNING_KEY = "signing-key.asc"
+ENVELOPE_SUFFIX = ".intoto.jsonl"  # the build's provenance, a DSSE envelope (dsse.py)
 
 
 class PublishError(AppbuildError):
@@ -158,7 +165,8 @@ def _plan(store: ImageStore, req: PublishRequest, signer: Signer | None, fingerp
                 raise PublishError(f"{req.group}={m.revision} ({image.arch}) was not built in "
                                    f"{', '.join(missing)}; recorded formats: {', '.join(sorted(formats))}")
             formats = {f: formats[f] for f in req.formats}
-        names = sorted({n for paths in formats.values() for n in paths})
+        # the images, and the SBOMs that describe them (whatever formats are published)
+        names = sorted({n for paths in formats.values() for n in paths} | set(m.sboms))
         files = []
         for name in names:
             source = image.directory / name
@@ -171,10 +179,13 @@ def _plan(store: ImageStore, req: PublishRequest, signer: Signer | None, fingerp
             "named": m.named, "formats": formats, "files": {n: m.files[n] for n in names}, "builder": m.builder,
             "kernel": m.kernel, "built": m.built, "source_date_epoch": m.source_date_epoch,
         }
+        envelope = _provenance(image.directory, m, sorted({n for paths in formats.values() for n in paths}), signer)
+        if envelope:
+            release_manifest["provenance"] = envelope[0]
         data = (json.dumps(release_manifest, indent=2, sort_keys=True) + "\n").encode()
-        small = {RELEASE_MANIFEST: data}
+        small = {**dict([envelope] if envelope else []), RELEASE_MANIFEST: data}
         shas = {f.name: f.sha256 for f in files}
-        shas[RELEASE_MANIFEST] = hashlib.sha256(data).hexdigest()
+        shas.update({name: hashlib.sha256(blob).hexdigest() for name, blob in small.items()})
         sums = _sums(shas)
         small[SUMS] = sums
         if signer is not None:
@@ -187,6 +198,22 @@ def _plan(store: ImageStore, req: PublishRequest, signer: Signer | None, fingerp
         records = {f.name: {"size": f.size, "sha256": f.sha256} for f in files if f.source is not None}
         plans.append(_ArchPlan(image.arch, m, formats, files, records, fingerprint))
     return plans
+
+
+def _provenance(directory: Path, m: Manifest, names: list[str], signer: Signer | None) -> tuple[str, bytes] | None:
+    """``NAME.intoto.jsonl``: the build's provenance statement (its subjects narrowed to the
+    files published) in a DSSE envelope signed with the release key; unsigned with --unsigned."""
+    if not m.provenance:
+        return None  # built before appbuild wrote provenance
+    source = directory / m.provenance
+    entry = m.files.get(m.provenance)
+    if entry is None or not source.is_file():
+        raise ChecksumError(f"{source} is recorded in its manifest but missing from the image store")
+    data = source.read_bytes()
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise ChecksumError(f"{source} no longer matches its recorded checksum")
+    payload = provenance.restrict(data, set(names), str(source))
+    return m.provenance.removesuffix(provenance.SUFFIX) + ENVELOPE_SUFFIX, dsse.sign(payload, signer).line()
 
 
 # ---------------------------------------------------------------- publish
@@ -202,6 +229,9 @@ def publish(store: ImageStore, req: PublishRequest, signer: Signer | None,
     fingerprint = signer.fingerprint() if signer else None
     with tempfile.TemporaryDirectory(prefix="appbuild-publish-") as tmp:
         plans = _plan(store, req, signer, fingerprint, Path(tmp))
+        if signer is None and any(p.manifest.provenance for p in plans):
+            say("publishing --unsigned: the provenance (NAME.intoto.jsonl) goes out in an envelope without "
+                "a signature, which verifiers refuse")
         result = PublishResult(dest.url, req.group, req.version)
         with dest.lock(req.lock_timeout):
             index = load_index(dest, req.group)

@@ -182,6 +182,35 @@ class Repository:
             db.execute("INSERT INTO inputs VALUES (?, ?)", (build.input_hash, gid))
         return group, True
 
+    def restore_group(self, nvf: NVF, members: list[NVF], info: dict) -> Trove:
+        """Record a group trove with the exact version and pins recorded elsewhere (an image
+        store's manifest), when this repository lacks it: rebuilding that version needs the
+        very pins, not a new resolution. Every member must be in the repository; the
+        group's input hash is recorded too, so resolving the same closure later gives this
+        same version."""
+        label = check_label(nvf.version.label)
+        with write_transaction(self.db) as db:
+            tid = index.trove_id(db, nvf)
+            if tid is not None:
+                return index.load_trove(db, tid, with_files=False)
+            missing = [m for m in members if index.trove_id(db, m) is None]
+            if missing:
+                raise RepositoryError(f"cannot restore {nvf}: the repository lacks {len(missing)} of its pins: "
+                                      + ", ".join(map(str, missing[:8])) + (" ..." if len(missing) > 8 else ""))
+            group = Trove(nvf.name, nvf.version, nvf.flavor, kind=GROUP, members=sorted(members), info=dict(info))
+            gid = index.insert_trove(db, group, time.time())
+            input_hash = info.get("input_hash")
+            if input_hash and not db.execute("SELECT 1 FROM inputs WHERE input_hash=?", (input_hash,)).fetchone():
+                db.execute("INSERT INTO inputs VALUES (?, ?)", (input_hash, gid))
+            source_hash = info.get("source_hash")
+            v = nvf.version
+            if source_hash and not db.execute(
+                    "SELECT 1 FROM source_revisions WHERE name=? AND label=? AND upstream=? AND source_count=?",
+                    (nvf.name, label, v.upstream, v.source_count)).fetchone():
+                db.execute("INSERT INTO source_revisions VALUES (?, ?, ?, ?, ?)",
+                           (nvf.name, label, v.upstream, v.source_count, source_hash))
+        return group
+
     # ------------------------------------------------------------------ reading
 
     def by_input(self, input_hash: str) -> NVF | None:

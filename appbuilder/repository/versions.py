@@ -157,6 +157,14 @@ class NVF:
     def __str__(self) -> str:
         return f"{self.name}={self.version}[{self.flavor}]"
 
+    @classmethod
+    def parse(cls, text: str) -> "NVF":
+        """The NVF printed as ``name=label/upstream-source-build[flavor]``."""
+        spec = TroveSpec.parse(text)
+        if not spec.version or spec.flavor is None:
+            raise RepositoryError(f"bad trove identity {text!r}: expected name=label/version[flavor]")
+        return cls(spec.name, Version.parse(spec.version), spec.flavor)
+
     @property
     def package(self) -> str:
         """The package a component belongs to (``busybox`` for ``busybox:runtime``)."""

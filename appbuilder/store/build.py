@@ -9,8 +9,12 @@ leaves nothing under a final name.
 
 Every build into the store is recorded: ``manifest.json`` (the group trove and its
 pins, formats, sha256 and size of every file, builder version, times) and ``build.log``
-(this build's progress lines) beside the images. When the store already records the
-group version being built, the new files must have the recorded sha256, or the build
+(this build's progress lines) beside the images, with the build's provenance
+(``NAME.provenance.json``: an in-toto statement with a SLSA provenance predicate naming
+the images, the pins, recipes, sources and toolchain, see ``provenance.py``; a build with
+``--output`` writes it there too) and the image's SBOMs (``NAME.spdx.json``,
+``NAME.cdx.json``: the very files the image carries in ``/usr/share/appbuild/``, see
+``assemble/sbom.py``). When the store already records the group version being built, the new files must have the recorded sha256, or the build
 fails and the store keeps what it had: a version rebuilt from its pins is the very image
 first built (and published), not merely a similar one.
 """
@@ -28,8 +32,11 @@ from appbuilder.core.arch import get_arch
 from appbuilder.core.errors import AppbuildError, Interrupted
 from appbuilder.core.settings import Settings
 from appbuilder.core.settings import parse_size as settings_size
+from appbuilder.repository import index
 from appbuilder.repository.repo import Repository
+from appbuilder.core.fileio import write_atomic
 from appbuilder.store import manifest as mf
+from appbuilder.store import provenance
 from appbuilder.store.images import ImageStore
 
 
@@ -77,6 +84,7 @@ def build_images(settings: Settings, repo: Repository, req: BuildRequest,
     arches = [get_arch(a).name for a in req.arches]
     plans = {arch: resolve_formats(req.formats, arch, settings.formats_dir)  # bad names fail before any work
              for arch in arches}
+    device_modules(settings, arches[0])  # and so does a broken device table
     store = ImageStore(req.output or settings.images)
     built = []
     for arch in arches:
@@ -84,11 +92,20 @@ def build_images(settings: Settings, repo: Repository, req: BuildRequest,
     return built
 
 
+def device_modules(settings: Settings, arch: str):
+    """The device drivers an image for *arch* keeps (:class:`appbuilder.assemble.kernel.DeviceModules`):
+    every target's in the device table (the workspace's ``formats/targets.yaml`` or the packaged one)."""
+    from appbuilder.formats.targets import load_targets
+
+    return load_targets(settings.formats_dir).device_modules(arch)
+
+
 def _build_one(settings: Settings, repo: Repository, req: BuildRequest, arch: str, formats: list,
                store: ImageStore, say: Callable[[str], None]) -> BuiltImage:
     from appbuilder.assemble.image import assemble_raw
     from appbuilder.formats.convert import convert_all
-    from appbuilder.graph.groups import find_group, resolve_group, staged_troves
+    from appbuilder.formats.targets import load_targets
+    from appbuilder.graph.groups import resolve_group, staged_troves
 
     timings: dict[str, float] = {}
     t0 = time.monotonic()
@@ -108,7 +125,7 @@ def _build_one(settings: Settings, repo: Repository, req: BuildRequest, arch: st
         group = result.group
         say(f"[{arch}] {group.nvf}" + (" (new)" if result.new else " (unchanged closure)"))
     else:
-        group = repo.get(find_group(repo, req.group, arch, req.version), with_files=False)
+        group = repo.get(_pinned_group(settings, repo, req, arch, say, timings), with_files=False)
         say(f"[{arch}] rebuilding {group.nvf} from its pins")
     timings["resolve"] = time.monotonic() - t0 - timings.get("cook", 0)
     if not group.info.get("image_group"):
@@ -124,8 +141,12 @@ def _build_one(settings: Settings, repo: Repository, req: BuildRequest, arch: st
         t = time.monotonic()
         troves = staged_troves(repo, group)
         fallback_epoch = settings.get("source_date_epoch")
+        table = load_targets(settings.formats_dir)
         assembled = assemble_raw(repo, group, troves, {"group": req.group, "source_date_epoch": fallback_epoch}, work,
-                                 size=req.size, progress=lambda m: say(f"[{arch}] {m}"))
+                                 devices=table.device_modules(arch), size=req.size,
+                                 progress=lambda m: say(f"[{arch}] {m}"))
+        for warning in table.unserved(formats, arch, assembled.missing_modules):
+            say(f"[{arch}] warning: {warning}")
         timings["assemble"] = time.monotonic() - t
         t = time.monotonic()
         out = work / "out"
@@ -135,22 +156,94 @@ def _build_one(settings: Settings, repo: Repository, req: BuildRequest, arch: st
         timings["convert"] = time.monotonic() - t
         # formats may share a file (raw and ami: the same disk)
         unique = list(dict.fromkeys(p for paths in produced.values() for p in paths))
-        records = mf.file_records(unique)
+        sboms = _write_sboms(out, basename, assembled.sboms)
+        records = mf.file_records(unique + sboms)
         _check_recorded(settings, req, group, arch, records)
+        resolved = provenance.materials(settings, repo, group, troves)  # before any file is placed
         placed = store.commit(unique, directory, force=req.force)
+        store.commit(sboms, directory, force=True)  # a recorded SBOM was just checked to be these very bytes
         by_name = {p.name: p for p in placed}
         files = {fmt: [by_name[p.name] for p in paths] for fmt, paths in produced.items()}
         recorded = None
+        manifest = _manifest(group, req.group, arch, assembled, produced, records, timings, started)
+        manifest.sboms = [p.name for p in sboms]
+        manifest.provenance = provenance.file_name(basename)
+        say(f"[{arch}] provenance: {len(resolved)} materials in {manifest.provenance}")
         if req.output is None:
             say(f"[{arch}] recorded {directory / mf.MANIFEST}")
-            manifest = _manifest(group, req.group, arch, assembled, produced, records, timings, started)
-            recorded = store.record(directory, manifest, [_log_header(manifest, started), *log])
+            # the statement covers every image the directory then holds (earlier builds' formats too)
+            recorded = store.record(directory, manifest, [_log_header(manifest, started), *log], documents=lambda m: {
+                m.provenance: provenance.render(provenance.statement(m, resolved, size=req.size))})
+        else:
+            write_atomic(directory / manifest.provenance,
+                         provenance.render(provenance.statement(manifest, resolved, size=req.size)))
         return BuiltImage(arch, str(group.nvf), directory, files, assembled.meta, assembled.kernel_version,
                           assembled.installed_size, timings, recorded)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted while building {req.group} for {arch}; no image was written") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _write_sboms(out: Path, basename: str, sboms: dict[str, bytes]) -> list[Path]:
+    """The image's SBOMs (the ones it carries in /usr/share/appbuild/) as ``BASENAME.spdx.json``
+    and ``BASENAME.cdx.json``, to go beside the images."""
+    paths = []
+    for suffix, data in sorted(sboms.items()):
+        path = out / f"{basename}{suffix}"
+        path.write_bytes(data)
+        paths.append(path)
+    return paths
+
+
+def _pinned_group(settings: Settings, repo: Repository, req: BuildRequest, arch: str, say: Callable[[str], None],
+                  timings: dict[str, float]):
+    """The group trove ``--version`` names: the repository's, or else one restored from the pins
+    the image store recorded for that version (after importing and cooking what is missing,
+    so a workspace rebuilt from nothing can make the very image again)."""
+    from appbuilder.core.errors import RepositoryError
+    from appbuilder.graph.groups import find_group
+    from appbuilder.repository.trove import GROUP
+    from appbuilder.repository.versions import NVF, TroveSpec
+
+    try:
+        return find_group(repo, req.group, arch, req.version)
+    except RepositoryError:
+        pass
+    store = ImageStore(settings.images)
+    try:
+        stored = store.find(req.group, req.version, arch)[0]
+    except AppbuildError as exc:
+        known = [str(n.version.revision) for n in repo.find(TroveSpec(req.group), arch=arch)
+                 if repo.get(n, with_files=False).kind == GROUP]
+        in_repo = f"; the repository has {', '.join(known)}" if known else ""
+        raise AppbuildError(f"neither the repository nor the image store records {req.group}={req.version} for "
+                            f"{arch}: the store says: {exc}{in_repo}. Build a new version with "
+                            f"'appbuild {req.group}' (without --version)") from None
+    record = stored.manifest
+    where = stored.directory / mf.MANIFEST
+    if not record.group_info or not record.members:
+        raise AppbuildError(f"{where} records no group settings (written by an older appbuild): "
+                            f"{req.group}={req.version} cannot be rebuilt from it")
+    try:
+        nvf = NVF.parse(record.trove)
+        members = [NVF.parse(m) for m in record.members]
+    except AppbuildError as exc:
+        raise AppbuildError(f"{where}: {exc}") from None
+    say(f"[{arch}] the repository has no {nvf}: restoring it from the pins in {where}")
+    if req.cook and settings.recipes_dir.is_dir():
+        t = time.monotonic()
+        _cook_changed(settings, repo, arch, say)
+        timings["cook"] = time.monotonic() - t
+    absent = [m for m in members if index.trove_id(repo.db, m) is None]
+    if absent:
+        lines = []
+        for m in absent:
+            have = [str(n.version.revision) for n in repo.versions(m.name, arch=arch)]
+            lines.append(f"{m} (the repository has {', '.join(have) if have else 'no version'})")
+        raise AppbuildError(f"{nvf} cannot be rebuilt: {len(absent)} of its {len(members)} pins are not in the "
+                            f"repository, even after importing and cooking:\n  " + "\n  ".join(lines))
+    return repo.restore_group(nvf, members, record.group_info).nvf
 
 
 def _check_recorded(settings: Settings, req: BuildRequest, group, arch: str, records: dict[str, dict]) -> None:
@@ -179,10 +272,12 @@ def _manifest(group, name: str, arch: str, assembled, produced: dict[str, list[P
     builder = mf.builder_identity()
     return mf.Manifest(
         group=name, trove=str(group.nvf), version=str(group.version), arch=arch,
-        members=[str(m) for m in group.members], named=list(group.info.get("named", [])),
+        members=[str(m) for m in group.members], group_info=dict(group.info), named=list(group.info.get("named", [])),
         formats=formats, files=records, builder=builder, kernel=assembled.kernel_version,
         installed_size=assembled.installed_size, disk_size=assembled.meta.disk_size,
         source_date_epoch=assembled.meta.source_date_epoch, built=now, updated=now,
+        devices={"initramfs": list(assembled.initramfs_modules), "root": list(assembled.root_modules),
+                 "missing": [{"target": m.target, "module": m.module} for m in assembled.missing_modules]},
         builds=[{"started": started, "finished": now, "formats": sorted(formats), "builder": builder,
                  "seconds": {k: round(v, 2) for k, v in timings.items()}}],
     )

@@ -43,6 +43,8 @@ def show_lines(store: ImageStore, group: str, version: str, arch: str | None = N
             f"  kernel {m.kernel}; installed size {human_size(m.installed_size)}; disk {human_size(m.disk_size)}; "
             f"SOURCE_DATE_EPOCH {m.source_date_epoch}",
             f"  build log: {e.directory / m.build_log}  ({len(m.builds)} build{'s' if len(m.builds) != 1 else ''})",
+            *([f"  provenance: {e.directory / m.provenance}  (in-toto statement, SLSA provenance)"]
+              if m.provenance else []),
             "  formats:",
         ]
         for fmt, names in sorted(m.formats.items()):

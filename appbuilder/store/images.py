@@ -14,6 +14,7 @@ lists what the store holds (``appbuild images``), newest version first.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from appbuilder.core.errors import AppbuildError
 from appbuilder.core.fileio import write_atomic
@@ -107,12 +109,18 @@ class ImageStore:
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
-    def record(self, directory: Path, manifest: Manifest, log_lines: list[str]) -> Manifest:
+    def record(self, directory: Path, manifest: Manifest, log_lines: list[str],
+               documents: Callable[[Manifest], dict[str, bytes]] | None = None) -> Manifest:
         """Append this build's log to ``build.log`` and merge its manifest into ``manifest.json``
-        (written last, atomically); returns the merged manifest."""
+        (written last, atomically); returns the merged manifest. *documents* makes files that
+        describe the merged manifest's images (the provenance statement): each is written
+        atomically and recorded in its files before the manifest is."""
         with self.lock():
             existing = mf.load(directory)
             merged = existing.merge(manifest) if existing and existing.trove == manifest.trove else manifest
+            for name, data in (documents(merged) if documents else {}).items():
+                write_atomic(directory / name, data)
+                merged.files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
             log_path = directory / mf.BUILD_LOG
             old_log = log_path.read_bytes() if log_path.exists() and merged is not manifest else b""
             write_atomic(log_path, old_log + "".join(line + "\n" for line in log_lines).encode())

@@ -6,14 +6,25 @@ every file it names. It records what the image is and how it was made::
 
     group, trove, version, revision, arch   what was built (the group trove's identity)
     members                                  every pin of the group trove (name=version[flavor])
+    group_info                               the group trove's recorded settings (kernel modules,
+                                             users, hostname, source_date_epoch, input hash ...):
+                                             with the pins, what rebuilds the version when the
+                                             repository no longer has its group trove
     named                                    what the group recipe asked for by name
     formats                                  format -> the files it consists of
     files                                    file name -> {sha256, size}
     builder                                  appbuild's version (and git commit, if known)
     kernel, installed_size, disk_size, source_date_epoch
+    devices                                  kernel modules kept: "initramfs" (disk drivers), "root"
+                                             (/etc/modules: network drivers, the group's), "missing"
+                                             ({target, module} the device table asks for, the kernel lacks)
     built, updated                           UTC times of the first and the latest build
     builds                                   one entry per build that wrote into the directory
     build_log                                "build.log": the progress lines of those builds
+    provenance                               NAME.provenance.json: the in-toto statement of the build
+                                             (SLSA provenance, see ``provenance.py``); in files too
+    sboms                                    NAME.spdx.json, NAME.cdx.json: the SBOMs the image carries
+                                             (``assemble/sbom.py``); in files too
 
 A later build of the same group version into the same directory (more formats, or a
 ``--force`` rebuild) merges into the manifest; a rebuilt file must have the recorded
@@ -67,6 +78,7 @@ class Manifest:
     version: str  # cernvm@cvm:2/1.0-1-1
     arch: str
     members: list[str] = field(default_factory=list)
+    group_info: dict = field(default_factory=dict)
     named: list[str] = field(default_factory=list)
     formats: dict[str, list[str]] = field(default_factory=dict)
     files: dict[str, dict] = field(default_factory=dict)  # name -> {"sha256", "size"}
@@ -75,10 +87,13 @@ class Manifest:
     installed_size: int = 0
     disk_size: int = 0
     source_date_epoch: int = 0
+    devices: dict = field(default_factory=dict)
     built: str = ""
     updated: str = ""
     builds: list[dict] = field(default_factory=list)
     build_log: str = BUILD_LOG
+    provenance: str | None = None  # the in-toto statement beside the images (provenance.py), in files too
+    sboms: list[str] = field(default_factory=list)  # NAME.spdx.json, NAME.cdx.json beside the images, in files too
     schema: int = SCHEMA
 
     @property

@@ -1,10 +1,14 @@
 """Boot an image in QEMU and wait for a line on its serial console.
 
 The boot test of every image: QEMU with the image as a virtio (or IDE) disk in
-snapshot mode (the image file is never modified), the serial console on a pipe, and
+snapshot mode (the image file is never modified; ``BootOptions(snapshot=False)`` writes
+into it, for a test that boots one disk twice), the serial console on a pipe, and
 a deadline. Software emulation (TCG) is the default; set ``APPBUILD_QEMU_ACCEL=kvm``
 to opt into KVM where it works (nested KVM hangs on some hosts). A guest reaches host
-services only through ``-netdev user,restrict=on,guestfwd=...`` to loopback ports.
+services only through ``-netdev user,restrict=on,guestfwd=...`` to loopback ports, and
+the host reaches the guest only through ``hostfwd=`` from a port on 127.0.0.1 (an SSH
+login test). ``network`` moves the user network (``169.254.0.0/16`` puts a forward at
+the metadata address 169.254.169.254, which must lie inside it).
 
 :func:`boot_until` waits for one line and stops the guest (the tests' harness that
 keeps a guest running while it reads one line after another is ``tests/guest.py``).
@@ -34,6 +38,22 @@ from appbuilder.core.settings import from_environment
 
 BOOT_MARKER = "APPLIANCE-BOOT-OK"
 
+#: disk controllers a boot test can put the image behind (``BootOptions.controller``): the
+#: QEMU devices, the last holding the disk (drive ``d0``), as VMware (pvscsi, mptsas1068),
+#: VirtualBox (ahci, mptsas1068), Proxmox (lsi53c895a, its default) or EC2 (nvme) show it.
+#: QEMU's mptsas1068 reports a disk's WWN as its SAS address, and Linux's mptsas skips a
+#: device whose address is 0 (scsi-hd's default): hence the wwn.
+CONTROLLERS: dict[str, tuple[str, ...]] = {
+    "virtio": ("virtio-blk-pci,drive=d0,bootindex=0",),
+    "lsi53c895a": ("lsi53c895a,id=scsi0", "scsi-hd,drive=d0,bus=scsi0.0,bootindex=0"),
+    "mptsas1068": ("mptsas1068,id=scsi0", "scsi-hd,drive=d0,bus=scsi0.0,bootindex=0,wwn=0x5000c50000a00b01"),
+    "pvscsi": ("pvscsi,id=scsi0", "scsi-hd,drive=d0,bus=scsi0.0,bootindex=0"),
+    "ahci": ("ahci,id=ahci0", "ide-hd,drive=d0,bus=ahci0.0,bootindex=0"),
+    "nvme": ("nvme,serial=appbuild,drive=d0,bootindex=0",),
+}
+#: network cards a boot test can give the guest (``BootOptions.nic``): QEMU's device names
+NICS = ("virtio-net-pci", "e1000", "e1000e", "vmxnet3")
+
 
 @dataclass
 class BootResult:
@@ -47,13 +67,19 @@ class BootResult:
 class BootOptions:
     arch: str
     drive_format: str = "raw"  # qemu's -drive format= (vpc for VHD, vmdk, qcow2, raw)
-    interface: str = "virtio"  # virtio or ide
+    interface: str = "virtio"  # virtio or ide (qemu's -drive if=), unless a controller is given
+    controller: str | None = None  # a disk controller of CONTROLLERS instead (lsi53c895a, nvme, ...)
+    nic: str | None = None  # a network card of NICS on QEMU's user network (its DHCP server); default
+                            # virtio-net-pci when forwards are given, else no network
     memory_mib: int = 256
     timeout: float = 60.0
     extra_drives: list[tuple[Path, str, str]] = field(default_factory=list)  # (file, format, interface)
     guestfwd: list[tuple[str, int, int]] = field(default_factory=list)  # (guest ip, guest port, host port)
+    hostfwd: list[tuple[int, int]] = field(default_factory=list)  # (host port on 127.0.0.1, guest port)
+    network: str | None = None  # the user network's address range (QEMU's default: 10.0.2.0/24)
     extra_args: list[str] = field(default_factory=list)
     accel: str | None = None  # QEMU accelerator (default: the qemu.accel setting, tcg)
+    snapshot: bool = True  # writes go to a throw-away overlay; False: into the image file
 
 
 def qemu_argv(image: Path, opts: BootOptions) -> list[str]:
@@ -61,17 +87,33 @@ def qemu_argv(image: Path, opts: BootOptions) -> list[str]:
     if not qemu:
         raise AppbuildError(f"{get_arch(opts.arch).qemu} is not installed (apt-get install qemu-system-x86)")
     accel = opts.accel or from_environment("qemu.accel")
-    argv = [qemu, "-accel", accel, "-m", str(opts.memory_mib), "-display", "none", "-no-reboot", "-snapshot",
-            "-monitor", "none", "-serial", "stdio",
-            "-drive", f"file={image},format={opts.drive_format},if={opts.interface}"]
+    argv = [qemu, "-accel", accel, "-m", str(opts.memory_mib), "-display", "none", "-no-reboot",
+            *(["-snapshot"] if opts.snapshot else []), "-monitor", "none", "-serial", "stdio",
+            *_disk_argv(image, opts)]
     for path, fmt, iface in opts.extra_drives:
         argv += ["-drive", f"file={path},format={fmt},if={iface},readonly=on"]
-    if opts.guestfwd:
-        fwd = ",".join(f"guestfwd=tcp:{ip}:{port}-cmd:{relay_command(host_port)}" for ip, port, host_port in opts.guestfwd)
-        argv += ["-netdev", f"user,id=net0,restrict=on,{fwd}", "-device", "virtio-net-pci,netdev=net0"]
+    if opts.nic is not None and opts.nic not in NICS:
+        raise AppbuildError(f"unknown network card {opts.nic!r}; valid: {', '.join(NICS)}")
+    if opts.guestfwd or opts.hostfwd or opts.nic:
+        netdev = ["user", "id=net0", "restrict=on"] + ([f"net={opts.network}"] if opts.network else [])
+        netdev += [f"hostfwd=tcp:127.0.0.1:{int(host)}-:{int(guest)}" for host, guest in opts.hostfwd]
+        netdev += [f"guestfwd=tcp:{ip}:{port}-cmd:{relay_command(host_port)}" for ip, port, host_port in opts.guestfwd]
+        argv += ["-netdev", ",".join(netdev), "-device", f"{opts.nic or 'virtio-net-pci'},netdev=net0"]
     else:
         argv += ["-nic", "none"]
     return argv + opts.extra_args
+
+
+def _disk_argv(image: Path, opts: BootOptions) -> list[str]:
+    """The image as QEMU's -drive if= (virtio, ide), or behind one of :data:`CONTROLLERS`."""
+    if opts.controller is None:
+        return ["-drive", f"file={image},format={opts.drive_format},if={opts.interface}"]
+    if opts.controller not in CONTROLLERS:
+        raise AppbuildError(f"unknown disk controller {opts.controller!r}; valid: {', '.join(CONTROLLERS)}")
+    argv = ["-drive", f"file={image},format={opts.drive_format},if=none,id=d0"]
+    for device in CONTROLLERS[opts.controller]:
+        argv += ["-device", device]
+    return argv
 
 
 def boot_until(image: Path, opts: BootOptions, *, marker: str = BOOT_MARKER, keep_running: float = 0.0,

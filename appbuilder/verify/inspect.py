@@ -5,8 +5,11 @@ probes as raw, is recognised by its footer and opened as ``vpc``; an ``.ova`` is
 whose ``.vmdk`` member is extracted to a temporary directory and inspected), the
 virtual size, the partition table and partitions, the filesystems (type, label, UUID,
 size), the kernels and initramfs images under ``/boot`` (a separate /boot partition
-counts: its top level is what the system sees under /boot), and the troves listed in
-``/var/lib/appbuild/manifest.json`` of the root filesystem.
+counts: its top level is what the system sees under /boot), the troves listed in
+``/var/lib/appbuild/manifest.json`` of the root filesystem, and the image's inventory
+(``/usr/share/appbuild/inventory.txt``: one line per package with its version, upstream
+source and license; what ``appliance query`` prints in the guest, ``--inventory`` prints
+it alone).
 
 All images of one call share one libguestfs appliance (one launch costs about 12 s
 under TCG): each is added read-only as one more drive. libguestfs runs with the
@@ -25,6 +28,7 @@ import tarfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from appbuilder.assemble.sbom import INVENTORY_PATH
 from appbuilder.core.errors import AppbuildError
 from appbuilder.core.ui import human_size
 from appbuilder.formats import ova as ova_mod
@@ -84,6 +88,7 @@ class ImageReport:
     root: str | None = None  # device of the root filesystem (holding the trove manifest)
     troves: list[str] | None = None  # None: no manifest found
     manifest_error: str | None = None
+    inventory: list[str] | None = None  # the lines of INVENTORY_PATH; None: the image has none
     ova_members: list[str] | None = None
 
     def to_dict(self) -> dict:
@@ -211,6 +216,8 @@ def _inspect_device(g, device: str, report: ImageReport, partitions: list[str]) 
                 report.root = dev
                 fs.mountpoint = "/"
                 _read_manifest(g, report)
+                if g.is_file(INVENTORY_PATH):
+                    report.inventory = g.cat(INVENTORY_PATH).splitlines()
                 fstab = g.cat("/etc/fstab") if g.is_file("/etc/fstab") else ""
                 _boot_files(g, dev, "/boot", report)
             else:  # perhaps a separate /boot: its top level is what the system sees in /boot
@@ -375,4 +382,9 @@ def report_lines(report: ImageReport) -> list[str]:
         lines.append(f"troves:       {report.manifest_error}")
     else:
         lines.append(f"troves:       unknown: no {MANIFEST} on any filesystem (not an appbuild image?)")
+    if report.inventory is not None:
+        lines.append(f"inventory:    from {INVENTORY_PATH} on {report.root}")
+        lines += [f"  {line}" for line in report.inventory]
+    elif report.root:
+        lines.append(f"inventory:    none ({INVENTORY_PATH} is not in the image)")
     return lines

@@ -1,9 +1,11 @@
 class ApplianceInit(PackageRecipe):
     """The appliance's own boot scripts, run by busybox init: /etc/inittab and
-    /etc/init.d/rcS (mount, modules, hostname, network loopback, the boot marker,
-    then the site scripts in /etc/rc.d), /etc/mdev.conf (device node modes), and the
+    /etc/init.d/rcS (mount; at first boot, growing the root to the end of its disk
+    with appliance-grow when the image has it; modules, hostname, network loopback, the
+    boot marker, then the site scripts in /etc/rc.d), /etc/mdev.conf (device node modes), and the
     network: /etc/rc.d/S10network asks for a DHCP lease on every network interface,
-    and udhcpc's script applies it."""
+    and udhcpc's script applies it. /usr/bin/appliance answers what the appliance is
+    ('appliance release') and holds ('appliance query': the inventory appbuild wrote)."""
 
     name = 'appliance-init'
     version = '1.0'
@@ -14,11 +16,14 @@ class ApplianceInit(PackageRecipe):
         r.addSource('S10network')
         r.addSource('udhcpc.script')
         r.addSource('mdev.conf')
+        r.addSource('appliance')
         r.Install('inittab', '%(sysconfdir)s/inittab', mode=0o644)
         r.Install('rcS', '%(sysconfdir)s/init.d/rcS', mode=0o755)
         r.Install('mdev.conf', '%(sysconfdir)s/mdev.conf', mode=0o644)
         r.Install('S10network', '%(sysconfdir)s/rc.d/S10network', mode=0o755)
         r.Install('udhcpc.script', '%(datadir)s/udhcpc/default.script', mode=0o755)
+        # 'appliance query': the image's inventory (written by appbuild into /usr/share/appbuild)
+        r.Install('appliance', '%(bindir)s/appliance', mode=0o755)
         # init itself, and the applets rcS uses, come from busybox
         r.Requires('file: /sbin/init', '%(sysconfdir)s/init.d/rcS')
         r.Requires('file: /sbin/udhcpc', '%(sysconfdir)s/rc.d/S10network')

@@ -5,6 +5,7 @@ class Busybox(PackageRecipe):
 
     name = 'busybox'
     version = '1.35.0'
+    license = 'GPL-2.0-only'
 
     def setup(r):
         r.addDebianSource('busybox', '1:1.35.0-4+deb12u1',

@@ -3,8 +3,12 @@ class CernvmContext(PackageRecipe):
     user data (a config drive labelled cidata, or the EC2 metadata service), and applies
     its [cernvm] section: organisations, users, environment, cvmfs proxy and quota,
     repositories mounted under /cvmfs, services, and a contextualization command run
-    as a user. /etc/rc.d/S50cernvm-context runs it after the network is up; it also
-    brings the services it can start (/etc/init.d/syslogd, /etc/init.d/crond)."""
+    as a user. An OVF environment (ovf-env.xml on a CD-ROM, as vSphere passes it) gives
+    the same settings through the same code, and EC2 or OpenStack metadata the public
+    keys of the login user (LOGIN_USER of /etc/appliance-release, made at boot when a
+    key or a password hash is given; root stays locked). /etc/rc.d/S50cernvm-context
+    runs it after the network is up; it also brings the services it can start
+    (/etc/init.d/syslogd, /etc/init.d/crond)."""
 
     name = 'cernvm-context'
     version = '1.0'

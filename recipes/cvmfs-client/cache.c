@@ -6,10 +6,15 @@
  *   txn/                 downloads in progress (renamed into place when verified)
  *   lock                 held while mounted: one client per cache
  *
- * Everything is counted against the quota (CVMFS_QUOTA_LIMIT, MB; -1: none) and
- * the free space of the file system under it. When something new does not fit, the
- * least recently used entries that are not open (and not the mounted catalog) are
- * evicted; if that is not enough, the cache is full and the open fails (ENOSPC).
+ * The rule: the cache may hold up to its quota (CVMFS_QUOTA_LIMIT, MB; -1: none) as
+ * long as the file system under it has room, and always leaves RESERVE free there for
+ * everything else. So its effective limit is the smaller of the quota and what it holds
+ * plus the file system's free space (minus RESERVE); it moves as the disk fills or is
+ * grown. At mount the log gives the quota and the free space, and a warning with the
+ * effective limit when the disk is what limits the cache. When something new does not
+ * fit, the least recently used entries that are not open (and not the mounted catalog)
+ * are evicted; if that is not enough the open fails (ENOSPC) and the log says which
+ * limit was reached: "the cache is full (quota)" or "the disk is full".
  * The order of use is kept in the files' modification times, so it survives a
  * remount; the index itself is an in-memory SQLite table rebuilt at mount time. */
 #include <dirent.h>
@@ -199,6 +204,41 @@ static int mkdirs(const char *path)
     return mkdir(buf, 0755) < 0 && errno != EEXIST ? -1 : 0;
 }
 
+static unsigned long long MB(uint64_t bytes)
+{
+    return (unsigned long long)(bytes >> 20);
+}
+
+static unsigned long long MB_UP(uint64_t bytes)
+{
+    return (unsigned long long)((bytes + (1 << 20) - 1) >> 20);
+}
+
+/* bytes free for us on the file system under the cache; 0 or -1 (errno) */
+static int disk_avail(const struct cache *c, uint64_t *avail)
+{
+    struct statvfs vfs;
+    if (statvfs(c->dir, &vfs) < 0)
+        return -1;
+    *avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    return 0;
+}
+
+/* the most the cache could hold with avail free on its file system */
+static uint64_t disk_room(const struct cache *c, uint64_t avail)
+{
+    return c->used + (avail > RESERVE ? avail - RESERVE : 0);
+}
+
+uint64_t cache_effective_limit(const struct cache *c)
+{
+    uint64_t avail, room;
+    if (disk_avail(c, &avail) < 0)
+        return c->limit ? c->limit : c->used;
+    room = disk_room(c, avail);
+    return c->limit && c->limit < room ? c->limit : room;
+}
+
 struct cache *cache_open(const char *dir, uint64_t limit, char *err, size_t errlen)
 {
     struct cache *c = calloc(1, sizeof *c);
@@ -230,8 +270,20 @@ struct cache *cache_open(const char *dir, uint64_t limit, char *err, size_t errl
         goto fail;
     }
     scan(c);
-    log_msg(LOG_INFO_, "cache %s: %llu MB in use, quota %s%llu MB", dir, (unsigned long long)(c->used >> 20),
-            limit ? "" : "none, ", (unsigned long long)(limit >> 20));
+    uint64_t avail = 0;
+    if (disk_avail(c, &avail) < 0)
+        log_msg(LOG_INFO_, "cache %s: %llu MB in use, quota %llu MB (free space unknown: %s)", dir, MB(c->used),
+                MB(limit), strerror(errno));
+    else if (!limit)
+        log_msg(LOG_INFO_, "cache %s: %llu MB in use, no quota: the file system's free space (%llu MB) limits it",
+                dir, MB(c->used), MB(avail));
+    else if (disk_room(c, avail) < limit)
+        log_msg(LOG_WARN_, "cache %s: %llu MB in use; the quota (CVMFS_QUOTA_LIMIT) is %llu MB, but the file system "
+                "has only %llu MB free: the effective limit is %llu MB until the disk has room", dir, MB(c->used),
+                MB(limit), MB(avail), MB(disk_room(c, avail)));
+    else
+        log_msg(LOG_INFO_, "cache %s: %llu MB in use, quota %llu MB, the file system has %llu MB free", dir,
+                MB(c->used), MB(limit), MB(avail));
     return c;
 fail:
     if (c->lockfd >= 0)
@@ -283,34 +335,42 @@ void cache_unpin(struct cache *c, const char *hash)
     index_update(c, "UPDATE objects SET pins = max(pins - ?, 0) WHERE hash = ?", hash, 1);
 }
 
-/* evict until need more bytes fit; 0, or -ENOSPC with err set */
+/* evict until need more bytes fit; 0, or -ENOSPC with err saying which limit was reached */
 static int make_room(struct cache *c, uint64_t need, char *err, size_t errlen)
 {
+    uint64_t avail = 0;
+    int disk_known = disk_avail(c, &avail) == 0;
     if (c->limit && need > c->limit) {
-        snprintf(err, errlen, "the cache is full: %llu MB do not fit in a quota of %llu MB",
-                 (unsigned long long)(need >> 20), (unsigned long long)(c->limit >> 20));
+        snprintf(err, errlen, "the cache is full (quota): %llu MB do not fit in a quota of %llu MB (CVMFS_QUOTA_LIMIT)",
+                 MB_UP(need), MB(c->limit));
+        return -ENOSPC;
+    }
+    if (disk_known && need > disk_room(c, avail)) {
+        snprintf(err, errlen, "the disk is full: %llu MB do not fit on the file system of %s: it has %llu MB free and "
+                 "the cache holds %llu MB (quota %llu MB)", MB_UP(need), c->dir, MB(avail), MB(c->used), MB(c->limit));
         return -ENOSPC;
     }
     for (;;) {
-        struct statvfs vfs;
-        uint64_t over = 0;
+        uint64_t over_quota = 0, over_disk = 0;
         if (c->limit && c->used + need > c->limit)
-            over = c->used + need - c->limit;
-        if (statvfs(c->dir, &vfs) == 0) {
-            uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
-            if (avail < need + RESERVE && need + RESERVE - avail > over)
-                over = need + RESERVE - avail;
-        }
-        if (over == 0)
+            over_quota = c->used + need - c->limit;
+        disk_known = disk_avail(c, &avail) == 0;
+        if (disk_known && avail < need + RESERVE)
+            over_disk = need + RESERVE - avail;
+        if (over_quota == 0 && over_disk == 0)
             return 0;
         sqlite3_stmt *s;
         sqlite3_prepare_v2(c->db, "SELECT hash, kind, size FROM objects WHERE pins = 0 ORDER BY seq LIMIT 1", -1,
                            &s, NULL);
         if (sqlite3_step(s) != SQLITE_ROW) {
             sqlite3_finalize(s);
-            snprintf(err, errlen, "the cache is full: %llu MB in use by open files and the catalog, quota %llu MB, "
-                     "%llu MB more needed", (unsigned long long)(c->used >> 20),
-                     (unsigned long long)(c->limit >> 20), (unsigned long long)((over + (1 << 20) - 1) >> 20));
+            if (over_quota >= over_disk)
+                snprintf(err, errlen, "the cache is full (quota): %llu MB in use by open files and the catalog, "
+                         "quota %llu MB, %llu MB more needed", MB(c->used), MB(c->limit), MB_UP(over_quota));
+            else
+                snprintf(err, errlen, "the disk is full: the file system of %s has %llu MB free, %llu MB more needed; "
+                         "the cache holds %llu MB in open files and the catalog (quota %llu MB)", c->dir, MB(avail),
+                         MB_UP(over_disk), MB(c->used), MB(c->limit));
             return -ENOSPC;
         }
         char hash[HASH_HEX + 1], path[4096];

@@ -124,6 +124,8 @@ int cache_fetch_object(struct cache *c, struct fetcher *f, const char *hash, uin
 void cache_unpin(struct cache *c, const char *hash);
 uint64_t cache_used(const struct cache *c);
 uint64_t cache_limit(const struct cache *c);
+/* the quota, or less when the file system under the cache has less room (see cache.c) */
+uint64_t cache_effective_limit(const struct cache *c);
 /* the catalog database of hash: cached, or downloaded and checked; path in out */
 int cache_catalog(struct cache *c, struct fetcher *f, const char *hash, const char *repo, int offline, char *out,
                   size_t outlen, char *err, size_t errlen);

@@ -252,7 +252,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
     struct statvfs st;
-    uint64_t limit = cache_limit(S.cache), used = cache_used(S.cache);
+    uint64_t limit = cache_effective_limit(S.cache), used = cache_used(S.cache);
     (void)ino;
     memset(&st, 0, sizeof st);
     st.f_bsize = st.f_frsize = 4096;

@@ -6,6 +6,15 @@ class CvmfsClient(PackageRecipe):
     CernVM-FS failover), checks its hash, and keeps it in a cache with a quota. Also
     /sbin/mount.cvmfs and /etc/cvmfs/default.conf.
 
+    The cache's share: it holds up to CVMFS_QUOTA_LIMIT MB (least recently used files
+    go first) while the file system under CVMFS_CACHE_BASE has room, and always leaves
+    1 MB free there. Its effective limit is the smaller of the quota and what it holds
+    plus that file system's free space; at mount the log says when the disk, not the
+    quota, is the limit ("the effective limit is X MB": the quota cannot be honoured),
+    and df on the mount point shows the effective limit. A file that does not fit
+    fails to open with ENOSPC and the log names the limit reached: "the cache is full
+    (quota)" or "the disk is full".
+
     It links libfuse3, libsqlite3, OpenSSL's libcrypto (SHA-256 with the CPU's SHA
     instructions, Ed25519) and zlib from Debian's capsules; the image gets them through
     their sonames (automatic dependency discovery)."""

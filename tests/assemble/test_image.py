@@ -53,6 +53,9 @@ def test_accounts_release_hostname_and_modules():
     assert made["/etc/modules"][0] == b"fuse\nisofs\n"
     assert made["/etc/appliance-release"][0].decode() == (
         f"GROUP=group-test\nVERSION={GROUP_VERSION}\nREVISION=1.0-1-3\nARCH=x86_64\nBUILT_BY=appbuild-{__version__}\n")
+    # the login user a key or password given at boot is for, when the group names one
+    assert files(group(login_user="cernvm"))["/etc/appliance-release"][0].decode().endswith(
+        f"BUILT_BY=appbuild-{__version__}\nLOGIN_USER=cernvm\n")
     assert made["/etc/os-release"][0].decode() == (
         'NAME="group-test"\nID=appbuild\nVERSION_ID="1.0-1-3"\nPRETTY_NAME="group-test 1.0-1-3 (x86_64)"\n')
 

@@ -13,6 +13,7 @@ from appbuilder.assemble import kernel as kernel_mod
 from appbuilder.core.errors import AppbuildError
 from appbuilder.repository.store import ContentStore
 from appbuilder.repository.trove import FileEntry
+from appbuilder.formats.targets import load_targets
 from tests.assemble.helpers import kernel_troves, run, trove
 
 WANTED = ["ext4", "virtio_blk"]
@@ -77,12 +78,43 @@ def test_a_module_the_kernel_lacks_is_named_with_a_suggestion(store, host_module
     assert kern.closure(["ext5", "ext4"], strict=False) == kern.closure(["ext4"])
 
 
-def test_every_module_the_initramfs_asks_for_exists_in_a_real_kernel(host_modules):
-    """A misspelt name would be dropped without a word (closure(strict=False)); modinfo
-    knows each one as a module or as built in."""
-    for name in kernel_mod.INITRAMFS_MODULES:
+def test_every_module_the_device_table_names_exists_in_a_real_kernel(host_modules):
+    """A misspelt name would only be reported as missing from every kernel; modinfo knows
+    each one (Debian's amd64 kernel has them all, Xen's and Hyper-V's included) as a module
+    or as built in."""
+    table = load_targets()
+    names = {m for t in [table.common, *table.targets.values()] for m in t.modules} | set(kernel_mod.ROOT_FS_MODULES)
+    assert {"BusLogic", "sym53c8xx", "mptsas", "ena", "hv_netvsc", "xen_netfront", "vmxnet3", "e1000e"} <= names
+    for name in sorted(names):
         proc = run("modinfo", "-k", host_modules.version, "-F", "name", name, check=False)
         assert proc.returncode == 0, f"{name}: {proc.stderr.strip()}"
+
+
+DEVICES = kernel_mod.DeviceModules((
+    kernel_mod.TargetModules("kvm", ("virtio_blk",), ("virtio_net",)),
+    kernel_mod.TargetModules("fancy", ("virtio-blk", "no_such_hba"), ("no_such_nic",)),
+    kernel_mod.TargetModules("box", ("crc32c",), ()),  # built into the kernel, as the test says below
+))
+
+
+def test_device_modules_go_where_they_are_needed_and_missing_ones_are_named(store, host_modules):
+    names = sorted(host_modules.hard_closure(["ext4", "virtio_blk", "virtio_net", "fuse"]))
+    kern = kernel_mod.find_kernel(kernel_troves(store, host_modules, names), store)
+    assert DEVICES.disk == ("virtio_blk", "virtio-blk", "no_such_hba", "crc32c") and DEVICES.network == (
+        "virtio_net", "no_such_nic")
+    choice = kernel_mod.choose_modules(kern, DEVICES, ["fuse"], builtin={"crc32c"})
+    assert_load_order(choice.initramfs, host_modules)
+    assert_load_order(choice.root, host_modules)
+    assert set(choice.initramfs) == host_modules.hard_closure(["virtio_blk", "ext4"])  # disks and the root's ext4
+    assert set(choice.root) == host_modules.hard_closure(["virtio_net", "fuse"])  # network and the group's own
+    assert [str(m) for m in choice.missing] == [
+        f"target fancy: no module no_such_hba in kernel {host_modules.version}",
+        f"target fancy: no module no_such_nic in kernel {host_modules.version}"]
+    assert "crc32c" in choice.drivers and {"virtio_net", "ext4", "fuse"} <= set(choice.drivers)
+    assert "no_such_nic" not in choice.drivers
+    # what the group asks for must exist: a misspelt kernelModules entry is an error
+    with pytest.raises(AppbuildError, match=r"has no module 'fusee' .*did you mean fuse"):
+        kernel_mod.choose_modules(kern, DEVICES, ["fusee"], builtin=set())
 
 
 def test_find_kernel_wants_exactly_one(store, host_modules):

@@ -15,6 +15,7 @@ CreateTags and DescribeImages/Snapshots, but not ImportSnapshot (its server answ
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from botocore.stub import ANY, Stubber  # noqa: E402
 from appbuilder.cloud.ami import (  # noqa: E402
     EBS_BLOCK,
     Endpoint,
+    check_bootable,
     UploadError,
     load_image,
     upload_ami,
@@ -133,7 +135,8 @@ def test_import_flow_with_real_s3_and_stubbed_ec2(converted, moto_endpoint, aws_
     m = image.manifest
     stub.add_response("register_image", {"ImageId": "ami-0123456789abcdef0"}, {
         "Name": m["name"], "Description": m["description"], "Architecture": "x86_64", "RootDeviceName": "/dev/sda1",
-        "VirtualizationType": "hvm", "EnaSupport": True, "BootMode": "legacy-bios",
+        # the test disk's kernel is a stand-in without ENA or NVMe drivers: registered without ENA
+        "VirtualizationType": "hvm", "EnaSupport": False, "BootMode": "legacy-bios",
         "BlockDeviceMappings": [{"DeviceName": "/dev/sda1", "Ebs": {
             "SnapshotId": "snap-0123456789abcdef0", "DeleteOnTermination": True, "VolumeType": "gp3", "VolumeSize": 1}}],
     })
@@ -176,3 +179,47 @@ def test_upload_needs_a_region_and_a_bucket(converted, monkeypatch):
     assert proc.returncode == 1 and "say which region" in proc.stderr
     proc = _appbuild("upload", "ami", str(converted["ami"][1]), "--region", REGION)
     assert proc.returncode == 1 and "--bucket is needed" in proc.stderr
+
+
+def _ami(test_disk, tmp_path: Path, **meta_changes) -> Path:
+    """The ami format of the session's test disk (x86 unless told), its image metadata changed."""
+    import dataclasses
+
+    from appbuilder.formats.convert import convert_all
+    from tests.disks import image_meta
+
+    meta = dataclasses.replace(image_meta(test_disk, arch=meta_changes.pop("arch", "x86")), **meta_changes)
+    out = convert_all(test_disk, "ami", tmp_path, meta)
+    return out["ami"][1]
+
+
+def test_a_32_bit_ami_without_xen_is_refused_before_any_upload(test_disk, tmp_path, aws_env):
+    """EC2 runs i386 AMIs only on its Xen instance types: without Xen's disk and network
+    drivers such an AMI could boot nowhere, so it is not uploaded (one line, no traceback)."""
+    manifest = _ami(test_disk, tmp_path / "noxen")
+    image = load_image(manifest)
+    assert (image.manifest["architecture"], image.manifest["xen_support"]) == ("i386", False)
+    with pytest.raises(UploadError, match=r"a 32-bit AMI runs only on EC2's Xen instance types.*no Xen support"):
+        upload_ami(image, Endpoint(region=REGION), bucket="never-used")
+    proc = _appbuild("upload", "ami", str(manifest), "--region", REGION, "--bucket", "never-used",
+                     "--endpoint", "http://127.0.0.1:9")  # nothing listens there: refused before any call
+    assert proc.returncode == 1 and "a 32-bit AMI runs only on EC2's Xen instance types" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    # with Xen's drivers (and CONFIG_XEN) the same image passes that check
+    xen = load_image(_ami(test_disk, tmp_path / "xen", drivers=("xen_blkfront", "xen_netfront"),
+                          kernel_config=("XEN=y",)))
+    assert xen.manifest["xen_support"] is True
+    check_bootable(xen)
+
+
+def test_ena_is_registered_only_with_nvme_and_the_volume_is_whole_gib(test_disk, tmp_path):
+    nitro = load_image(_ami(test_disk, tmp_path / "nitro", arch="x86_64", drivers=("ena", "nvme")))
+    assert nitro.ena_support and nitro.volume_size_gib == 1
+    ena_only = load_image(_ami(test_disk, tmp_path / "ena", arch="x86_64", drivers=("ena",)))
+    assert ena_only.manifest["ena_support"] and not ena_only.ena_support  # a Nitro instance would find no disk
+    data = json.loads(nitro.manifest_path.read_text())
+    for bad in (0, 0.5, "1", True):
+        data["volume_size_gib"] = bad
+        nitro.manifest_path.write_text(json.dumps(data))
+        with pytest.raises(UploadError, match="volume_size_gib must be a whole number of GiB, at least 1"):
+            load_image(nitro.manifest_path).volume_size_gib

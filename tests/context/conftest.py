@@ -18,7 +18,8 @@ TEST_REPO = "atlas.example.org"
 # where the guest finds the host's services (guestfwd): the repository server, a dead
 # proxy and a live one
 SERVER_IP, DEAD_PROXY_IP, PROXY_IP = "10.0.2.100", "10.0.2.101", "10.0.2.102"
-APPLIANCE_RECIPES = ["base-files", "busybox", "appliance-init", "cvmfs-client", "cvmfs-keys", "cernvm-context"]
+APPLIANCE_RECIPES = ["base-files", "busybox", "appliance-init", "cvmfs-client", "cvmfs-keys", "cernvm-context",
+                     "appliance-sshd"]
 
 TESTKEY_RECIPE = """class CvmfsTestkey(PackageRecipe):
     \"\"\"The key and servers of the repository the context test publishes.\"\"\"
@@ -40,6 +41,7 @@ TEST_GROUP = """class GroupCernvmTest(GroupRecipe):
     version = '1.0'
     imageGroup = True
     hostname = 'cernvm'
+    loginUser = {login!r}
     kernelModules = {modules!r}
 
     def setup(r):
@@ -70,7 +72,8 @@ def context_images(appliance, tmp_path_factory) -> ContextImages:
     (recipe / f"{TEST_REPO}.conf").write_text(f'CVMFS_SERVER_URL="http://{SERVER_IP}/cvmfs/@fqrn@"\n')
     (recipe / "recipe.py").write_text(TESTKEY_RECIPE.format(repo=TEST_REPO))
     production = load_group(PROJECT / "groups", "group-cernvm").instantiate(get_arch("x86_64"))
-    (ws / "groups" / "group-cernvm-test.py").write_text(TEST_GROUP.format(modules=tuple(production.kernelModules)))
+    (ws / "groups" / "group-cernvm-test.py").write_text(TEST_GROUP.format(modules=tuple(production.kernelModules),
+                                                                             login=production.loginUser))
 
     s = make_settings(root, workspace=ws, cache=appliance.settings.cache)
     s = dataclasses.replace(s, repository=appliance.settings.repository)

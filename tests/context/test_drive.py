@@ -117,6 +117,36 @@ anything goes here
     assert check_user_data("[other]\n") == ["there is no [cernvm] section"]
 
 
+def test_the_login_keys_are_checked_as_the_appliance_does(tmp_path):
+    """login_user, login_password_hash and ssh_authorized_keys: the keys made by ssh-keygen
+    pass; a key with options in front, a truncated blob, a blob of another type, a
+    plain-text password and root are reported (the appliance skips them too)."""
+    import base64
+    import subprocess
+
+    keys = {}
+    for kind in ("ed25519", "rsa", "ecdsa"):
+        subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", f"{kind}@test", "-f", str(tmp_path / kind)],
+                       check=True)
+        keys[kind] = (tmp_path / f"{kind}.pub").read_text().strip()
+    kind, blob, comment = keys["ed25519"].split()
+    truncated = base64.b64encode(base64.b64decode(blob)[:-8]).decode()
+    text = "[cernvm]\nlogin_user = alice\nlogin_password_hash = $6$saltsalt$Yx8H4r1.cSUzqK/s4Cg0\n" + "".join(
+        f"ssh_authorized_keys = {k}\n" for k in keys.values()) + (
+        f'ssh_authorized_keys = command="reboot" {keys["ed25519"]}\n'
+        f"ssh_authorized_keys = {kind} {truncated} {comment}\n"
+        f"ssh_authorized_keys = ssh-rsa {blob}\n"
+        "login_password_hash = s3cret\n"
+        "login_user = root\n")
+    assert check_user_data(text) == [
+        "line 7: not an SSH public key (TYPE BASE64 [COMMENT] with a known type); ignored",
+        "line 8: not an SSH public key (TYPE BASE64 [COMMENT] with a known type); ignored",
+        "line 9: not an SSH public key (TYPE BASE64 [COMMENT] with a known type); ignored",
+        "line 10: login_password_hash is not a crypt(3) hash such as $6$salt$hash (ignored)",
+        "line 11: login_user root: root stays locked (ignored)",
+    ]
+
+
 def test_context_make_from_the_command_line_warns_and_writes(inputs, tmp_path, workspace):
     (inputs / "user-data.ini").write_text(USER_DATA + "oops\n")
     proc = run_appbuild(workspace, "context", "make", str(inputs / "user-data.ini"), "-o", str(tmp_path / "c.iso"),

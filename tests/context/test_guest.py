@@ -23,6 +23,7 @@ from appbuilder.fs.publish import publish
 from appbuilder.verify.boot import BOOT_MARKER, BootOptions
 from tests.context.conftest import DEAD_PROXY_IP, PROXY_IP, SERVER_IP, TEST_REPO
 from tests.fs.conftest import make_tree
+from tests.fs.test_group import debugfs, root_partition
 from tests.guest import RunningGuest
 from tests.servers import ForwardProxy, StaticServer, closed_port
 
@@ -145,16 +146,27 @@ def test_the_contextualized_appliance_reads_the_repository_and_goes_offline(cont
     print(f"{arch}: contextualized, checked and offline in {time.monotonic() - start:.1f} s")
 
 
-def test_without_user_data_the_appliance_boots_as_before(appliance):
-    """The production image with a network card (e1000) but no config drive and no
-    metadata service: DHCP brings the card up, contextualization finds nothing to do,
-    the boot reaches the login prompt."""
+def test_without_user_data_the_appliance_boots_as_before(appliance, tmp_path):
+    """The production image with a network card (e1000) but no config drive, no OVF
+    environment and no metadata service: DHCP brings the card up, contextualization finds
+    nothing to do, the SSH server starts and the console says how to give a way in (root
+    stays locked: its password in the image is '!'), the boot reaches the login prompt."""
     qcow2 = next(p for p in appliance.files[("x86_64", "qcow2")] if p.suffix == ".qcow2")
     opts = BootOptions(arch="x86_64", drive_format="qcow2", timeout=90, extra_args=[
         "-netdev", "user,id=net0,restrict=on", "-device", "e1000,netdev=net0"])
     with RunningGuest(qcow2, opts) as guest:
         assert guest.wait_for(BOOT_MARKER).endswith(f"group-cernvm cernvm@cvm:2/{appliance.version['x86_64']} x86_64")
         assert re.search(r"network: eth0 10\.0\.2\.15/24", guest.wait_for("network:"))
-        assert guest.wait_for("cernvm-context:") == \
-            "cernvm-context: no user data (no config drive labelled cidata, no EC2 metadata): nothing to do"
+        assert guest.wait_for("cernvm-context:") == (
+            "cernvm-context: no user data (no config drive labelled cidata, no OVF environment, no EC2 or OpenStack "
+            "metadata): nothing to do")
+        assert guest.wait_for("sshd: dropbear") == "sshd: dropbear listening on port 22"
+        assert guest.wait_for("sshd: no SSH key") == (
+            "sshd: no SSH key or password was given, so nobody can log in (root is locked): pass a key through "
+            "EC2 or OpenStack metadata, an OVF environment (appliance.ssh_authorized_keys, "
+            "appliance.login_password_hash), or user data ([cernvm] ssh_authorized_keys = ...)")
         assert "login:" in guest.wait_for("login:", timeout=60, partial=True)
+    fs = root_partition(appliance.file("x86_64", "raw"), tmp_path / "root.ext4")
+    shadow = dict(line.split(":", 2)[:2] for line in debugfs(fs, "cat /etc/shadow").splitlines() if ":" in line)
+    assert shadow["root"] == "!" and all(h.startswith(("!", "*")) for h in shadow.values()), shadow
+    assert "LOGIN_USER=cernvm" in debugfs(fs, "cat /etc/appliance-release").splitlines()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -19,7 +20,8 @@ from appbuilder.core.errors import AppbuildError
 from appbuilder.formats import vhd, vmdk
 from appbuilder.formats.convert import OutputExists, convert_all
 from appbuilder.formats.ova import extract_disk
-from appbuilder.formats.specs import DATA_DIR, FormatError
+from appbuilder.formats.descriptors import FileInfo, render
+from appbuilder.formats.specs import DATA_DIR, FormatError, get_format
 from tests.disks import EPOCH, image_meta
 
 MIB = 1 << 20
@@ -167,7 +169,8 @@ def test_ova_is_a_deterministic_tar_with_the_ovf_first(converted, meta, test_dis
     rasd = "{http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData}"
     items = system.findall(f"{{{OVF_NS}}}VirtualHardwareSection/{{{OVF_NS}}}Item")
     types = {i.find(f"{rasd}ResourceType").text: i for i in items}
-    assert set(types) == {"3", "4", "6", "10", "17"}  # CPU, memory, SCSI controller, NIC, disk
+    # CPU, memory, SCSI controller, NIC, disk; an IDE controller and the CD-ROM the OVF environment comes on
+    assert set(types) == {"3", "4", "5", "6", "10", "15", "17"}
     assert types["4"].find(f"{rasd}VirtualQuantity").text == str(meta.memory_mib)
     assert types["17"].find(f"{rasd}HostResource").text == "ovf:/disk/vmdisk1"
     assert root.find(f"{{{OVF_NS}}}NetworkSection/{{{OVF_NS}}}Network") is not None
@@ -196,7 +199,9 @@ def test_ami_manifest(converted, meta):
         "boot_mode": "legacy-bios",
         "root_device_name": "/dev/sda1",
         "virtualization_type": "hvm",
-        "ena_support": True,
+        "ena_support": False,  # the test disk's meta names no drivers: the flags say what the image has
+        "nvme_support": False,
+        "xen_support": False,
         "volume_type": "gp3",
         "volume_size_gib": 1,
         "source_date_epoch": EPOCH,
@@ -205,12 +210,28 @@ def test_ami_manifest(converted, meta):
     }
 
 
+@pytest.mark.parametrize("drivers, config, flags", [
+    (("ena", "nvme", "xen_blkfront", "xen_netfront"), ("XEN=y",), (True, True, True)),
+    (("ena", "nvme", "xen_blkfront", "xen_netfront"), (), (True, True, False)),  # no CONFIG_XEN: no Xen
+    (("nvme", "xen_blkfront"), ("XEN=y",), (False, True, False)),  # no netfront: no Xen
+])
+def test_ami_flags_follow_the_drivers_the_image_has(test_disk, meta, tmp_path, drivers, config, flags):
+    # a disk of 1 GiB and one MiB still needs a volume of a whole number of GiB: 2
+    big = dataclasses.replace(meta, drivers=drivers, kernel_config=config, disk_size=(1 << 30) + (1 << 20))
+    spec = get_format("ami")
+    text = render(DATA_DIR, "ami-manifest.json.j2", meta=big, vars=spec.template_vars("x86_64"), spec=spec,
+                  disk=FileInfo(test_disk.name, test_disk), files=[], manifest_files=[])
+    manifest = json.loads(text)
+    assert (manifest["ena_support"], manifest["nvme_support"], manifest["xen_support"]) == flags
+    assert manifest["volume_size_gib"] == 2
+
+
 def test_x86_descriptors(test_disk, tmp_path):
     meta = image_meta(test_disk, arch="x86")
     out = convert_all(test_disk, "vmdk,ami,vmdk-esx", tmp_path, meta)
     assert 'guestOS = "otherlinux"' in out["vmdk"][1].read_text()
     manifest = json.loads(out["ami"][1].read_text())
-    assert (manifest["architecture"], manifest["ena_support"]) == ("i386", False)
+    assert (manifest["architecture"], manifest["ena_support"], manifest["xen_support"]) == ("i386", False, False)
     ovf = ET.parse(out["vmdk-esx"][1]).getroot()
     os_section = ovf.find(f"{{{OVF_NS}}}VirtualSystem/{{{OVF_NS}}}OperatingSystemSection")
     assert os_section.get(f"{{{OVF_NS}}}id") == "36"

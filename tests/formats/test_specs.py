@@ -74,7 +74,7 @@ def test_arch_not_offered(tmp_path):
     d = _copy_formats(tmp_path)
     path = d / "ami.yaml"
     path.write_text(path.read_text().replace("arches: [x86_64, x86]", "arches: [x86_64]")
-                    .replace("  x86: {ec2_architecture: i386, ena_support: false}\n", ""))
+                    .replace("  x86: {ec2_architecture: i386}\n", ""))
     with pytest.raises(FormatError, match="format ami is not offered for x86; it is for x86_64"):
         resolve_formats("ami", "x86", d)
     assert "ami" not in [s.name for s in resolve_formats("all", "x86", d)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -188,7 +189,7 @@ def test_the_cache_quota_evicts_the_least_recently_used_and_a_full_cache_refuses
         with pytest.raises(OSError) as exc:
             open(m.mountpoint / "big/f1", "rb")
         assert exc.value.errno == errno.ENOSPC
-        assert "the cache is full" in setup.log()
+        assert "the cache is full (quota): " in setup.log() and "the disk is full" not in setup.log()
     finally:
         for f in held:
             f.close()
@@ -201,8 +202,35 @@ def test_a_file_larger_than_the_quota_is_refused(setup):
     m = setup.mount(setup.configure(quota_mb=2))
     with pytest.raises(OSError) as exc:
         (m.mountpoint / "huge").read_bytes()
-    assert exc.value.errno == errno.ENOSPC and "do not fit in a quota of 2 MB" in setup.log()
+    assert exc.value.errno == errno.ENOSPC and "the cache is full (quota): 3 MB do not fit in a quota of 2 MB" in setup.log()
     assert (m.mountpoint / "README").read_text() == "the release\n"
+
+
+def test_the_quota_holds_while_the_disk_has_room_and_the_disk_limits_it_beyond(setup):
+    """The cache's share of its file system: a quota the disk can give is the limit (df on
+    the mount shows it); a quota larger than the disk's free space is reported at mount with
+    the effective limit, which df shows instead (the real free space of the tests' disk)."""
+    m = setup.mount(setup.configure(quota_mb=100))
+    cache = re.escape(str(setup.tmp / "cache" / REPO))
+    assert re.search(rf"cache {cache}: 0 MB in use, quota 100 MB, the file system has \d+ MB free", setup.log())
+    vfs = os.statvfs(m.mountpoint)
+    assert vfs.f_blocks * vfs.f_frsize == 100 << 20
+    m.stop()
+
+    free_mb = shutil.disk_usage(setup.tmp).free >> 20
+    quota = free_mb * 4 + 1000  # more than this disk can give
+    m = setup.mount(setup.configure(quota_mb=quota, name="big-quota"), name="mnt2")
+    said = re.search(rf"warning: cache {cache}: 0 MB in use; the quota \(CVMFS_QUOTA_LIMIT\) is {quota} MB, but the "
+                     r"file system has only (\d+) MB free: the effective limit is (\d+) MB until the disk has room",
+                     setup.log())
+    assert said, setup.log()
+    free, effective = int(said.group(1)), int(said.group(2))
+    slack = max(512, free // 50)  # others write to this disk meanwhile
+    assert abs(free - free_mb) < slack and free - 2 <= effective <= free
+    vfs = os.statvfs(m.mountpoint)
+    assert abs((vfs.f_blocks * vfs.f_frsize >> 20) - effective) < slack
+    assert (m.mountpoint / "README").read_text() == "the release\n"
+    assert "the disk is full" not in setup.log() and "the cache is full" not in setup.log()
 
 
 def test_offline_everything_cached_keeps_working_and_a_remount_uses_the_cache(setup):

@@ -241,6 +241,11 @@ def test_bad_group_recipes(workspace):
                                                  "    def setup(r):\n        pass\n")
     proc = resolve(workspace, "group-misnamed", check=False)
     assert "belongs in groups/group-other.py" in proc.stderr
+    for login in ("'root'", "'Bad User'", "42"):  # root stays locked; a login user is a plain name
+        (ws / "groups/group-login.py").write_text("class G(GroupRecipe):\n    name = 'group-login'\n    version = '1'\n"
+                                                  f"    loginUser = {login}\n    def setup(r):\n        pass\n")
+        proc = resolve(workspace, "group-login", check=False)
+        assert proc.returncode == 1 and "loginUser must be a user name other than root" in proc.stderr, login
 
 
 def test_graph_export_holds_nodes_and_edges(tools, tmp_path):
@@ -262,10 +267,28 @@ def test_graph_export_holds_nodes_and_edges(tools, tmp_path):
 
 def test_resolve_records_image_settings(tools):
     group(tools.workspace, "group-img", "r.add('tool')",
-          attrs="imageGroup = True\nhostname = 'box'\nkernelModules = ('fuse',)\nusers = ('alice:1000:alice:1000:/home/alice:/bin/sh',)")
+          attrs="imageGroup = True\nhostname = 'box'\nkernelModules = ('fuse',)\nusers = ('alice:1000:alice:1000:/home/alice:/bin/sh',)"
+                "\nloginUser = 'cernvm'")
     resolve(tools, "group-img")
     repo = Repository(tools.repository, tools.label)
     info = repo.get(find_group(repo, "group-img", "x86_64"), with_files=False).info
     assert info["image_group"] is True and info["hostname"] == "box" and info["kernel_modules"] == ["fuse"]
     assert info["users"] == ["alice:1000:alice:1000:/home/alice:/bin/sh"]
+    assert info["login_user"] == "cernvm"
     assert json.dumps(info["reasons"])  # reasons are stored with the pins
+
+
+def test_source_date_epoch_comes_from_the_pins_not_the_clock(tools):
+    """Images take every time stamp from the group's SOURCE_DATE_EPOCH: the workspace's value for
+    cooked members, the newest upstream file time when a capsule is newer; never the clock."""
+    group(tools.workspace, "group-cooked", "r.add('tool')", attrs="imageGroup = True")
+    group(tools.workspace, "group-capsule", "r.add('tool')\nr.add('dash')", attrs="imageGroup = True")
+    resolve(tools, "group-cooked")
+    resolve(tools, "group-capsule")
+    repo = Repository(tools.repository, tools.label)
+    cooked = repo.get(find_group(repo, "group-cooked", "x86_64"), with_files=False)
+    assert cooked.info["source_date_epoch"] == tools.get("source_date_epoch") == 1_700_000_000
+    capsule = repo.get(find_group(repo, "group-capsule", "x86_64"), with_files=False)
+    newest = max(f.mtime for m in capsule.members for f in repo.get(m).files)
+    assert newest > 1_700_000_000  # Debian 12's dash was built after November 2023
+    assert capsule.info["source_date_epoch"] == newest

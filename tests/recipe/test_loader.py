@@ -104,6 +104,8 @@ def test_exception_at_module_level_names_file_and_line(tmp_path):
     ("name = 'pkg'\n    version = '1 0'", "bad version '1 0'"),
     ("name = 'Pkg'\n    version = '1'", "bad name 'Pkg'"),
     ("name = 'pkg'\n    version = '1'\n    buildRequires = 'libfoo:devel'", "buildRequires must be a list"),
+    ("name = 'pkg'\n    version = '1'\n    license = 'GPL v2'", "license must be an SPDX license expression"),
+    ("name = 'pkg'\n    version = '1'\n    license = ['MIT']", "license must be an SPDX license expression"),
 ])
 def test_missing_or_bad_class_attributes(tmp_path, attrs, message):
     path = write(tmp_path, f"""\
@@ -117,6 +119,13 @@ class Pkg(PackageRecipe):
         load_recipe(path)
     assert message in str(exc.value)
     assert str(exc.value).startswith(f"{path.resolve()}: recipe Pkg")
+
+
+def test_a_declared_license_is_read(tmp_path):
+    licensed = GOOD.replace("version = '1.0'", "version = '1.0'\n        license = '(MIT OR Apache-2.0) AND Zlib'")
+    path = write(tmp_path, licensed)
+    assert load_recipe(path).attrs["license"] == "(MIT OR Apache-2.0) AND Zlib"
+    assert load_recipe(write(tmp_path, GOOD, name="other")).attrs["license"] is None
 
 
 def test_recipe_without_setup_is_refused(tmp_path):

@@ -133,6 +133,36 @@ def test_same_input_hash_is_reused_not_recommitted(repo):
     assert repo.by_input("in-unknown") is None
 
 
+def test_a_group_is_restored_with_its_recorded_version_and_pins(repo):
+    from appbuilder.repository.repo import GroupBuild
+
+    pkg = repo.commit_package(package(repo))
+    members = [pkg.nvf, *(c for c in pkg.members)]
+    nvf = NVF("group-x", Version(LABEL, "2.0", 1, 7), Flavor("x86_64"))
+    info = {"image_group": True, "source_date_epoch": 1_700_000_123, "input_hash": "closure-1", "source_hash": "grp-1"}
+    group = repo.restore_group(nvf, members, info)
+    assert group.nvf == nvf and sorted(group.members) == sorted(members)
+    assert repo.get(nvf, with_files=False).info["source_date_epoch"] == 1_700_000_123
+    assert repo.restore_group(nvf, members, info).nvf == nvf  # already there: kept as it is
+    # resolving the same closure again names the restored version, not a new one
+    again, new = repo.commit_group(GroupBuild("group-x", "2.0", Flavor("x86_64"), "grp-1", "closure-1", members))
+    assert again.nvf == nvf and not new
+    # a pin the repository lacks: a clear error, nothing recorded
+    ghost = NVF("ghost", Version(LABEL, "1.0", 1, 1), Flavor("x86_64"))
+    other = NVF("group-y", Version(LABEL, "1.0", 1, 1), Flavor("x86_64"))
+    with pytest.raises(RepositoryError, match="lacks 1 of its pins: ghost="):
+        repo.restore_group(other, [*members, ghost], info)
+    assert repo.versions("group-y") == []
+
+
+def test_nvf_parses_what_it_prints():
+    text = "busybox:runtime=cernvm@cvm:2/1.35.0-1-3[is: x86_64]"
+    assert str(NVF.parse(text)) == text
+    assert str(NVF.parse("keys=cernvm@cvm:2/1.0-1-1[]")) == "keys=cernvm@cvm:2/1.0-1-1[]"
+    with pytest.raises(RepositoryError, match="bad trove identity"):
+        NVF.parse("busybox")
+
+
 def test_rebuild_gives_a_new_build_count_and_takes_over_the_input_hash(repo):
     first = repo.commit_package(package(repo, input_hash="in-1"))
     forced = repo.commit_package(package(repo, input_hash="in-1", rebuild=True))

@@ -213,7 +213,13 @@ def test_show_verify_marks_damaged_files(cli):
     assert run_appbuild(cli, "show", "world", "--verify").returncode == 0
 
 
-def test_verify_of_a_target_is_not_supported_yet(cli):
+def test_verify_of_a_release_that_is_not_there_is_a_clear_error(cli, tmp_path):
+    """A target switches ``appbuild verify`` to checking a published release (tests/release/
+    test_verify.py); one that is not a release is one line naming it."""
     proc = run_appbuild(cli, "verify", "/srv/appbuild/releases", check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert "checking a published release is not supported yet" in proc.stderr
+    assert proc.stderr.strip() == "error: no release at /srv/appbuild/releases: not a directory"
+    proc = run_appbuild(cli, "verify", str(tmp_path), check=False)
+    assert proc.returncode == 1 and f"no release at {tmp_path}: it has no SHA256SUMS" in proc.stderr
+    proc = run_appbuild(cli, "verify", "--rebuild", check=False)  # release options without a release
+    assert proc.returncode == 1 and "check a published release: appbuild verify RELEASE_DIR|URL" in proc.stderr
