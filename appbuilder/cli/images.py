@@ -70,6 +70,9 @@ def cmd_inspect(args, settings: Settings | None, ui: Console) -> int:
     if args.inventory:  # exactly what `appliance query` prints in the guest
         for report in reports:
             if report.inventory is None:
+                if report.root is None:
+                    raise AppbuildError(f"{report.path}: no appbuild root file system in it ({report.format}, "
+                                        f"{len(report.partitions)} partitions): not an appbuild image")
                 raise AppbuildError(f"{report.path}: no inventory in the image (built before appbuild wrote one?)")
             for line in report.inventory:
                 ui.out(line)

@@ -90,6 +90,16 @@ def test_cli_errors():
     assert proc.returncode == 1 and "no image at /nonexistent.qcow2" in proc.stderr
 
 
+def test_inventory_of_something_that_is_not_an_appbuild_image(tmp_path):
+    text = tmp_path / "SHA256SUMS"
+    text.write_text("not a disk\n")
+    appbuild = str(Path(sys.executable).with_name("appbuild"))
+    proc = subprocess.run([appbuild, "inspect", "--inventory", str(text)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "no appbuild root file system in it (raw, 0 partitions): not an appbuild image" in proc.stderr
+
+
 def test_mbr_parser():
     sector = bytearray(512)
     sector[510:512] = b"\x55\xaa"
