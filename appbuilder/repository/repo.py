@@ -195,8 +195,13 @@ class Repository:
                 return index.load_trove(db, tid, with_files=False)
             missing = [m for m in members if index.trove_id(db, m) is None]
             if missing:
+                def has(m: NVF) -> str:
+                    have = [n.version.revision for n in self.versions(m.name, arch=m.flavor.arch)]
+                    return f"{m} (the repository has {', '.join(have) if have else 'no version'})"
+
                 raise RepositoryError(f"cannot restore {nvf}: the repository lacks {len(missing)} of its pins: "
-                                      + ", ".join(map(str, missing[:8])) + (" ..." if len(missing) > 8 else ""))
+                                      + ", ".join(has(m) for m in missing[:8])
+                                      + (" ..." if len(missing) > 8 else ""))
             group = Trove(nvf.name, nvf.version, nvf.flavor, kind=GROUP, members=sorted(members), info=dict(info))
             gid = index.insert_trove(db, group, time.time())
             input_hash = info.get("input_hash")

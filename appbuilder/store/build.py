@@ -32,7 +32,6 @@ from appbuilder.core.arch import get_arch
 from appbuilder.core.errors import AppbuildError, Interrupted
 from appbuilder.core.settings import Settings
 from appbuilder.core.settings import parse_size as settings_size
-from appbuilder.repository import index
 from appbuilder.repository.repo import Repository
 from appbuilder.core.fileio import write_atomic
 from appbuilder.store import manifest as mf
@@ -80,15 +79,16 @@ class BuiltImage:
 def build_images(settings: Settings, repo: Repository, req: BuildRequest,
                  say: Callable[[str], None] = print) -> list[BuiltImage]:
     from appbuilder.formats.specs import resolve_formats
+    from appbuilder.formats.targets import load_targets
 
     arches = [get_arch(a).name for a in req.arches]
     plans = {arch: resolve_formats(req.formats, arch, settings.formats_dir)  # bad names fail before any work
              for arch in arches}
-    device_modules(settings, arches[0])  # and so does a broken device table
+    table = load_targets(settings.formats_dir)  # and so does a broken device table
     store = ImageStore(req.output or settings.images)
     built = []
     for arch in arches:
-        built.append(_build_one(settings, repo, req, arch, plans[arch], store, say))
+        built.append(_build_one(settings, repo, req, arch, plans[arch], table, store, say))
     return built
 
 
@@ -100,11 +100,10 @@ def device_modules(settings: Settings, arch: str):
     return load_targets(settings.formats_dir).device_modules(arch)
 
 
-def _build_one(settings: Settings, repo: Repository, req: BuildRequest, arch: str, formats: list,
+def _build_one(settings: Settings, repo: Repository, req: BuildRequest, arch: str, formats: list, table,
                store: ImageStore, say: Callable[[str], None]) -> BuiltImage:
     from appbuilder.assemble.image import assemble_raw
     from appbuilder.formats.convert import convert_all
-    from appbuilder.formats.targets import load_targets
     from appbuilder.graph.groups import resolve_group, staged_troves
 
     timings: dict[str, float] = {}
@@ -141,7 +140,6 @@ def _build_one(settings: Settings, repo: Repository, req: BuildRequest, arch: st
         t = time.monotonic()
         troves = staged_troves(repo, group)
         fallback_epoch = settings.get("source_date_epoch")
-        table = load_targets(settings.formats_dir)
         assembled = assemble_raw(repo, group, troves, {"group": req.group, "source_date_epoch": fallback_epoch}, work,
                                  devices=table.device_modules(arch), size=req.size,
                                  progress=lambda m: say(f"[{arch}] {m}"))
@@ -235,15 +233,10 @@ def _pinned_group(settings: Settings, repo: Repository, req: BuildRequest, arch:
         t = time.monotonic()
         _cook_changed(settings, repo, arch, say)
         timings["cook"] = time.monotonic() - t
-    absent = [m for m in members if index.trove_id(repo.db, m) is None]
-    if absent:
-        lines = []
-        for m in absent:
-            have = [str(n.version.revision) for n in repo.versions(m.name, arch=arch)]
-            lines.append(f"{m} (the repository has {', '.join(have) if have else 'no version'})")
-        raise AppbuildError(f"{nvf} cannot be rebuilt: {len(absent)} of its {len(members)} pins are not in the "
-                            f"repository, even after importing and cooking:\n  " + "\n  ".join(lines))
-    return repo.restore_group(nvf, members, record.group_info).nvf
+    try:
+        return repo.restore_group(nvf, members, record.group_info).nvf
+    except RepositoryError as exc:
+        raise AppbuildError(f"{exc}, even after importing and cooking") from None
 
 
 def _check_recorded(settings: Settings, req: BuildRequest, group, arch: str, records: dict[str, dict]) -> None:
