@@ -109,7 +109,7 @@ def main() -> None:
         print(table(("step", "seconds", "objects written", "MB written"), rows,
                     title=f"appbuild fs publish: {N_FILES} files, {mb(total)} MB, {os.cpu_count()} CPUs"))
         print(f"catalog object: {figures['catalog_bytes']} bytes; one changed file republished = "
-              f"{one.bytes_written} bytes written ({one.objects_written} object + catalog + manifest)")
+              f"{one.bytes_written} bytes written ({one.objects_written} object + catalog + tag list + manifest)")
         emit("fs_publish", figures)
         rmtree(out)
 

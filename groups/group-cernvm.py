@@ -3,7 +3,7 @@ class GroupCernvm(GroupRecipe):
     uses, a static busybox cooked from Debian's source, the base files and our own
     init; the file system client that brings the experiment software (cvmfs-client,
     with the keys and servers of the repositories it trusts) and the contextualization
-    agent. Everything they need (the C library, libfuse3, SQLite, libcrypto, zlib for
+    agent. Everything they need (the C library, libfuse3, SQLite, libsodium, zlib for
     the client) is found by dependency resolution."""
 
     name = 'group-cernvm'

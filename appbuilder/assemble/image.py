@@ -56,7 +56,7 @@ class AssembledDisk:
     sboms: dict[str, bytes] = field(default_factory=dict)  # suffix (.spdx.json, .cdx.json) -> the image's SBOM
 
 
-def _busybox(troves: list[Trove], repo: Repository) -> bytes:
+def static_busybox(troves: list[Trove], repo: Repository) -> bytes:
     for t in troves:
         for f in t.files:
             if f.path in ("/bin/busybox", "/usr/bin/busybox", "/sbin/busybox") and f.type == "file":
@@ -69,7 +69,7 @@ def _busybox(troves: list[Trove], repo: Repository) -> bytes:
 
 
 def generated_files(group: Trove, meta: ImageMeta, accounts: Accounts, troves: list[Trove], *, root_uuid: str,
-                    boot_uuid: str, modules: list[str]) -> list[GeneratedFile]:
+                    boot_uuid: str, modules: list[str], boot: str = "disk") -> list[GeneratedFile]:
     info = group.info
     hostname = info.get("hostname") or "appliance"
     release = (f"GROUP={meta.group}\nVERSION={meta.version}\nREVISION={meta.revision}\nARCH={meta.arch}\n"
@@ -78,9 +78,12 @@ def generated_files(group: Trove, meta: ImageMeta, accounts: Accounts, troves: l
         release += f"LOGIN_USER={info['login_user']}\n"
     os_release = (f'NAME="{meta.group}"\nID=appbuild\nVERSION_ID="{meta.revision}"\n'
                   f'PRETTY_NAME="{meta.group} {meta.revision} ({meta.arch})"\n')
-    fstab = (
+    # a network-booted root is the overlay the initramfs made; it has no boot partition
+    partitions = "" if boot == "network" else (
         f"UUID={root_uuid}\t/\text4\tdefaults\t0 1\n"
-        f"UUID={boot_uuid}\t/boot\tvfat\tdefaults\t0 2\n"
+        f"UUID={boot_uuid}\t/boot\tvfat\tdefaults\t0 2\n")
+    fstab = (
+        partitions +
         "proc\t/proc\tproc\tdefaults\t0 0\n"
         "sysfs\t/sys\tsysfs\tdefaults\t0 0\n"
         "devpts\t/dev/pts\tdevpts\tgid=5,mode=620\t0 0\n"
@@ -106,18 +109,30 @@ def generated_files(group: Trove, meta: ImageMeta, accounts: Accounts, troves: l
     ]
 
 
-def assemble_raw(repo: Repository, group: Trove, troves: list[Trove], meta_base: dict, work: Path, *,
-                 devices: kernel_mod.DeviceModules, size: int | None = None,
-                 progress=lambda msg: None) -> AssembledDisk:
-    """Build the raw disk of *group* (its member *troves*) in *work*.
+@dataclass
+class StagedImage:
+    """A group version's root file system staged as its image holds it (see :func:`stage_image`)."""
 
-    *devices*: the disk and network drivers of the machines the image is for (the caller
-    reads them from the device table); a module the kernel lacks is reported through
-    *progress* ("target xen: no module xen_blkfront in kernel ...") and in the result."""
+    staged: StagedRoot
+    kernel: kernel_mod.Kernel
+    choice: kernel_mod.ModuleChoice
+    provisional: ImageMeta  # the image's metadata before its disk size is known
+    source_date_epoch: int
+    root_uuid: str
+    boot_volume_id: int
+    sboms: dict[str, bytes]
+
+
+def stage_image(repo: Repository, group: Trove, troves: list[Trove], meta_base: dict, work: Path, *,
+                devices: kernel_mod.DeviceModules, boot: str = "disk", progress=lambda msg: None) -> StagedImage:
+    """Stage the root file system of *group* (its member *troves*) under ``work/root``: members'
+    files, the kernel modules the image keeps, accounts, generated files, inventory, module index
+    and package databases. *boot* ``network``: the tree a network-booting appliance mounts as its
+    root (its fstab names no root or boot partition: the initramfs sets them up)."""
     sde = int(group.info.get("source_date_epoch") or meta_base["source_date_epoch"])
     arch = group.flavor.arch
     kern = kernel_mod.find_kernel(troves, repo.store)
-    builtin = _builtin_modules(kern, repo)
+    builtin = builtin_modules(kern, repo)
     choice = kernel_mod.choose_modules(kern, devices, group.info.get("kernel_modules", []), builtin)
     for missing in choice.missing:
         progress(str(missing))
@@ -134,7 +149,7 @@ def assemble_raw(repo: Repository, group: Trove, troves: list[Trove], meta_base:
     root_uuid = str(provisional.derived_uuid("rootfs"))
     boot_volid = provisional.derived_u32("bootfs")
     generated = generated_files(group, provisional, accounts, troves, root_uuid=root_uuid,
-                                boot_uuid=bootloader.fat_volume_uuid(boot_volid), modules=root_modules)
+                                boot_uuid=bootloader.fat_volume_uuid(boot_volid), modules=root_modules, boot=boot)
     # the inventory (SBOMs, inventory.txt) and the dpkg database name what the image really holds
     absent = skip | {f.path for t in troves for f in t.files if f.path.startswith("/boot/System.map")}
     inventory = make_inventory(repo, group, troves, arch=arch, source_date_epoch=sde, skip=absent)
@@ -150,13 +165,34 @@ def assemble_raw(repo: Repository, group: Trove, troves: list[Trove], meta_base:
     kernel_mod.regenerate_module_index(staging, kern.version)
     build_rpm_database(repo.store, troves, staging)  # RPM capsules: `rpm -qa` works in the image
     _record_new_files(staged, sde)
+    return StagedImage(staged, kern, choice, provisional, sde, root_uuid, boot_volid, sboms)
 
-    config = next((f for f in staged.boot_files.values() if f.path == f"/boot/config-{kern.version}"), None)
-    config_text = repo.store.read(config.sha256).decode(errors="replace") if config else ""
-    compression = initramfs.compression_for(config_text) if config else "gzip"
+
+def kernel_config_text(repo: Repository, image: StagedImage) -> str:
+    """The kernel's ``/boot/config-VERSION`` (empty when the package has none)."""
+    config = next((f for f in image.staged.boot_files.values() if f.path == f"/boot/config-{image.kernel.version}"),
+                  None)
+    return repo.store.read(config.sha256).decode(errors="replace") if config else ""
+
+
+def assemble_raw(repo: Repository, group: Trove, troves: list[Trove], meta_base: dict, work: Path, *,
+                 devices: kernel_mod.DeviceModules, size: int | None = None,
+                 progress=lambda msg: None) -> AssembledDisk:
+    """Build the raw disk of *group* (its member *troves*) in *work*.
+
+    *devices*: the disk and network drivers of the machines the image is for (the caller
+    reads them from the device table); a module the kernel lacks is reported through
+    *progress* ("target xen: no module xen_blkfront in kernel ...") and in the result."""
+    image = stage_image(repo, group, troves, meta_base, work, devices=devices, progress=progress)
+    staged, kern, choice, sde = image.staged, image.kernel, image.choice, image.source_date_epoch
+    init_modules, root_modules = choice.initramfs, choice.root
+    root_uuid, boot_volid, arch = image.root_uuid, image.boot_volume_id, group.flavor.arch
+
+    config_text = kernel_config_text(repo, image)
+    compression = initramfs.compression_for(config_text) if config_text else "gzip"
     progress(f"initramfs for kernel {kern.version} ({len(init_modules)} modules, {compression})")
     initrd = initramfs.build_initramfs(
-        busybox=_busybox(troves, repo),
+        busybox=static_busybox(troves, repo),
         modules=[(kern.modules[m].path, repo.store.read(kern.modules[m].sha256)) for m in init_modules],
         mtime=sde,
         compression=compression,
@@ -179,7 +215,7 @@ def assemble_raw(repo: Repository, group: Trove, troves: list[Trove], meta_base:
     root_bytes = _root_minimum(staged)
     layout = disk.plan_layout(boot_bytes, root_bytes, size)
     meta = ImageMeta(group.name, str(group.version), arch, layout.total, sde, **meta_base.get("image", {}),
-                     drivers=tuple(choice.drivers), kernel_config=_kernel_options(config_text))
+                     drivers=tuple(choice.drivers), kernel_config=kernel_options(config_text))
 
     progress(f"root file system: {layout.root.size // MIB} MiB ext4; boot partition: {layout.boot.size // MIB} MiB FAT")
     root_img, boot_img = work / "root.ext4", work / "boot.fat"
@@ -192,7 +228,7 @@ def assemble_raw(repo: Repository, group: Trove, troves: list[Trove], meta_base:
     for leftover in (root_img, boot_img):
         leftover.unlink()
     return AssembledDisk(raw, meta, kern.version, staged.installed_size, init_modules, root_modules,
-                         choice.missing, layout, sboms=sboms)
+                         choice.missing, layout, sboms=image.sboms)
 
 
 # kernel config options that say where the kernel runs (ImageMeta.kernel_config): the AMI
@@ -200,7 +236,7 @@ def assemble_raw(repo: Repository, group: Trove, troves: list[Trove], meta_base:
 KERNEL_OPTIONS = ("XEN", "XEN_PVHVM", "HYPERV", "X86_PAE")
 
 
-def _kernel_options(config: str) -> tuple[str, ...]:
+def kernel_options(config: str) -> tuple[str, ...]:
     """``NAME=VALUE`` of the :data:`KERNEL_OPTIONS` the kernel config *config* sets."""
     found = []
     for line in config.splitlines():
@@ -210,7 +246,7 @@ def _kernel_options(config: str) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
-def _builtin_modules(kern: kernel_mod.Kernel, repo: Repository) -> set[str]:
+def builtin_modules(kern: kernel_mod.Kernel, repo: Repository) -> set[str]:
     entry = next((f for f in kern.trove.files if f.path == f"{kern.moddir}/modules.builtin"), None)
     if entry is None or not entry.sha256:
         return set()

@@ -33,6 +33,9 @@ class ImageMeta:
     # options of the image's kernel config that say what it can run on (KERNEL_OPTIONS),
     # as set there: ("XEN=y", "HYPERV=m", ...)
     kernel_config: tuple[str, ...] = ()
+    # "" for the classic image (the OS on its disk); "network" for one that boots its OS from an
+    # fs repository (assemble/netboot.py): its file names and identifiers differ from the classic's
+    variant: str = ""
 
     def has_driver(self, *names: str) -> bool:
         """The image keeps (or its kernel has built in) every module in *names*."""
@@ -49,12 +52,13 @@ class ImageMeta:
 
     @property
     def basename(self) -> str:
-        """File name stem of this image: ``group-cernvm-1.0-1-3-x86_64``."""
-        return f"{self.group}-{self.revision}-{self.arch}"
+        """File name stem of this image: ``group-cernvm-1.0-1-3-x86_64`` (``...-x86_64-network``)."""
+        return f"{self.group}-{self.revision}-{self.arch}" + (f"-{self.variant}" if self.variant else "")
 
     @property
     def seed(self) -> bytes:
-        return hashlib.sha256(f"{self.group}={self.version}[{self.arch}]".encode()).digest()
+        variant = f"({self.variant})" if self.variant else ""
+        return hashlib.sha256(f"{self.group}={self.version}[{self.arch}]{variant}".encode()).digest()
 
     def derived_uuid(self, purpose: str) -> uuid.UUID:
         """A stable UUID for one purpose ("rootfs", "vhd", "ovf-disk", ...)."""

@@ -20,8 +20,9 @@ def cmd_build_image(args, settings: Settings, ui: Console) -> int:
     req = BuildRequest(
         group=args.group, arches=[a.name for a in arches(args.arch)], formats=args.format,
         version=args.version, output=Path(args.output).resolve() if args.output else None, force=args.force,
-        size=parse_size(args.size) if args.size else None, jobs=args.jobs, cook=not args.no_cook,
+        size=parse_size(args.size) if args.size else None, jobs=args.jobs, cook=not args.no_cook, boot=args.boot,
     )
+    settings = settings.with_flags(args)
     repo = open_repo(settings)
     for image in build_images(settings, repo, req, say=ui.info):
         ui.success(f"{image.group}: {image.directory}")
@@ -57,6 +58,11 @@ def build_image_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", help="disk size (e.g. 512M, 2G); default: what the closure needs plus headroom")
     p.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 2, help="parallel conversions")
     p.add_argument("--no-cook", action="store_true", help="do not cook changed recipes first")
+    p.add_argument("--boot", choices=("disk", "network"), default="disk",
+                   help="disk: the OS on the image (default); network: a small image (kernel, initramfs with the "
+                        "file system client, an empty data partition) that boots the group version's OS from its fs "
+                        "repository (appbuild fs publish-group)")
+    add_flags(p, "group")  # where a network-booting image takes its OS from
     p.set_defaults(func=cmd_build_image)
     return p
 

@@ -214,6 +214,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("verify.keyring", None, "the OpenPGP keys `appbuild verify RELEASE` trusts: a GNUPGHOME directory or a "
             "public key file", env="APPBUILD_VERIFY_KEYRING", cli={"verify": ("--keyring",)}, parse=_optional_text,
             metavar="PATH"),
+    Setting("os.repository", "{group}.{arch}", "the fs repository a group's OS is published to and a network-booting "
+            "image boots from ({group} and {arch} are replaced)", cli={"group": ("--os-repository",),
+                                                                        "publish-group": ("--repo",)},
+            metavar="NAME"),
+    Setting("os.servers", None, "where a network-booting image fetches its OS: URLs separated by ';' "
+            "(CVMFS_SERVER_URL; @fqrn@ is the repository), e.g. http://cvmfs.example.org/cvmfs/@fqrn@",
+            cli={"group": ("--os-server",)}, parse=_optional_text, metavar="URLS"),
+    Setting("os.proxy", "DIRECT", "the HTTP proxies of a network-booting image (CVMFS_HTTP_PROXY; user data's "
+            "proxy overrides it)", cli={"group": ("--os-proxy",)}, metavar="PROXIES"),
+    Setting("os.keys", "keys", "the directory holding each fs repository's key pair (NAME.key signs, NAME.pub goes "
+            "into network-booting images; `appbuild fs keygen` makes them)", env="APPBUILD_OS_KEYS",
+            cli={"publish-group": ("--keys",)},
+            metavar="DIR"),
+    Setting("os.data_size", "256M", "the data partition (cache, writable layer) of a network-booting image when "
+            "no --size is given; it grows to the end of the disk at first boot", parse=parse_size),
     Setting("qemu.accel", "tcg", "QEMU accelerator for boot tests: tcg, or kvm to opt in where it works",
             env="APPBUILD_QEMU_ACCEL", parse=_accel),
     Setting(None, None, "the interpreter ci/nightly runs (default: .venv/bin/python after set-up)",

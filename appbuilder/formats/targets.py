@@ -92,6 +92,14 @@ class TargetTable:
         """What an image for *arch* keeps: every target's disk and network modules."""
         return DeviceModules(tuple(t.modules_for() for t in self.for_arch(arch)))
 
+    def device_modules_for(self, specs: Iterable[Format], arch: str) -> DeviceModules:
+        """The drivers of only the targets the formats *specs* are made for (and ``common``): what
+        an image assembled for those formats alone keeps (the network-booting one, whose every
+        byte is downloaded, is made per set of targets)."""
+        names = {t.name for spec in specs for t in self.targets_of(spec, arch)}
+        return DeviceModules(tuple(t.modules_for() for t in self.for_arch(arch)
+                                   if t is self.common or t.name in names))
+
     def targets_of(self, spec: Format, arch: str | None = None) -> list[Target]:
         """The targets format *spec* is made for (its own entry, else its family's), for *arch*."""
         names = self.formats.get(spec.name, self.formats.get(spec.family, ()))

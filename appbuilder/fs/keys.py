@@ -9,7 +9,7 @@ first 16 hex digits of the SHA-256 of its 32 raw public bytes, so a client can t
 
 Why Ed25519 rather than CernVM-FS's RSA + X.509 whitelist: 32-byte keys and 64-byte
 signatures, no parameters to get wrong, deterministic signatures; the client verifies
-them with OpenSSL's libcrypto (``EVP_DigestVerify``), which it links for SHA-256 anyway.
+them with libsodium (``crypto_sign_ed25519_verify_detached``), which it links for SHA-256 anyway.
 """
 
 from __future__ import annotations

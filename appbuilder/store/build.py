@@ -61,6 +61,7 @@ class BuildRequest:
     size: int | None = None
     jobs: int = 2
     cook: bool = True
+    boot: str = "disk"  # "network": the small image that boots its OS from an fs repository
 
 
 @dataclass
@@ -90,6 +91,49 @@ def build_images(settings: Settings, repo: Repository, req: BuildRequest,
     for arch in arches:
         built.append(_build_one(settings, repo, req, arch, plans[arch], table, store, say))
     return built
+
+
+def _by_targets(table, formats: list, arch: str, basename: str) -> list[list]:
+    """*formats* in batches made for the same targets (the device table's ``formats:``); formats
+    that write the same file (raw and ami: one disk) stay in one batch, for all their targets."""
+    batches: list[tuple[set, list, set]] = []  # (target names, formats, output names)
+    for spec in formats:
+        targets = {t.name for t in table.targets_of(spec, arch)}
+        outputs = set(spec.outputs(basename))
+        for names, specs, files in batches:
+            if names == targets or files & outputs:
+                names |= targets
+                specs.append(spec)
+                files |= outputs
+                break
+        else:
+            batches.append((targets, [spec], outputs))
+    return [specs for _, specs, _ in batches]
+
+
+def os_repository(settings: Settings, group: str, arch: str) -> str:
+    """The fs repository of *group*'s OS for *arch* (the ``os.repository`` setting, expanded)."""
+    return settings.get("os.repository").replace("{group}", group).replace("{arch}", arch)
+
+
+def os_key(settings: Settings, repository: str, suffix: str) -> Path:
+    """The key file of *repository* in the ``os.keys`` directory (suffix ``.key`` or ``.pub``)."""
+    keys = Path(settings.get("os.keys"))
+    keys = keys if keys.is_absolute() else settings.workspace / keys
+    return keys / f"{repository}{suffix}"
+
+
+def netboot_config(settings: Settings, group: str, arch: str):
+    """Where a network-booting image of *group* for *arch* takes its OS from (the os.* settings)."""
+    from appbuilder.assemble.netboot import NetbootConfig
+
+    repository = os_repository(settings, group, arch)
+    servers = settings.get("os.servers")
+    if not servers:
+        raise AppbuildError("a network-booting image needs the servers of its OS: set os.servers in repo/config.yaml "
+                            "or give --os-server URL (e.g. http://cvmfs.example.org/cvmfs/@fqrn@)")
+    return NetbootConfig(repository, servers, os_key(settings, repository, ".pub"), proxy=settings.get("os.proxy"),
+                         data_size=settings.get("os.data_size"))
 
 
 def device_modules(settings: Settings, arch: str):
@@ -130,8 +174,9 @@ def _build_one(settings: Settings, repo: Repository, req: BuildRequest, arch: st
     if not group.info.get("image_group"):
         raise AppbuildError(f"{req.group} is not an image group (set imageGroup = True in its recipe)")
 
-    directory = req.output or store.directory(req.group, group.version.revision, arch)
-    basename = f"{group.name}-{group.version.revision}-{arch}"
+    network = req.boot == "network"  # recorded beside the classic images of the version, in their own directory
+    directory = req.output or store.directory(req.group, group.version.revision, arch, network=network)
+    basename = f"{group.name}-{group.version.revision}-{arch}" + ("-network" if network else "")
     names = [n for spec in formats for n in spec.outputs(basename)]
     store.check_free(directory, names, force=req.force)
 
@@ -140,18 +185,34 @@ def _build_one(settings: Settings, repo: Repository, req: BuildRequest, arch: st
         t = time.monotonic()
         troves = staged_troves(repo, group)
         fallback_epoch = settings.get("source_date_epoch")
-        assembled = assemble_raw(repo, group, troves, {"group": req.group, "source_date_epoch": fallback_epoch}, work,
-                                 devices=table.device_modules(arch), size=req.size,
-                                 progress=lambda m: say(f"[{arch}] {m}"))
-        for warning in table.unserved(formats, arch, assembled.missing_modules):
-            say(f"[{arch}] warning: {warning}")
-        timings["assemble"] = time.monotonic() - t
-        t = time.monotonic()
+        meta_base = {"group": req.group, "source_date_epoch": fallback_epoch}
         out = work / "out"
         out.mkdir()
-        produced = convert_all(assembled.raw, [f.name for f in formats], out, assembled.meta, jobs=req.jobs,
-                               progress=lambda m: say(f"[{arch}] {m}"), formats_dir=settings.formats_dir)
-        timings["convert"] = time.monotonic() - t
+        produced: dict[str, list[Path]] = {}
+        timings["assemble"] = timings["convert"] = 0.0
+        # a classic image: one raw disk with every target's drivers is the source of every format;
+        # a network-booting one: a disk per set of targets, each with only its targets' drivers
+        for batch in (_by_targets(table, formats, arch, basename) if network else [formats]):
+            t = time.monotonic()
+            if network:
+                from appbuilder.assemble.netboot import assemble_netboot
+
+                scratch = work / f"disk-{len(produced)}"
+                scratch.mkdir()
+                assembled = assemble_netboot(repo, group, troves, meta_base, scratch,
+                                             devices=table.device_modules_for(batch, arch),
+                                             config=netboot_config(settings, req.group, arch), size=req.size,
+                                             progress=lambda m: say(f"[{arch}] {m}"))
+            else:
+                assembled = assemble_raw(repo, group, troves, meta_base, work, devices=table.device_modules(arch),
+                                         size=req.size, progress=lambda m: say(f"[{arch}] {m}"))
+            for warning in table.unserved(batch, arch, assembled.missing_modules):
+                say(f"[{arch}] warning: {warning}")
+            timings["assemble"] += time.monotonic() - t
+            t = time.monotonic()
+            produced.update(convert_all(assembled.raw, [f.name for f in batch], out, assembled.meta, jobs=req.jobs,
+                                        progress=lambda m: say(f"[{arch}] {m}"), formats_dir=settings.formats_dir))
+            timings["convert"] += time.monotonic() - t
         # formats may share a file (raw and ami: the same disk)
         unique = list(dict.fromkeys(p for paths in produced.values() for p in paths))
         sboms = _write_sboms(out, basename, assembled.sboms)

@@ -32,6 +32,7 @@ from appbuilder.store.manifest import Manifest
 
 TMP_PREFIX = ".tmp-"
 LOCK_NAME = ".store.lock"
+NETWORK = "network"  # ARCH/network: the network-booting images of a version (appbuild group-NAME --boot network)
 
 
 def revision_key(revision: str) -> tuple:
@@ -58,8 +59,9 @@ class ImageStore:
     def __init__(self, root: Path):
         self.root = Path(root)
 
-    def directory(self, group: str, revision: str, arch: str) -> Path:
-        return self.root / group / revision / arch
+    def directory(self, group: str, revision: str, arch: str, *, network: bool = False) -> Path:
+        """Where the images of one version for *arch* go (*network*: the network-booting ones)."""
+        return self.root / group / revision / arch / (NETWORK if network else "")
 
     # ------------------------------------------------------------ reading
 
@@ -75,7 +77,13 @@ class ImageStore:
             for rdir in sorted((d for d in gdir.iterdir() if d.is_dir() and not d.name.startswith(".")),
                                key=lambda d: revision_key(d.name), reverse=True):
                 for adir in sorted(d for d in rdir.iterdir() if d.is_dir() and not d.name.startswith(".")):
-                    out.append(StoredImage(gdir.name, rdir.name, adir.name, adir, mf.load(adir)))
+                    # the network-booting images of a version sit in ARCH/network, with their own record
+                    network = mf.load(adir / NETWORK) if (adir / NETWORK).is_dir() else None
+                    manifest = mf.load(adir)
+                    if manifest is not None or network is None:
+                        out.append(StoredImage(gdir.name, rdir.name, adir.name, adir, manifest))
+                    if network is not None:
+                        out.append(StoredImage(gdir.name, rdir.name, f"{adir.name}/{NETWORK}", adir / NETWORK, network))
         return out
 
     def find(self, group: str, revision: str, arch: str | None = None) -> list[StoredImage]:

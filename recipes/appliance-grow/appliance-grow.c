@@ -6,12 +6,16 @@
  *                             later boots only say it was done (the state file)
  *   appliance-grow --force    again, whatever the state file says (nothing changes when the
  *                             root already fills the disk)
+ *   appliance-grow [--force] MOUNTPOINT
+ *                             the same for the partition and ext4 file system holding
+ *                             MOUNTPOINT instead of / (a network-booted appliance: its data
+ *                             partition, /var/lib/appliance-os); the same state file
  *   appliance-grow --image FILE [--partition N] [--write]
  *                             the partition step alone on a disk image file whose size is
  *                             the disk's: what it would do (or, with --write, does) to the MBR
  *
- * At boot:
- *  1. the root's device: stat("/") -> /sys/dev/block/MAJ:MIN -> a partition (its number, first
+ * At boot (the root, or the file system holding the mount point given):
+ *  1. its device: stat("/") -> /sys/dev/block/MAJ:MIN -> a partition (its number, first
  *     sector, length) of a disk (its length, its logical sector size: 512 bytes only)
  *  2. the MBR: the root's entry must be a primary Linux partition (type 0x83), the last one on
  *     the disk, and what the kernel uses; a GUID partition table (protective entry 0xEE) or an
@@ -60,6 +64,10 @@
 #define STATE_FILE STATE_DIR "/done"
 
 enum outcome { GROW, NOTHING, REFUSE };
+
+/* what grows: "/" (the root), or the file system holding another mount point */
+static const char *mountpoint = "/";
+static int is_root = 1;
 
 struct plan {
     int index;                         /* the root's MBR entry, 0-3 */
@@ -131,7 +139,8 @@ static enum outcome plan_mbr(const unsigned char *mbr, int partno, uint64_t star
             return say(p, REFUSE, "partition %d is an extended partition (type 0x%02x): not handled", i + 1, type);
     }
     if (partno < 1 || partno > 4)
-        return say(p, REFUSE, "the root is partition %d, not a primary partition (1-4)", partno);
+        return is_root ? say(p, REFUSE, "the root is partition %d, not a primary partition (1-4)", partno)
+                       : say(p, REFUSE, "%s is on partition %d, not a primary partition (1-4)", mountpoint, partno);
     const unsigned char *e = mbr + 446 + 16 * (partno - 1);
     uint64_t s = le32(e + 8), n = le32(e + 12);
     p->index = partno - 1;
@@ -150,10 +159,12 @@ static enum outcome plan_mbr(const unsigned char *mbr, int partno, uint64_t star
         if (i == partno - 1 || o[4] == 0 || on == 0)
             continue;
         if (os >= s)
-            return say(p, REFUSE, "partition %d (from sector %" PRIu64 ") lies after the root partition: only the "
-                       "last partition on the disk is grown", i + 1, os);
+            return say(p, REFUSE, "partition %d (from sector %" PRIu64 ") lies after %s%s: only the "
+                       "last partition on the disk is grown", i + 1, os,
+                       is_root ? "the root partition" : "the partition of ", is_root ? "" : mountpoint);
         if (os + on > s)
-            return say(p, REFUSE, "partition %d overlaps the root partition", i + 1);
+            return say(p, REFUSE, "partition %d overlaps %s%s", i + 1,
+                       is_root ? "the root partition" : "the partition of ", is_root ? "" : mountpoint);
     }
     if (s + n > disk_len)
         return say(p, REFUSE, "partition %d ends past the end of the disk (sector %" PRIu64 " of %" PRIu64 ")", partno,
@@ -269,7 +280,10 @@ static int read_superblock(int fd, struct ext4_size *out, char *err, size_t errl
         return -1;
     }
     if ((sb[0x38] | sb[0x39] << 8) != EXT4_SUPER_MAGIC) {
-        snprintf(err, errlen, "no ext4 superblock on the root's device");
+        if (is_root)
+            snprintf(err, errlen, "no ext4 superblock on the root's device");
+        else
+            snprintf(err, errlen, "no ext4 superblock on the device of %s", mountpoint);
         return -1;
     }
     uint32_t log = le32(sb + 0x18);
@@ -344,24 +358,31 @@ static int grow_root(int force)
     }
     struct stat root;
     struct statfs sfs;
-    if (stat("/", &root) < 0 || statfs("/", &sfs) < 0)
-        return fail("cannot look at /: %s", strerror(errno));
+    if (stat(mountpoint, &root) < 0 || statfs(mountpoint, &sfs) < 0)
+        return fail("cannot look at %s: %s", mountpoint, strerror(errno));
     if (sfs.f_type != EXT4_SUPER_MAGIC) {
-        char line[256];
-        snprintf(line, sizeof line, "grow: the root file system is not ext4 (type 0x%lx): nothing to grow",
-                 (unsigned long)sfs.f_type);
+        char line[PATH_MAX + 128];
+        if (is_root)
+            snprintf(line, sizeof line, "grow: the root file system is not ext4 (type 0x%lx): nothing to grow",
+                     (unsigned long)sfs.f_type);
+        else
+            snprintf(line, sizeof line, "grow: the file system of %s is not ext4 (type 0x%lx): nothing to grow",
+                     mountpoint, (unsigned long)sfs.f_type);
         puts(line);
         mark_done(line);
         return 0;
     }
     if (sfs.f_flags & ST_RDONLY)
-        return fail("the root file system is mounted read-only: not growing");
+        return is_root ? fail("the root file system is mounted read-only: not growing")
+                       : fail("the file system of %s is mounted read-only: not growing", mountpoint);
 
     char link[64], sysdir[PATH_MAX];
     snprintf(link, sizeof link, "/sys/dev/block/%u:%u", major(root.st_dev), minor(root.st_dev));
     if (!realpath(link, sysdir))
-        return fail("the root's device %u:%u is not in /sys/dev/block (%s)", major(root.st_dev), minor(root.st_dev),
-                    strerror(errno));
+        return is_root ? fail("the root's device %u:%u is not in /sys/dev/block (%s)", major(root.st_dev),
+                              minor(root.st_dev), strerror(errno))
+                       : fail("the device %u:%u of %s is not in /sys/dev/block (%s)", major(root.st_dev),
+                              minor(root.st_dev), mountpoint, strerror(errno));
 
     /* the partition step */
     uint64_t partno = 0, start = 0, len = 0, disk_len = 0, sector = 0;
@@ -388,7 +409,8 @@ static int grow_root(int force)
         } else {
             int disk = open_device(diskdir, O_RDWR, disk_name, sizeof disk_name);
             if (disk < 0)
-                return fail("cannot open the disk of the root (%s): %s", diskdir, strerror(errno));
+                return is_root ? fail("cannot open the disk of the root (%s): %s", diskdir, strerror(errno))
+                               : fail("cannot open the disk of %s (%s): %s", mountpoint, diskdir, strerror(errno));
             unsigned char mbr[SECTOR], check[SECTOR];
             if (pread(disk, mbr, SECTOR, 0) != SECTOR) {
                 close(disk);
@@ -433,7 +455,8 @@ static int grow_root(int force)
     /* the file system step */
     int dev = open_device(sysdir, O_RDONLY, part_name, sizeof part_name);
     if (dev < 0)
-        return fail("cannot open the root's device (%s): %s", sysdir, strerror(errno));
+        return is_root ? fail("cannot open the root's device (%s): %s", sysdir, strerror(errno))
+                       : fail("cannot open the device of %s (%s): %s", mountpoint, sysdir, strerror(errno));
     struct ext4_size before, after;
     if (read_superblock(dev, &before, err, sizeof err) < 0) {
         close(dev);
@@ -445,7 +468,7 @@ static int grow_root(int force)
     int fs_grown = 0;
     after = before;
     if (target > before.blocks) {
-        int rootfd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int rootfd = open(mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (rootfd < 0 || ioctl(rootfd, EXT4_IOC_RESIZE_FS, &target) < 0) {
             int e = errno;
             if (rootfd >= 0)
@@ -469,16 +492,18 @@ static int grow_root(int force)
     close(dev);
 
     /* what happened, in one line */
-    char line[2048], part_text[768], fs_text[256], df[128] = "";
+    char line[2 * PATH_MAX + 2048], part_text[2 * PATH_MAX + 768], fs_text[256], df[128] = "", which[PATH_MAX + 64];
     uint64_t old_bytes = plan.old_len * SECTOR, new_bytes = plan.new_len * SECTOR;
-    if (part == GROW)
-        snprintf(part_text, sizeof part_text, "root partition %s %llu MiB -> %llu MiB", part_name, mib(old_bytes),
-                 mib(new_bytes));
-    else if (part == NOTHING)
-        snprintf(part_text, sizeof part_text, "root partition %s %llu MiB (%s)", part_name, mib(old_bytes), plan.why);
+    if (is_root)
+        snprintf(which, sizeof which, "root partition %s", part_name);
     else
-        snprintf(part_text, sizeof part_text, "root partition %s %llu MiB not grown: %s", part_name, mib(old_bytes),
-                 plan.why);
+        snprintf(which, sizeof which, "partition %s of %s", part_name, mountpoint);
+    if (part == GROW)
+        snprintf(part_text, sizeof part_text, "%s %llu MiB -> %llu MiB", which, mib(old_bytes), mib(new_bytes));
+    else if (part == NOTHING)
+        snprintf(part_text, sizeof part_text, "%s %llu MiB (%s)", which, mib(old_bytes), plan.why);
+    else
+        snprintf(part_text, sizeof part_text, "%s %llu MiB not grown: %s", which, mib(old_bytes), plan.why);
     if (fs_grown)
         snprintf(fs_text, sizeof fs_text, "file system %llu MiB -> %llu MiB", mib(before.blocks * before.block_size),
                  mib(after.blocks * after.block_size));
@@ -486,7 +511,7 @@ static int grow_root(int force)
         snprintf(fs_text, sizeof fs_text, "file system %llu MiB (fills the partition)",
                  mib(before.blocks * before.block_size));
     struct statvfs vfs;
-    if (statvfs("/", &vfs) == 0)
+    if (statvfs(mountpoint, &vfs) == 0)
         snprintf(df, sizeof df, "; df: %llu MiB, %llu MiB available",
                  mib((uint64_t)vfs.f_blocks * vfs.f_frsize), mib((uint64_t)vfs.f_bavail * vfs.f_frsize));
     snprintf(line, sizeof line, "grow: %s%s, %s%s, in %.2f s", part != GROW && !fs_grown ? "nothing to grow: " : "",
@@ -558,7 +583,7 @@ static int grow_image(const char *file, int partno, int do_write)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: appliance-grow [--force]\n"
+    fprintf(stderr, "usage: appliance-grow [--force] [MOUNTPOINT]\n"
                     "       appliance-grow --image FILE [--partition N] [--write]\n");
     return 2;
 }
@@ -566,7 +591,7 @@ static int usage(void)
 int main(int argc, char **argv)
 {
     int force = 0, do_write = 0, partno = 0;
-    const char *image = NULL;
+    const char *image = NULL, *target = NULL;
     setvbuf(stdout, NULL, _IOLBF, 0);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--force") == 0)
@@ -583,12 +608,31 @@ int main(int argc, char **argv)
                 return 2;
             }
             partno = (int)n;
-        } else
+        } else if (argv[i][0] != '-' && !target)
+            target = argv[i];
+        else
             return usage();
     }
     if (image)
-        return force ? usage() : grow_image(image, partno, do_write);
+        return force || target ? usage() : grow_image(image, partno, do_write);
     if (do_write || partno)
         return usage();
+    if (target && strcmp(target, "/") != 0) {
+        struct stat st;
+        if (strlen(target) >= PATH_MAX) {
+            fprintf(stderr, "appliance-grow: the mount point's name is too long\n");
+            return 2;
+        }
+        if (stat(target, &st) < 0) {
+            fprintf(stderr, "appliance-grow: cannot look at %s: %s\n", target, strerror(errno));
+            return 1;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "appliance-grow: %s is not a directory\n", target);
+            return 1;
+        }
+        mountpoint = target;
+        is_root = 0;
+    }
     return grow_root(force);
 }

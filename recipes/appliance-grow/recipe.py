@@ -13,8 +13,11 @@ class ApplianceGrow(PackageRecipe):
     what it did (grow: root partition /dev/vda2 116 MiB -> 2047 MiB, file system ...); the
     same line goes to /var/lib/appliance-grow/done, and later boots only say it was done.
     A failed step does not mark it done (the next boot tries again); running it again
-    changes nothing ('appliance-grow --force' ignores the mark). 'appliance-grow --image
-    FILE [--write]' does the partition step on a disk image file."""
+    changes nothing ('appliance-grow --force' ignores the mark). 'appliance-grow
+    MOUNTPOINT' grows the partition and ext4 holding MOUNTPOINT instead of the root: a
+    network-booted appliance's rcS grows its data partition (/var/lib/appliance-os: the
+    cache and the writable layer) this way, its root being an overlay (same state file).
+    'appliance-grow --image FILE [--write]' does the partition step on a disk image file."""
 
     name = 'appliance-grow'
     version = '1.0'

@@ -2,9 +2,15 @@
  *
  *   data/ab/cdef...      file contents, inflated, named by their object's hash
  *   catalogs/HASH.db     catalogs, inflated (ready for SQLite)
- *   manifest             the last manifest that verified (for offline mounts)
+ *   manifest, tags       the newest manifest and tag list that verified (for offline
+ *                        mounts, and the baseline of the replay check)
  *   txn/                 downloads in progress (renamed into place when verified)
- *   lock                 held while mounted: one client per cache
+ *   lock                 held while mounted: one mount per cache
+ *
+ * The tool modes (cvmfs2 --tags, --diff) use the cache beside a running mount: they
+ * take no lock, and only add what is complete (a catalog, a newer manifest or tag
+ * list) by writing a temporary file in txn/ ("tool.*", which a mount starting meanwhile
+ * leaves alone) and renaming it into place; readers see the old file or the new one.
  *
  * The rule: the cache may hold up to its quota (CVMFS_QUOTA_LIMIT, MB; -1: none) as
  * long as the file system under it has room, and always leaves RESERVE free there for
@@ -39,7 +45,7 @@ struct cache {
     uint64_t limit;  /* 0: no quota */
     uint64_t used;
     uint64_t seq;
-    sqlite3 *db;
+    sqlite3 *db;  /* NULL in the tool modes (cache_open_shared): no index, no quota */
     int lockfd;
 };
 
@@ -67,6 +73,8 @@ static void catalog_path(const struct cache *c, const char *hash, char *out, siz
 static void index_add(struct cache *c, const char *hash, int kind, uint64_t size, uint64_t seq, int pins)
 {
     sqlite3_stmt *s;
+    if (!c->db)
+        return;
     sqlite3_prepare_v2(c->db, "INSERT OR REPLACE INTO objects (hash, kind, size, seq, pins) VALUES (?,?,?,?,?)", -1,
                        &s, NULL);
     sqlite3_bind_text(s, 1, hash, -1, SQLITE_TRANSIENT);
@@ -81,6 +89,8 @@ static void index_add(struct cache *c, const char *hash, int kind, uint64_t size
 static void index_update(struct cache *c, const char *sql, const char *hash, sqlite3_int64 value)
 {
     sqlite3_stmt *s;
+    if (!c->db)
+        return;
     sqlite3_prepare_v2(c->db, sql, -1, &s, NULL);
     sqlite3_bind_int64(s, 1, value);
     sqlite3_bind_text(s, 2, hash, -1, SQLITE_TRANSIENT);
@@ -91,6 +101,8 @@ static void index_update(struct cache *c, const char *sql, const char *hash, sql
 static void index_delete(struct cache *c, const char *hash)
 {
     sqlite3_stmt *s;
+    if (!c->db)
+        return;
     sqlite3_prepare_v2(c->db, "DELETE FROM objects WHERE hash = ?", -1, &s, NULL);
     sqlite3_bind_text(s, 1, hash, -1, SQLITE_TRANSIENT);
     sqlite3_step(s);
@@ -183,7 +195,11 @@ static void clean_txn(struct cache *c)
         if (de->d_name[0] == '.')
             continue;
         char file[4200];
+        struct stat st;
         snprintf(file, sizeof file, "%s/%s", path, de->d_name);
+        /* a tool's file may be in the middle of its download; one from a day ago is not */
+        if (strncmp(de->d_name, "tool.", 5) == 0 && (stat(file, &st) < 0 || time(NULL) - st.st_mtime < 86400))
+            continue;
         unlink(file);
     }
     closedir(dir);
@@ -292,6 +308,36 @@ fail:
     return NULL;
 }
 
+struct cache *cache_open_shared(const char *dir, char *err, size_t errlen)
+{
+    struct cache *c = calloc(1, sizeof *c);
+    char path[4096];
+
+    snprintf(c->dir, sizeof c->dir, "%s", dir);
+    c->lockfd = -1;
+    const char *subdirs[] = {"", "/data", "/catalogs", "/txn", NULL};
+    for (int i = 0; subdirs[i]; i++) {
+        snprintf(path, sizeof path, "%s%s", dir, subdirs[i]);
+        if (mkdirs(path) < 0) {
+            snprintf(err, errlen, "cannot create the cache directory %s: %s", path, strerror(errno));
+            free(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
+void cache_close(struct cache *c)
+{
+    if (!c)
+        return;
+    if (c->db)
+        sqlite3_close(c->db);
+    if (c->lockfd >= 0)
+        close(c->lockfd);
+    free(c);
+}
+
 uint64_t cache_used(const struct cache *c)
 {
     return c->used;
@@ -391,7 +437,7 @@ static int make_room(struct cache *c, uint64_t need, char *err, size_t errlen)
 
 static int temp_file(struct cache *c, char *path, size_t len)
 {
-    snprintf(path, len, "%s/txn/fetch.XXXXXX", c->dir);
+    snprintf(path, len, "%s/txn/%s.XXXXXX", c->dir, c->db ? "fetch" : "tool");
     return mkostemp(path, O_CLOEXEC);
 }
 
@@ -486,14 +532,14 @@ int cache_catalog(struct cache *c, struct fetcher *f, const char *hash, const ch
     return 0;
 }
 
-int cache_store_manifest(struct cache *c, const unsigned char *data, size_t len)
+int cache_store_file(struct cache *c, const char *name, const unsigned char *data, size_t len)
 {
     char tmp[4096], path[4096];
-    snprintf(path, sizeof path, "%s/manifest", c->dir);
+    snprintf(path, sizeof path, "%s/%s", c->dir, name);
     int fd = temp_file(c, tmp, sizeof tmp);
     if (fd < 0)
         return -1;
-    int ok = write(fd, data, len) == (ssize_t)len;
+    int ok = write(fd, data, len) == (ssize_t)len && fsync(fd) == 0;
     close(fd);
     if (!ok || rename(tmp, path) < 0) {
         unlink(tmp);
@@ -502,16 +548,24 @@ int cache_store_manifest(struct cache *c, const unsigned char *data, size_t len)
     return 0;
 }
 
-int cache_load_manifest(struct cache *c, unsigned char **data, size_t *len)
+int cache_load_file(struct cache *c, const char *name, unsigned char **data, size_t *len)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/manifest", c->dir);
+    snprintf(path, sizeof path, "%s/%s", c->dir, name);
     FILE *f = fopen(path, "rb");
     if (!f)
         return -1;
-    unsigned char *buf = malloc(65536);
-    *len = fread(buf, 1, 65536, f);
+    size_t cap = 65536, n = 0, got;
+    unsigned char *buf = malloc(cap);
+    while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap && cap < (64u << 20))
+            buf = realloc(buf, cap *= 2);
+        else if (n == cap)
+            break;
+    }
     fclose(f);
     *data = buf;
+    *len = n;
     return 0;
 }

@@ -1,5 +1,8 @@
 /* The catalog: an SQLite database of the whole tree (see appbuilder/fs/catalog.py),
- * opened read-only. Inode numbers are the catalog's row ids (1 is the root). */
+ * opened read-only. Inode numbers are the catalog's row ids (1 is the root). Schema 2
+ * has the owner, group and device number of each entry (devices and FIFOs are
+ * published); schema 1 has none (read as 0, root's). Catalogs never change once
+ * written; a busy timeout covers another process (a tool mode) reading the same file. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,10 +10,12 @@
 
 #include "cvmfs2.h"
 
-#define COLUMNS "inode, parent, name, mode, size, mtime, hash, symlink, nlink"
+#define COLUMNS_2 "inode, parent, name, mode, size, mtime, hash, symlink, nlink, uid, gid, rdev"
+#define COLUMNS_1 "inode, parent, name, mode, size, mtime, hash, symlink, nlink, 0, 0, 0"
 
 struct catalog {
     sqlite3 *db;
+    const char *columns;
     sqlite3_stmt *by_inode, *by_name, *children;
     uint64_t count;
 };
@@ -30,6 +35,9 @@ static void fill(sqlite3_stmt *s, struct entry *e)
     if ((text = (const char *)sqlite3_column_text(s, 7)))
         e->symlink = strdup(text);
     e->nlink = (uint32_t)sqlite3_column_int64(s, 8);
+    e->uid = (uint32_t)sqlite3_column_int64(s, 9);
+    e->gid = (uint32_t)sqlite3_column_int64(s, 10);
+    e->rdev = (uint64_t)sqlite3_column_int64(s, 11);
 }
 
 void entry_clear(struct entry *e)
@@ -47,6 +55,7 @@ struct catalog *catalog_open(const char *path, const char *repo, char *err, size
         snprintf(err, errlen, "cannot open the catalog %s: %s", path, sqlite3_errmsg(c->db));
         goto fail;
     }
+    sqlite3_busy_timeout(c->db, 10000);
     /* a damaged file fails here, or in one of the queries below */
     if (sqlite3_prepare_v2(c->db, "PRAGMA quick_check", -1, &s, NULL) != SQLITE_OK || sqlite3_step(s) != SQLITE_ROW ||
         strcmp((const char *)sqlite3_column_text(s, 0), "ok") != 0) {
@@ -70,20 +79,29 @@ struct catalog *catalog_open(const char *path, const char *repo, char *err, size
     }
     sqlite3_finalize(s);
     s = NULL;
-    if (strcmp(schema, "1") != 0) {
-        snprintf(err, errlen, "the catalog has schema '%s', this client reads schema 1", schema);
+    if (strcmp(schema, "1") == 0)
+        c->columns = COLUMNS_1;
+    else if (strcmp(schema, "2") == 0)
+        c->columns = COLUMNS_2;
+    else {
+        snprintf(err, errlen, "the catalog has schema '%s', this client reads schemas 1 and 2", schema);
         goto fail;
     }
     if (strcmp(name, repo) != 0) {
         snprintf(err, errlen, "the catalog is of repository '%s', not '%s'", name, repo);
         goto fail;
     }
-    if (sqlite3_prepare_v2(c->db, "SELECT " COLUMNS " FROM catalog WHERE inode = ?", -1, &c->by_inode, NULL) ||
-        sqlite3_prepare_v2(c->db, "SELECT " COLUMNS " FROM catalog WHERE parent = ? AND name = ?", -1, &c->by_name,
-                           NULL) ||
-        sqlite3_prepare_v2(c->db, "SELECT " COLUMNS " FROM catalog WHERE parent = ? AND inode != 1 ORDER BY name", -1,
-                           &c->children, NULL) ||
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT %s FROM catalog WHERE inode = ?", c->columns);
+    if (sqlite3_prepare_v2(c->db, sql, -1, &c->by_inode, NULL))
+        goto corrupt;
+    snprintf(sql, sizeof sql, "SELECT %s FROM catalog WHERE parent = ? AND name = ?", c->columns);
+    if (sqlite3_prepare_v2(c->db, sql, -1, &c->by_name, NULL))
+        goto corrupt;
+    snprintf(sql, sizeof sql, "SELECT %s FROM catalog WHERE parent = ? AND inode != 1 ORDER BY name", c->columns);
+    if (sqlite3_prepare_v2(c->db, sql, -1, &c->children, NULL) ||
         sqlite3_prepare_v2(c->db, "SELECT count(*) FROM catalog", -1, &s, NULL)) {
+corrupt:
         snprintf(err, errlen, "the catalog is corrupt (%s)", sqlite3_errmsg(c->db));
         goto fail;
     }
@@ -167,4 +185,110 @@ void catalog_close(struct catalog *c)
     sqlite3_finalize(c->children);
     sqlite3_close(c->db);
     free(c);
+}
+
+/* ---------------------------------------------------------------- differences */
+
+/* every entry with its path, sorted by path (SQLite's BINARY order: bytes, as strcmp) */
+static sqlite3_stmt *walk(struct catalog *c, char *err, size_t errlen)
+{
+    char sql[1024];
+    sqlite3_stmt *s = NULL;
+    snprintf(sql, sizeof sql,
+             "WITH RECURSIVE tree(inode, path) AS ("
+             " SELECT inode, '' FROM catalog WHERE inode = 1"
+             " UNION ALL SELECT c.inode, tree.path || '/' || c.name FROM catalog c JOIN tree ON c.parent = tree.inode"
+             " WHERE c.inode != 1)"
+             " SELECT tree.path, x.* FROM tree JOIN (SELECT %s FROM catalog) x ON x.inode = tree.inode"
+             " ORDER BY tree.path", c->columns);
+    if (sqlite3_prepare_v2(c->db, sql, -1, &s, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot list the catalog: %s", sqlite3_errmsg(c->db));
+        return NULL;
+    }
+    return s;
+}
+
+/* fill() reads columns from 0; the walk has the path first */
+static void fill_walked(sqlite3_stmt *s, struct entry *e)
+{
+    const char *text;
+    memset(e, 0, sizeof *e);
+    e->inode = sqlite3_column_int64(s, 1);
+    e->mode = (uint32_t)sqlite3_column_int64(s, 4);
+    if ((text = (const char *)sqlite3_column_text(s, 7)))
+        snprintf(e->hash, sizeof e->hash, "%s", text);
+    if ((text = (const char *)sqlite3_column_text(s, 8)))
+        e->symlink = strdup(text);
+    e->uid = (uint32_t)sqlite3_column_int64(s, 10);
+    e->gid = (uint32_t)sqlite3_column_int64(s, 11);
+    e->rdev = (uint64_t)sqlite3_column_int64(s, 12);
+}
+
+static int same(const struct entry *a, const struct entry *b)
+{
+    return a->mode == b->mode && a->uid == b->uid && a->gid == b->gid && a->rdev == b->rdev &&
+           strcmp(a->hash, b->hash) == 0 &&
+           strcmp(a->symlink ? a->symlink : "", b->symlink ? b->symlink : "") == 0;
+}
+
+static int step(sqlite3_stmt *s, char **path, struct entry *e, char *err, size_t errlen)
+{
+    int rc = sqlite3_step(s);
+    free(*path);
+    *path = NULL;
+    entry_clear(e);
+    if (rc == SQLITE_DONE)
+        return 0;
+    if (rc != SQLITE_ROW) {
+        snprintf(err, errlen, "listing a catalog failed: %s", sqlite3_errstr(rc));
+        return -1;
+    }
+    const char *p = (const char *)sqlite3_column_text(s, 0);
+    *path = strdup(p && *p ? p : "/");  /* the root's path is "" in the walk (it sorts first) */
+    fill_walked(s, e);
+    return 1;
+}
+
+int catalog_diff(struct catalog *a, struct catalog *b, FILE *out, char *err, size_t errlen)
+{
+    sqlite3_stmt *sa = walk(a, err, errlen), *sb = sa ? walk(b, err, errlen) : NULL;
+    char *pa = NULL, *pb = NULL;
+    struct entry ea = {0}, eb = {0};
+    int rc = -1;
+
+    if (!sa || !sb)
+        goto out;
+    int ha = step(sa, &pa, &ea, err, errlen), hb = ha < 0 ? -1 : step(sb, &pb, &eb, err, errlen);
+    while (ha > 0 || hb > 0) {
+        if (ha < 0 || hb < 0)
+            goto out;
+        /* compare the walk's own keys (the root's is ""), print the paths */
+        const char *ka = (const char *)sqlite3_column_text(sa, 0), *kb = (const char *)sqlite3_column_text(sb, 0);
+        int cmp = ha <= 0 ? 1 : hb <= 0 ? -1 : strcmp(ka ? ka : "", kb ? kb : "");
+        if (cmp < 0) {
+            fprintf(out, "D %s\n", pa);
+            ha = step(sa, &pa, &ea, err, errlen);
+        } else if (cmp > 0) {
+            fprintf(out, "A %s\n", pb);
+            hb = step(sb, &pb, &eb, err, errlen);
+        } else {
+            if (!same(&ea, &eb))
+                fprintf(out, "M %s\n", pa);
+            ha = step(sa, &pa, &ea, err, errlen);
+            hb = step(sb, &pb, &eb, err, errlen);
+        }
+    }
+    if (ha < 0 || hb < 0)
+        goto out;
+    rc = 0;
+out:
+    free(pa);
+    free(pb);
+    entry_clear(&ea);
+    entry_clear(&eb);
+    if (sa)
+        sqlite3_finalize(sa);
+    if (sb)
+        sqlite3_finalize(sb);
+    return rc;
 }

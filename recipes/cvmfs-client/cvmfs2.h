@@ -6,10 +6,16 @@
  *   http.c      a small HTTP/1.1 GET over sockets, direct or through a proxy
  *   download.c  servers and proxies with CernVM-FS semantics, hash checks, inflate
  *   cache.c     the local cache directory with its quota (LRU eviction)
- *   manifest.c  the signed manifest and the trusted Ed25519 keys
- *   crypto.c    SHA-256 and Ed25519 (OpenSSL's libcrypto)
- *   catalog.c   the SQLite catalog of the tree
- *   main.c      command line, mounting, the FUSE (low-level API) operations
+ *   manifest.c  the signed manifest, and the keys trusted for a repository (the whitelist)
+ *   tags.c      the signed tag list (.cvmfstags): tag name -> revision -> catalog
+ *   trust.c     the newest acceptable manifest or tag list: from a server (refused, with
+ *               the reason, when its key is not listed for the repository, its signature
+ *               is bad, it is another repository's, it has no expiry or is past it, or it
+ *               is older than the cached verified copy: a replay), else the cached copy
+ *   crypto.c    SHA-256 and Ed25519 (libsodium)
+ *   catalog.c   the SQLite catalog of the tree (schema 1 and 2), and differences of two
+ *   main.c      command line, mounting (the newest revision, or a tag), the FUSE
+ *               (low-level API) operations, the tool modes --tags and --diff
  */
 #ifndef CVMFS2_H
 #define CVMFS2_H
@@ -116,7 +122,11 @@ const char *fetcher_proxy(const struct fetcher *f);
 
 /* ------------------------------------------------------------------ cache.c */
 struct cache;
+/* the mount's cache: locked (one mount per cache), with its quota */
 struct cache *cache_open(const char *dir, uint64_t limit, char *err, size_t errlen);
+/* the tool modes' view of the same cache: no lock, no quota; they only add catalogs and
+ * newer verified manifests and tag lists (temporary file, then rename) */
+struct cache *cache_open_shared(const char *dir, char *err, size_t errlen);
 /* an open fd of the cached object, or -1 (errno ENOENT if not cached); pins it */
 int cache_open_object(struct cache *c, const char *hash);
 /* make room, download through fetch_object and commit; an open fd (pinned), or -errno */
@@ -129,8 +139,11 @@ uint64_t cache_effective_limit(const struct cache *c);
 /* the catalog database of hash: cached, or downloaded and checked; path in out */
 int cache_catalog(struct cache *c, struct fetcher *f, const char *hash, const char *repo, int offline, char *out,
                   size_t outlen, char *err, size_t errlen);
-int cache_store_manifest(struct cache *c, const unsigned char *data, size_t len);
-int cache_load_manifest(struct cache *c, unsigned char **data, size_t *len);
+/* a small file of the cache (name: "manifest", "tags"), replaced atomically; 0 or -1 */
+int cache_store_file(struct cache *c, const char *name, const unsigned char *data, size_t len);
+/* its bytes in a malloc'd buffer; 0, or -1 when there is none */
+int cache_load_file(struct cache *c, const char *name, unsigned char **data, size_t *len);
+void cache_close(struct cache *c);
 
 /* ------------------------------------------------------------------ manifest.c */
 struct manifest {
@@ -139,6 +152,7 @@ struct manifest {
     uint64_t revision;
     char repo[256];
     int64_t timestamp;
+    int64_t expires;  /* 0: none */
     long ttl;
     char key_id[17];
 };
@@ -146,11 +160,67 @@ struct keyring {
     unsigned char keys[MAX_LIST][ED25519_KEY_BYTES];
     char ids[MAX_LIST][17];
     int n;
+    char where[1024];  /* where the keys were looked for (for messages) */
 };
-int keyring_load(struct keyring *k, const char *keyfiles, const char *keydir, char *err, size_t errlen);
-int manifest_verify(const unsigned char *data, size_t len, const struct keyring *k, const char *repo,
+/* the keys trusted for repo: the files of keyfiles (':'-separated) if given, else
+ * keydir/REPO.pub, keydir/REPO/ *.pub and keydir/DOMAIN/ *.pub (DOMAIN: repo without
+ * its first label) */
+int keyring_load(struct keyring *k, const char *keyfiles, const char *keydir, const char *repo, char *err,
+                 size_t errlen);
+/* the split of a signed file (manifest, tag list): a malloc'd copy of the body (NUL-
+ * terminated, *body_len bytes signed) and the signature; what names it in messages */
+int signed_split(const unsigned char *data, size_t len, const char *what, char **body, size_t *body_len,
+                 unsigned char sig[ED25519_SIG_BYTES], char *err, size_t errlen);
+/* key_id listed in k and its signature over data[0:body_len] good; 0, or -1 with the reason */
+int signed_check(const struct keyring *k, const char *what, const char *repo, const char *key_id,
+                 const unsigned char sig[ED25519_SIG_BYTES], const unsigned char *data, size_t body_len,
+                 char *err, size_t errlen);
+/* 0 when expires is set and after now, else -1 with the reason */
+int expiry_check(const char *what, int64_t expires, int64_t now, char *err, size_t errlen);
+/* now: check the expiry against it; 0: do not (a cached copy, verified when fetched) */
+int manifest_verify(const unsigned char *data, size_t len, const struct keyring *k, const char *repo, int64_t now,
                     struct manifest *m, char *err, size_t errlen);
 void hex_encode(const unsigned char *in, size_t n, char *out);
+/* 2025-01-31T12:00:00Z */
+const char *iso_time(int64_t t, char buf[32]);
+
+/* ------------------------------------------------------------------ tags.c */
+#define TAG_NAME_MAX 128
+struct tag {
+    char name[TAG_NAME_MAX + 1];
+    uint64_t revision;
+    char catalog[HASH_HEX + 1];
+    uint64_t catalog_size;
+    int64_t timestamp;
+};
+struct taglist {
+    char repo[256];
+    uint64_t revision;
+    int64_t timestamp, expires;
+    char key_id[17];
+    struct tag *tags;  /* malloc'd, in the list's order: revision ascending, the last the newest */
+    int n;
+};
+/* parses and verifies (as manifest_verify; frees what t held before) */
+int taglist_verify(const unsigned char *data, size_t len, const struct keyring *k, const char *repo, int64_t now,
+                   struct taglist *t, char *err, size_t errlen);
+/* the tag called name ("latest": the newest), or NULL with err naming the tags there are */
+const struct tag *taglist_get(const struct taglist *t, const char *name, char *err, size_t errlen);
+void taglist_free(struct taglist *t);
+
+/* ------------------------------------------------------------------ trust.c */
+struct trust {
+    struct fetcher *fetcher;
+    struct cache *cache;
+    const struct keyring *keys;
+    const char *repo;
+};
+enum { TRUST_ONLINE = 0, TRUST_OFFLINE = 1, TRUST_FAILED = -1 };
+/* the newest acceptable manifest: TRUST_ONLINE (from a server; kept in the cache),
+ * TRUST_OFFLINE (the cached copy; why says why no server's copy was taken) or
+ * TRUST_FAILED (why says why) */
+int trust_manifest(const struct trust *t, struct manifest *m, char *why, size_t whylen);
+int trust_tags(const struct trust *t, struct taglist *tl, char *why, size_t whylen);
 
 /* ------------------------------------------------------------------ catalog.c */
 struct entry {
@@ -162,6 +232,8 @@ struct entry {
     char hash[HASH_HEX + 1];
     char *symlink;  /* malloc'd, or NULL */
     uint32_t nlink;
+    uint32_t uid, gid;
+    uint64_t rdev;  /* devices: the Linux dev_t */
 };
 struct catalog;
 struct catalog *catalog_open(const char *path, const char *repo, char *err, size_t errlen);
@@ -172,5 +244,9 @@ int catalog_list(struct catalog *c, uint64_t inode, int (*fn)(void *ctx, const s
 uint64_t catalog_count(struct catalog *c);
 void entry_clear(struct entry *e);
 void catalog_close(struct catalog *c);
+/* the paths whose entries differ from a to b, sorted, one line each to out: "M /path"
+ * (type, mode, owner, group, device, content or link target differ), "A /path" (only
+ * in b), "D /path" (only in a); 0, or -1 with err */
+int catalog_diff(struct catalog *a, struct catalog *b, FILE *out, char *err, size_t errlen);
 
 #endif

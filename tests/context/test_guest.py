@@ -37,6 +37,8 @@ users = alice:atlas:s3cret
 this line is malformed
 environment = ANALYSIS=higgs,RELEASE=24.0.1
 proxy = http://{DEAD_PROXY_IP}:3128;http://{PROXY_IP}:3128
+os_version = 1.0-1-2
+os_server = http://{SERVER_IP}/cvmfs/@fqrn@
 services = syslogd
 contextualization_command = alice:/media/context/check.sh
 
@@ -107,6 +109,10 @@ def test_the_contextualized_appliance_reads_the_repository_and_goes_offline(cont
             guest.wait_for("cernvm-context: user data from the config drive")
             assert guest.wait_for("cernvm-context: line") == \
                 "cernvm-context: line 6: expected 'key = value', got: this line is malformed"
+            # the keys of a network-booted appliance's initramfs: recorded, not applied here
+            assert guest.wait_for("cernvm-context: os_version") == (
+                f"cernvm-context: os_version 1.0-1-2, os_server http://{SERVER_IP}/cvmfs/@fqrn@: ignored, this "
+                "appliance boots from its disk (they choose the OS of a network-booted one)")
             guest.wait_for(f"cernvm-context: repository {TEST_REPO} mounted on {R}")
 
             def check(name: str) -> str:
@@ -143,6 +149,7 @@ def test_the_contextualized_appliance_reads_the_repository_and_goes_offline(cont
     assert sum(r.endswith(hello_hash[2:]) for r in served) == 1
     assert not [r for r in served if "never" in r]
     assert "s3cret" not in console  # the password is not shown
+    assert "unknown key" not in console
     print(f"{arch}: contextualized, checked and offline in {time.monotonic() - start:.1f} s")
 
 

@@ -2,7 +2,7 @@
 
 The client is cooked by the real ``appbuild cook`` (recipes/cvmfs-client) into the
 session appliance's repository, and its runtime closure (the cooked package and the
-Debian capsules its sonames resolve to: libc6, libfuse3-3, libsqlite3-0, libssl3,
+Debian capsules its sonames resolve to: libc6, libfuse3-3, libsqlite3-0, libsodium23,
 zlib1g) is materialized into a directory; cvmfs2 runs from there through that
 closure's own dynamic loader, so the tests exercise exactly the bytes the image holds.
 Mounting needs root and /dev/fuse: those tests are skipped without them.

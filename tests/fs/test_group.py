@@ -1,5 +1,5 @@
 """How the file system client reaches the appliance: group-cernvm names cvmfs-client,
-and resolution adds the C library, libfuse3, SQLite, libcrypto and zlib because the
+and resolution adds the C library, libfuse3, SQLite, libsodium and zlib because the
 client's ELF files need their sonames; no group or recipe lists them for the image.
 The production image holds the client, its libraries and the production keys only."""
 
@@ -36,13 +36,13 @@ def debugfs(fs: Path, command: str) -> str:
 
 
 LIBRARIES = {"libc6": None, "libfuse3-3": "libfuse3.so.3", "libsqlite3-0": "libsqlite3.so.0",
-             "libssl3": "libcrypto.so.3", "zlib1g": "libz.so.1"}
+             "libsodium23": "libsodium.so.23", "zlib1g": "libz.so.1"}
 
 
 def test_the_client_libraries_come_from_soname_resolution(appliance):
     text = (PROJECT / "groups" / "group-cernvm.py").read_text()
     assert "r.add('cvmfs-client')" in text
-    assert not re.search(r"libc6|libfuse|libsqlite|libssl|zlib1g", text.split("def setup", 1)[1])
+    assert not re.search(r"libc6|libfuse|libsqlite|libsodium|zlib1g", text.split("def setup", 1)[1])
     out = run_appbuild(appliance.settings, "resolve", "group-cernvm", "--arch", "all").stdout
     tables = out.split("MEMBER")[1:]  # x86_64, then x86
     assert len(tables) == 2

@@ -229,8 +229,8 @@ def _change_sbom_version(d: Path, m: dict) -> str:
     if spdx is None:
         pytest.skip("no SBOM in this release (the inventory is not built yet)")
     doc = json.loads(spdx.read_text())
-    package = next(p for p in doc["packages"] if p["name"] == "libssl3")
-    package["versionInfo"] = package["versionInfo"].replace("3.0.", "3.1.", 1)
+    package = next(p for p in doc["packages"] if p["name"] == "libsodium23")
+    package["versionInfo"] = package["versionInfo"].replace("1.0.18", "1.0.19", 1)
     spdx.write_text(json.dumps(doc, indent=2))
     return package["versionInfo"]
 
@@ -244,7 +244,7 @@ def _change_sbom_version(d: Path, m: dict) -> str:
     (_change_provenance, {"provenance": r"the DSSE signature of \S+\.intoto\.jsonl does not verify: .*BAD signature"
                                         r".*the materials pin {x}, which the manifest does not",
                           "checksums": r"\S+\.intoto\.jsonl has sha256"}),
-    (_change_sbom_version, {"sbom": r"\S+\.spdx\.json says libssl3 has version {x} \(the manifest pins \S+: 3\.0\.",
+    (_change_sbom_version, {"sbom": r"\S+\.spdx\.json says libsodium23 has version {x} \(the manifest pins \S+: 1\.0\.18",
                             "checksums": r"\S+\.spdx\.json has sha256"}),
 ], ids=["image-byte", "sha256sums", "provenance-payload", "sbom-version"])
 def test_a_tampered_release_fails_naming_what_is_wrong(release, appliance, signing_key, tmp_path, damage, expected):

@@ -7,7 +7,9 @@ result back. In the guest, the session appliance's x86_64 raw disk, enlarged to 
 booted twice without -snapshot: the first boot grows the partition and the ext4 online
 and says so on the console, a script on a config drive reports the kernel's and df's
 figures and powers off; the second boot only says it was done, and growing again by
-hand changes nothing. e2fsck and dumpe2fs check the grown file system afterwards."""
+hand changes nothing. The script also grows a second disk's ext4 partition mounted on
+/mnt/data ('appliance-grow MOUNTPOINT', what a network-booted appliance does with its data
+partition). e2fsck and dumpe2fs check the grown file systems afterwards."""
 
 from __future__ import annotations
 
@@ -184,6 +186,20 @@ def test_bad_arguments_and_a_disk_without_an_mbr(grow_tool, tmp_path):
     assert run(grow_tool, "--bogus").returncode == 2
 
 
+def test_a_mount_point_must_be_a_directory_that_is_there(grow_tool, tmp_path):
+    # (never a real directory of this host: it would grow the host's own file system)
+    missing = run(grow_tool, "--force", tmp_path / "missing")
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert missing.stderr == f"appliance-grow: cannot look at {tmp_path}/missing: No such file or directory\n"
+    (tmp_path / "file").write_text("")
+    not_dir = run(grow_tool, "--force", tmp_path / "file")
+    assert not_dir.returncode == 1 and not_dir.stderr == f"appliance-grow: {tmp_path}/file is not a directory\n"
+    usage = "usage: appliance-grow [--force] [MOUNTPOINT]\n       appliance-grow --image FILE [--partition N] [--write]\n"
+    for args in (["/a", "/b"], ["--image", tmp_path / "file", "/mnt"], ["--partition", "1", "/mnt"]):
+        proc = run(grow_tool, *args)
+        assert proc.returncode == 2 and proc.stderr == usage, args
+
+
 # ------------------------------------------------------------------ in the guest
 
 CHECK_SCRIPT = """#!/bin/sh
@@ -192,15 +208,38 @@ echo "CHECK sectors $(cat /sys/class/block/vda2/size) $(cat /sys/class/block/vda
 echo "CHECK df $(df -Pk / | tail -n 1)"
 echo "CHECK state $(cat /var/lib/appliance-grow/done 2>&1)"
 echo "CHECK again $(/sbin/appliance-grow --force 2>&1)"
+# a second disk's partition, mounted elsewhere: the state file says the boot's growing was done
+data=$(findfs LABEL=grow-data)
+mkdir -p /mnt/data && mount -t ext4 "$data" /mnt/data
+echo "CHECK data-done $(/sbin/appliance-grow /mnt/data 2>&1)"
+echo "CHECK data-grow $(/sbin/appliance-grow --force /mnt/data 2>&1)"
+echo "CHECK data-sectors $data $(cat /sys/class/block/${data#/dev/}/size) $(df -Pk /mnt/data | tail -n 1)"
+umount /mnt/data
 echo "CHECK end"
 poweroff
 """
+
+
+DATA_START, DATA_SECTORS, DATA_DISK = 2048, 32768, 256 * MIB  # a 16 MiB partition on a 256 MiB disk
+
+
+def data_disk(path: Path) -> Path:
+    """A disk whose one partition holds a 16 MiB ext4 labelled grow-data, with room after it."""
+    subprocess.run(["truncate", "-s", str(DATA_START * SECTOR + DATA_SECTORS * SECTOR), str(path)], check=True)
+    subprocess.run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(path)], check=True,
+                   input=f"label: dos\nstart={DATA_START}, size={DATA_SECTORS}, type=83\n", text=True)
+    subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-b", "4096", "-L", "grow-data", "-E",
+                    f"offset={DATA_START * SECTOR}", str(path), str(DATA_SECTORS * SECTOR // 4096)], check=True)
+    subprocess.run(["truncate", "-s", str(DATA_DISK), str(path)], check=True)
+    return path
 
 
 def test_the_root_grows_at_first_boot_and_only_then(appliance, tmp_path):
     raw = appliance_raw(appliance)
     root = sfdisk_dump(raw)["partitions"][1]
     disk = sparse_copy(raw, tmp_path / "disk.raw", GROWN)
+    data = data_disk(tmp_path / "data.raw")
+    data_new = DATA_DISK // SECTOR - DATA_START
     old_mib, new_sectors = root["size"] * SECTOR // MIB, GROWN // SECTOR - root["start"]
     new_mib = new_sectors * SECTOR // MIB
     (tmp_path / "user-data").write_text("[cernvm]\ncontextualization_command = root:/media/context/check.sh\n")
@@ -208,14 +247,15 @@ def test_the_root_grows_at_first_boot_and_only_then(appliance, tmp_path):
     (tmp_path / "check.sh").chmod(0o755)
     drive = make_config_drive(tmp_path / "user-data", tmp_path / "ctx.iso", extra=[tmp_path / "check.sh"])
     opts = BootOptions(arch="x86_64", drive_format="raw", timeout=120, snapshot=False,
-                       extra_drives=[(drive.path, "raw", "virtio")])
+                       extra_drives=[(drive.path, "raw", "virtio")],
+                       extra_args=["-drive", f"file={data},format=raw,if=virtio"])
 
     def boot() -> tuple[str, dict[str, str]]:
         with RunningGuest(disk, opts) as guest:
             grow = guest.wait_for("grow: ")
             guest.wait_for(BOOT_MARKER)
             checks = {}
-            for name in ("sectors", "df", "state", "again", "end"):
+            for name in ("sectors", "df", "state", "again", "data-done", "data-grow", "data-sectors", "end"):
                 checks[name] = guest.wait_for(f"CHECK {name}").split(f"CHECK {name}", 1)[1].strip()
             guest.wait_for("reboot: Power down", timeout=60)  # the script powers off: unmounted cleanly
             assert guest.proc.wait(timeout=30) == 0
@@ -234,11 +274,25 @@ def test_the_root_grows_at_first_boot_and_only_then(appliance, tmp_path):
     nothing = (f"grow: nothing to grow: root partition /dev/vda2 {new_mib} MiB (already at the end of the disk), "
                f"file system {new_mib} MiB (fills the partition)")
     assert checks["again"].startswith(nothing)
+    # the data disk: the state file is the same; --force grows the partition holding /mnt/data
+    assert checks["data-done"] == f"grow: done at first boot ({STATE}): nothing to do"
+    data_mib = data_new * SECTOR // MIB
+    m = re.fullmatch(rf"grow: partition /dev/vdc1 of /mnt/data 16 MiB -> {data_mib} MiB, file system 16 MiB -> "
+                     rf"{data_mib} MiB; df: (\d+) MiB, (\d+) MiB available, in (\d+\.\d\d) s", checks["data-grow"])
+    assert m, checks["data-grow"]
+    data_grown = checks["data-grow"]
+    fields = checks["data-sectors"].split()  # device, sectors, then df's line
+    assert fields[:2] == ["/dev/vdc1", str(data_new)] and fields[2] == "/dev/vdc1" and fields[7] == "/mnt/data"
+    assert int(fields[3]) // 1024 == int(m.group(1)) > data_mib - 32
 
     second, checks = boot()
     assert second == f"grow: done at first boot ({STATE}): nothing to do"
     assert checks["sectors"] == f"{new_sectors} {GROWN // SECTOR}"
-    assert checks["state"] == first and checks["again"].startswith(nothing)
+    # the last run that changed something wrote the state file: the data partition's
+    assert checks["state"] == data_grown and checks["again"].startswith(nothing)
+    assert checks["data-grow"].startswith(
+        f"grow: nothing to grow: partition /dev/vdc1 of /mnt/data {data_mib} MiB (already at the end of the disk), "
+        f"file system {data_mib} MiB (fills the partition)")
 
     # the host's e2fsprogs on the disk the guest left: a clean ext4 filling the partition
     assert sfdisk_dump(disk)["partitions"][1] == {**root, "size": new_sectors}
@@ -248,3 +302,9 @@ def test_the_root_grows_at_first_boot_and_only_then(appliance, tmp_path):
     header = subprocess.run(["dumpe2fs", "-h", fs], capture_output=True, text=True, check=True).stdout
     assert int(re.search(r"^Block count:\s+(\d+)", header, re.MULTILINE).group(1)) == new_sectors * SECTOR // 4096
     assert "needs_recovery" not in header
+    assert sfdisk_dump(data)["partitions"] == [{"start": DATA_START, "size": data_new, "type": "83"}]
+    fs = f"{data}?offset={DATA_START * SECTOR}"
+    fsck = subprocess.run(["e2fsck", "-fn", fs], capture_output=True, text=True, check=False)
+    assert fsck.returncode == 0 and "Fix?" not in fsck.stdout, fsck.stdout + fsck.stderr
+    header = subprocess.run(["dumpe2fs", "-h", fs], capture_output=True, text=True, check=True).stdout
+    assert int(re.search(r"^Block count:\s+(\d+)", header, re.MULTILINE).group(1)) == data_new * SECTOR // 4096

@@ -107,7 +107,7 @@ def test_glibc_and_openssl_with_their_debian_sources(appliance, arch):
     packages = {p["name"]: p for p in spdx["packages"] if p.get("primaryPackagePurpose") != "SOURCE"}
     by_id = {p["SPDXID"]: p for p in spdx["packages"]}
     components = {c["name"]: c for c in cdx["components"]}
-    for name, version, source in (("libc6", "2.36-", "glibc"), ("libssl3", "3.0.", "openssl")):
+    for name, version, source in (("libc6", "2.36-", "glibc"), ("libsodium23", "1.0.18-", "libsodium")):
         package = packages[name]
         assert package["versionInfo"].startswith(version), package
         assert purl(package).startswith(f"pkg:deb/debian/{name}@{version}") and \
@@ -122,7 +122,7 @@ def test_glibc_and_openssl_with_their_debian_sources(appliance, arch):
         assert (component["version"], component["purl"]) == (package["versionInfo"], purl(package))
         assert component["pedigree"]["ancestors"][0]["name"] == source
         assert component["hashes"] == [{"alg": "SHA-256", "content": package["checksums"][0]["checksumValue"]}]
-    assert packages["libssl3"]["licenseDeclared"].startswith("Apache-2.0")  # from its DEP-5 copyright file
+    assert packages["libsodium23"]["licenseDeclared"].startswith("ISC")  # from its DEP-5 copyright file
     assert packages["busybox"]["licenseDeclared"] == "GPL-2.0-only"  # the recipe's
     assert "Debian source busybox 1:1.35.0-4+deb12u1" in packages["busybox"]["sourceInfo"]
 
@@ -147,7 +147,7 @@ def test_the_image_carries_its_sboms_and_a_dpkg_database(appliance, arch, tmp_pa
     rows = {line.split()[0]: line.split()[1:] for line in query.stdout.splitlines()}
     assert rows["libc6"][0] == DEB_ARCH[arch] and rows["libc6"][1].startswith("2.36-")
     assert rows["libc6"][2:] == ["ii", "glibc"]
-    assert rows["libssl3"][1].startswith("3.0.") and rows["libssl3"][2:] == ["ii", "openssl"]
+    assert rows["libsodium23"][1].startswith("1.0.18-") and rows["libsodium23"][2:] == ["ii", "libsodium"]
     assert any(name.startswith("linux-image-") for name in rows)
     listed = subprocess.run(["dpkg-query", f"--admindir={admin}", "-L", "libc6"], capture_output=True, text=True,
                             check=True).stdout.splitlines()
@@ -189,7 +189,7 @@ QUERY_SCRIPT = """#!/bin/sh
 # run by cernvm-context as an unprivileged user
 echo "QUERY begin $(id -un)"
 appliance query | sed 's/^/INVENTORY|/'
-appliance query libssl3 libc6 | sed 's/^/PICKED|/'
+appliance query libsodium23 libc6 | sed 's/^/PICKED|/'
 appliance query no-such-package 2>&1 | sed 's/^/MISSING|/'
 echo "QUERY end"
 """
@@ -205,8 +205,8 @@ def test_inspect_and_the_guest_print_the_same_inventory(appliance, tmp_path):
     rows = {line.split()[0]: line for line in outside[2:]}
     assert int(outside[0].rsplit(": ", 1)[1].split()[0]) == len(rows)
     assert re.match(r"libc6 +cernvm@cvm:2/2\.36-\S+ +x86_64 +deb +debian:glibc=2\.36-", rows["libc6"])
-    assert re.match(r"libssl3 +cernvm@cvm:2/3\.0\.\S+ +x86_64 +deb +debian:openssl=3\.0\.\S+ +Apache-2\.0",
-                    rows["libssl3"])
+    assert re.match(r"libsodium23 +cernvm@cvm:2/1\.0\.18\S+ +x86_64 +deb +debian:libsodium=1\.0\.18\S+ +ISC",
+                    rows["libsodium23"])
 
     (tmp_path / "user-data.ini").write_text(USER_DATA)
     (tmp_path / "query.sh").write_text(QUERY_SCRIPT)
@@ -223,7 +223,7 @@ def test_inspect_and_the_guest_print_the_same_inventory(appliance, tmp_path):
         return [line.split(f"{tag}|", 1)[1] for line in console if f"{tag}|" in line]
 
     assert tagged("INVENTORY") == outside
-    assert tagged("PICKED") == [rows["libssl3"], rows["libc6"]]
+    assert tagged("PICKED") == [rows["libsodium23"], rows["libc6"]]
     assert tagged("MISSING") == ["appliance: no package no-such-package in the inventory"]
 
 
