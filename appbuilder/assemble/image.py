@@ -109,6 +109,19 @@ def generated_files(group: Trove, meta: ImageMeta, accounts: Accounts, troves: l
     ]
 
 
+def kernel_choice(repo: Repository, group: Trove, troves: list[Trove], devices: kernel_mod.DeviceModules,
+                  progress=lambda msg: None) -> tuple[kernel_mod.Kernel, set[str], kernel_mod.ModuleChoice]:
+    """The closure's kernel, its built-in modules, and which of its modules the image keeps for
+    *devices* and the group's ``kernelModules`` (a module a target asks for and the kernel
+    lacks is reported through *progress*)."""
+    kern = kernel_mod.find_kernel(troves, repo.store)
+    builtin = builtin_modules(kern, repo)
+    choice = kernel_mod.choose_modules(kern, devices, group.info.get("kernel_modules", []), builtin)
+    for missing in choice.missing:
+        progress(str(missing))
+    return kern, builtin, choice
+
+
 @dataclass
 class StagedImage:
     """A group version's root file system staged as its image holds it (see :func:`stage_image`)."""
@@ -131,11 +144,7 @@ def stage_image(repo: Repository, group: Trove, troves: list[Trove], meta_base: 
     root (its fstab names no root or boot partition: the initramfs sets them up)."""
     sde = int(group.info.get("source_date_epoch") or meta_base["source_date_epoch"])
     arch = group.flavor.arch
-    kern = kernel_mod.find_kernel(troves, repo.store)
-    builtin = builtin_modules(kern, repo)
-    choice = kernel_mod.choose_modules(kern, devices, group.info.get("kernel_modules", []), builtin)
-    for missing in choice.missing:
-        progress(str(missing))
+    kern, builtin, choice = kernel_choice(repo, group, troves, devices, progress)
     init_modules, root_modules = choice.initramfs, choice.root
     keep = kernel_mod.kept_module_files(kern, sorted(set(init_modules) | set(root_modules)))
     moddir = kern.moddir + "/"
@@ -148,8 +157,12 @@ def stage_image(repo: Repository, group: Trove, troves: list[Trove], meta_base: 
     provisional = ImageMeta(group.name, str(group.version), arch, 0, sde, **meta_base.get("image", {}))
     root_uuid = str(provisional.derived_uuid("rootfs"))
     boot_volid = provisional.derived_u32("bootfs")
+    # loaded at boot (/etc/modules): a network boot's initramfs has loaded the targets' network drivers
+    # already, so the OS loads only the group's kernelModules
+    loaded = root_modules if boot != "network" else kern.closure(
+        [m for m in group.info.get("kernel_modules", []) if m.replace("-", "_") not in builtin], strict=True)
     generated = generated_files(group, provisional, accounts, troves, root_uuid=root_uuid,
-                                boot_uuid=bootloader.fat_volume_uuid(boot_volid), modules=root_modules, boot=boot)
+                                boot_uuid=bootloader.fat_volume_uuid(boot_volid), modules=loaded, boot=boot)
     # the inventory (SBOMs, inventory.txt) and the dpkg database name what the image really holds
     absent = skip | {f.path for t in troves for f in t.files if f.path.startswith("/boot/System.map")}
     inventory = make_inventory(repo, group, troves, arch=arch, source_date_epoch=sde, skip=absent)

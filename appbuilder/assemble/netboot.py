@@ -34,9 +34,9 @@ from appbuilder.assemble import kernel as kernel_mod
 from appbuilder.assemble.image import (
     MIB,
     AssembledDisk,
-    builtin_modules,
-    static_busybox,
+    kernel_choice,
     kernel_options,
+    static_busybox,
 )
 from appbuilder.assemble.initramfs import CpioEntry
 from appbuilder.assemble.meta import ImageMeta
@@ -72,7 +72,7 @@ class NetbootConfig:
     servers: str  # CVMFS_SERVER_URL: URLs separated by ';', @fqrn@ is the repository name
     public_key: Path  # the repository's public key (the client trusts no other for it)
     proxy: str = "DIRECT"
-    data_size: int = 256 * MIB  # the data partition when no disk size is asked for
+    data_size: int = 128 * MIB  # the data partition when no disk size is asked for
 
     def check(self) -> None:
         for what, value in (("servers", self.servers), ("proxy", self.proxy), ("repository", self.repository)):
@@ -171,11 +171,7 @@ def assemble_netboot(repo: Repository, group: Trove, troves: list[Trove], meta_b
     config.check()
     sde = int(group.info.get("source_date_epoch") or meta_base["source_date_epoch"])
     arch = group.flavor.arch
-    kern = kernel_mod.find_kernel(troves, repo.store)
-    builtin = builtin_modules(kern, repo)
-    choice = kernel_mod.choose_modules(kern, devices, group.info.get("kernel_modules", []), builtin)
-    for missing in choice.missing:
-        progress(str(missing))
+    kern, builtin, choice = kernel_choice(repo, group, troves, devices, progress)
     for needed in ("fuse", "overlay"):
         if kern.lookup(needed) is None and needed not in builtin:
             raise AppbuildError(f"network boot needs the {needed} module, which kernel {kern.version} lacks")

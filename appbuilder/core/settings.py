@@ -227,7 +227,7 @@ SETTINGS: tuple[Setting, ...] = (
             "into network-booting images; `appbuild fs keygen` makes them)", env="APPBUILD_OS_KEYS",
             cli={"publish-group": ("--keys",)},
             metavar="DIR"),
-    Setting("os.data_size", "256M", "the data partition (cache, writable layer) of a network-booting image when "
+    Setting("os.data_size", "128M", "the data partition (cache, writable layer) of a network-booting image when "
             "no --size is given; it grows to the end of the disk at first boot", parse=parse_size),
     Setting("qemu.accel", "tcg", "QEMU accelerator for boot tests: tcg, or kvm to opt in where it works",
             env="APPBUILD_QEMU_ACCEL", parse=_accel),

@@ -21,12 +21,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appbuilder.fs.catalog import Catalog, CatalogError
 from appbuilder.fs.objects import (
     CATALOG_SUFFIX,
     FILE_SUFFIX,
     HASH_HEX_LENGTH,
-    ObjectError,
     ObjectStore,
     is_hash,
 )
@@ -36,6 +34,7 @@ from appbuilder.fs.publish import (
     read_manifest,
     read_taglist,
     repository_lock,
+    revision_tree,
 )
 
 
@@ -94,16 +93,10 @@ def gc(repository: str, out: Path, *, dry_run: bool = False) -> GcReport:
 
         referenced: set[tuple[str, str]] = set()
         for k in report.kept:
-            try:
-                cat = Catalog(store.get(k.catalog, CATALOG_SUFFIX))
-            except (ObjectError, CatalogError) as exc:
-                raise GcError(f"the catalog of {repository} {k.describe()} is unusable ({exc}): nothing deleted, "
-                              f"since what that revision needs cannot be told; run 'appbuild fs check'") from None
-            try:
-                referenced.add((k.catalog, CATALOG_SUFFIX))
-                referenced.update((e.hash, FILE_SUFFIX) for e in cat.walk().values() if e.hash)
-            finally:
-                cat.close()
+            tree = revision_tree(store, k.catalog, f"{repository} {k.describe()}", error=GcError,
+                                 consequence=": nothing deleted, since what that revision needs cannot be told")
+            referenced.add((k.catalog, CATALOG_SUFFIX))
+            referenced.update((e.hash, FILE_SUFFIX) for e in tree.values() if e.hash)
 
         data = repo_dir / "data"
         for directory in sorted(data.iterdir()) if data.is_dir() else ():

@@ -193,12 +193,14 @@ def _published(repo_dir: Path, store: ObjectStore, repository: str, trusted: lis
     return state
 
 
-def _tree_of(store: ObjectStore, tag: Tag) -> dict[str, Entry]:
+def revision_tree(store: ObjectStore, catalog: str, what: str, *, error: type = PublishError,
+                  consequence: str = "") -> dict[str, Entry]:
+    """The entries (by path) of the revision whose root catalog is *catalog*; *what* names it in
+    the error (*error*) raised when that catalog is missing or damaged."""
     try:
-        cat = Catalog(store.get(tag.catalog, CATALOG_SUFFIX))
+        cat = Catalog(store.get(catalog, CATALOG_SUFFIX))
     except (ObjectError, CatalogError) as exc:
-        raise PublishError(f"the catalog of tag {tag.name} (revision {tag.revision}) is unusable: {exc}; "
-                           f"run 'appbuild fs check'") from None
+        raise error(f"the catalog of {what} is unusable ({exc}){consequence}; run 'appbuild fs check'") from None
     try:
         return cat.walk()
     finally:
@@ -428,7 +430,8 @@ def _publish_locked(source: Path, repository: str, repo_dir: Path, private, *, r
     old_tag = taglist.get(tag) if tag is not None else None
 
     if old_tag is not None and not (same_as_current and old_tag.catalog == current.catalog):
-        difference = first_difference(entries, _tree_of(store, old_tag))
+        difference = first_difference(entries, revision_tree(
+            store, old_tag.catalog, f"tag {old_tag.name} (revision {old_tag.revision})"))
         if difference is not None:
             raise PublishError(f"tag {tag} of {repository} is revision {old_tag.revision} (catalog "
                                f"{old_tag.catalog[:16]}..., tagged {utc(old_tag.timestamp)}) and this tree differs "

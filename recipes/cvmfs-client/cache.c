@@ -255,22 +255,34 @@ uint64_t cache_effective_limit(const struct cache *c)
     return c->limit && c->limit < room ? c->limit : room;
 }
 
-struct cache *cache_open(const char *dir, uint64_t limit, char *err, size_t errlen)
+/* a cache structure for dir, its directories made; NULL with err */
+static struct cache *cache_new(const char *dir, char *err, size_t errlen)
 {
     struct cache *c = calloc(1, sizeof *c);
     char path[4096];
 
     snprintf(c->dir, sizeof c->dir, "%s", dir);
-    c->limit = limit;
     c->lockfd = -1;
     const char *subdirs[] = {"", "/data", "/catalogs", "/txn", NULL};
     for (int i = 0; subdirs[i]; i++) {
         snprintf(path, sizeof path, "%s%s", dir, subdirs[i]);
         if (mkdirs(path) < 0) {
             snprintf(err, errlen, "cannot create the cache directory %s: %s", path, strerror(errno));
-            goto fail;
+            free(c);
+            return NULL;
         }
     }
+    return c;
+}
+
+struct cache *cache_open(const char *dir, uint64_t limit, char *err, size_t errlen)
+{
+    struct cache *c = cache_new(dir, err, errlen);
+    char path[4096];
+
+    if (!c)
+        return NULL;
+    c->limit = limit;
     snprintf(path, sizeof path, "%s/lock", dir);
     c->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (c->lockfd < 0 || flock(c->lockfd, LOCK_EX | LOCK_NB) < 0) {
@@ -310,21 +322,7 @@ fail:
 
 struct cache *cache_open_shared(const char *dir, char *err, size_t errlen)
 {
-    struct cache *c = calloc(1, sizeof *c);
-    char path[4096];
-
-    snprintf(c->dir, sizeof c->dir, "%s", dir);
-    c->lockfd = -1;
-    const char *subdirs[] = {"", "/data", "/catalogs", "/txn", NULL};
-    for (int i = 0; subdirs[i]; i++) {
-        snprintf(path, sizeof path, "%s%s", dir, subdirs[i]);
-        if (mkdirs(path) < 0) {
-            snprintf(err, errlen, "cannot create the cache directory %s: %s", path, strerror(errno));
-            free(c);
-            return NULL;
-        }
-    }
-    return c;
+    return cache_new(dir, err, errlen);
 }
 
 void cache_close(struct cache *c)
@@ -353,7 +351,7 @@ static void touch(const char *path)
     utimensat(AT_FDCWD, path, NULL, 0);
 }
 
-int cache_open_object(struct cache *c, const char *hash)
+int cache_open_object(struct cache *c, const char *hash, uint64_t size)
 {
     char path[4096];
     object_path(c, hash, path, sizeof path);
@@ -361,12 +359,26 @@ int cache_open_object(struct cache *c, const char *hash)
     if (fd < 0)
         return -1;
     struct stat st;
-    fstat(fd, &st);
+    if (fstat(fd, &st) < 0)
+        st.st_size = -1;
     sqlite3_stmt *s;
     sqlite3_prepare_v2(c->db, "SELECT 1 FROM objects WHERE hash = ?", -1, &s, NULL);
     sqlite3_bind_text(s, 1, hash, -1, SQLITE_TRANSIENT);
     int known = sqlite3_step(s) == SQLITE_ROW;
     sqlite3_finalize(s);
+    if ((uint64_t)st.st_size != size) {
+        /* not what the catalog says (a power cut before the data reached the disk): fetch it again */
+        log_msg(LOG_WARN_, "the cached object %s has %lld bytes, not %llu: fetching it again", hash,
+                (long long)st.st_size, (unsigned long long)size);
+        close(fd);
+        unlink(path);
+        if (known) {
+            index_delete(c, hash);
+            c->used -= st.st_size > 0 ? (uint64_t)st.st_size : 0;
+        }
+        errno = ENOENT;
+        return -1;
+    }
     if (!known) {
         index_add(c, hash, KIND_DATA, st.st_size, ++c->seq, 0);
         c->used += st.st_size;
@@ -467,7 +479,8 @@ int cache_fetch_object(struct cache *c, struct fetcher *f, const char *hash, uin
     snprintf(dir, sizeof dir, "%s/data/%.2s", c->dir, hash);
     mkdir(dir, 0755);
     object_path(c, hash, path, sizeof path);
-    if (rename(tmp, path) < 0) {
+    /* on the disk before it has its name: a power cut leaves the object whole, or not there */
+    if (fsync(fd) < 0 || rename(tmp, path) < 0) {
         snprintf(err, errlen, "cannot store %s in the cache: %s", hash, strerror(errno));
         close(fd);
         unlink(tmp);

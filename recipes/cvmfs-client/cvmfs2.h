@@ -127,8 +127,9 @@ struct cache *cache_open(const char *dir, uint64_t limit, char *err, size_t errl
 /* the tool modes' view of the same cache: no lock, no quota; they only add catalogs and
  * newer verified manifests and tag lists (temporary file, then rename) */
 struct cache *cache_open_shared(const char *dir, char *err, size_t errlen);
-/* an open fd of the cached object, or -1 (errno ENOENT if not cached); pins it */
-int cache_open_object(struct cache *c, const char *hash);
+/* an open fd of the cached object of *size* bytes, or -1 (errno ENOENT if not cached, or cached
+ * with another size: then it is removed); pins it */
+int cache_open_object(struct cache *c, const char *hash, uint64_t size);
 /* make room, download through fetch_object and commit; an open fd (pinned), or -errno */
 int cache_fetch_object(struct cache *c, struct fetcher *f, const char *hash, uint64_t size, char *err, size_t errlen);
 void cache_unpin(struct cache *c, const char *hash);
@@ -183,6 +184,8 @@ int manifest_verify(const unsigned char *data, size_t len, const struct keyring 
 void hex_encode(const unsigned char *in, size_t n, char *out);
 /* 2025-01-31T12:00:00Z */
 const char *iso_time(int64_t t, char buf[32]);
+/* a whole unsigned decimal number (digits only): 0, or -1 */
+int parse_number(const char *v, uint64_t *out);
 
 /* ------------------------------------------------------------------ tags.c */
 #define TAG_NAME_MAX 128

@@ -76,7 +76,9 @@ static void fill_attr(const struct entry *e, struct stat *st)
 {
     memset(st, 0, sizeof *st);
     st->st_ino = e->inode;
-    st->st_mode = e->mode & ~0222;  /* read-only */
+    /* the modes as published: the mount is read-only (writing fails with EROFS), and overlayfs,
+     * with this mount below, copies a directory or file up with the mode it sees here */
+    st->st_mode = e->mode;
     st->st_nlink = e->nlink ? e->nlink : 1;
     st->st_uid = e->uid;
     st->st_gid = e->gid;
@@ -235,7 +237,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, EIO);
         return;
     }
-    int fd = cache_open_object(S.cache, e.hash);
+    int fd = cache_open_object(S.cache, e.hash, e.size);
     if (fd < 0) {
         fd = cache_fetch_object(S.cache, &S.fetcher, e.hash, e.size, err, sizeof err);
         if (fd < 0) {
@@ -675,10 +677,15 @@ int main(int argc, char **argv)
     char tagged[TAG_NAME_MAX + 16] = "";
     if (S.tag[0])
         snprintf(tagged, sizeof tagged, "tag %s, ", S.tag);
-    log_msg(LOG_INFO_, "mounted %s %srevision %llu (catalog %.16s) on %s %s%s%s%s", S.repo, tagged,
-            (unsigned long long)S.revision, S.root_hash, mountpoint,
-            S.offline ? "from the cache (offline)" : "from ", S.offline ? "" : fetcher_host(&S.fetcher),
-            S.offline || !fetcher_proxy(&S.fetcher)[0] ? "" : " via ", S.offline ? "" : fetcher_proxy(&S.fetcher));
+    char mounted[2048];
+    snprintf(mounted, sizeof mounted, "mounted %s %srevision %llu (catalog %.16s) on %s %s%s%s%s", S.repo, tagged,
+             (unsigned long long)S.revision, S.root_hash, mountpoint,
+             S.offline ? "from the cache (offline)" : "from ", S.offline ? "" : fetcher_host(&S.fetcher),
+             S.offline || !fetcher_proxy(&S.fetcher)[0] ? "" : " via ", S.offline ? "" : fetcher_proxy(&S.fetcher));
+    log_msg(LOG_INFO_, "%s", mounted);
+    /* what was mounted, from where: one line on stdout, as CernVM-FS's mount says it */
+    printf("cvmfs2[%s]: %s\n", S.repo, mounted);
+    fflush(stdout);
     if (!foreground) {
         log_stderr_off();
         fuse_daemonize(0);

@@ -215,8 +215,7 @@ int expiry_check(const char *what, int64_t expires, int64_t now, char *err, size
     return 0;
 }
 
-/* a whole unsigned decimal number */
-static int number(const char *v, uint64_t *out)
+int parse_number(const char *v, uint64_t *out)
 {
     char *end;
     if (!*v || strspn(v, "0123456789") != strlen(v))
@@ -250,16 +249,16 @@ int manifest_verify(const unsigned char *data, size_t len, const struct keyring 
             break;
         case 'B': m->catalog_size = strtoull(v, NULL, 10); break;
         case 'S':
-            have_s = number(v, &m->revision) == 0;
+            have_s = parse_number(v, &m->revision) == 0;
             break;
         case 'N': snprintf(m->repo, sizeof m->repo, "%s", v); have_n = 1; break;
         case 'T':
-            if (number(v, &value) < 0)
+            if (parse_number(v, &value) < 0)
                 bad = 'T';
             m->timestamp = (int64_t)value;
             break;
         case 'E':
-            if (number(v, &value) < 0)
+            if (parse_number(v, &value) < 0)
                 bad = 'E';
             m->expires = (int64_t)value;
             break;

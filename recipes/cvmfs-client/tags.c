@@ -31,16 +31,6 @@ static int valid_name(const char *name)
            strcmp(name, "latest") != 0;
 }
 
-static int number(const char *v, uint64_t *out)
-{
-    char *end;
-    if (!*v || strspn(v, "0123456789") != strlen(v))
-        return -1;
-    errno = 0;
-    *out = strtoull(v, &end, 10);
-    return errno ? -1 : 0;
-}
-
 /* one G line's value: "name revision hash size time" */
 static int parse_tag(char *v, struct tag *t)
 {
@@ -49,9 +39,9 @@ static int parse_tag(char *v, struct tag *t)
     for (char *tok = strtok_r(v, " ", &save); tok && n < 6; tok = strtok_r(NULL, " ", &save))
         fields[n++] = tok;
     uint64_t when;
-    if (n != 5 || !valid_name(fields[0]) || number(fields[1], &t->revision) < 0 ||
+    if (n != 5 || !valid_name(fields[0]) || parse_number(fields[1], &t->revision) < 0 ||
         strlen(fields[2]) != HASH_HEX || strspn(fields[2], "0123456789abcdef") != HASH_HEX ||
-        number(fields[3], &t->catalog_size) < 0 || number(fields[4], &when) < 0)
+        parse_number(fields[3], &t->catalog_size) < 0 || parse_number(fields[4], &when) < 0)
         return -1;
     snprintf(t->name, sizeof t->name, "%s", fields[0]);
     snprintf(t->catalog, sizeof t->catalog, "%s", fields[2]);
@@ -84,13 +74,13 @@ int taglist_verify(const unsigned char *data, size_t len, const struct keyring *
         char *v = line + 1;
         switch (line[0]) {
         case 'N': snprintf(t->repo, sizeof t->repo, "%s", v); have_n = 1; break;
-        case 'S': have_s = number(v, &t->revision) == 0; break;
+        case 'S': have_s = parse_number(v, &t->revision) == 0; break;
         case 'T':
-            have_t = number(v, &value) == 0;
+            have_t = parse_number(v, &value) == 0;
             t->timestamp = (int64_t)value;
             break;
         case 'E':
-            if (number(v, &value) < 0) {
+            if (parse_number(v, &value) < 0) {
                 snprintf(err, errlen, "the tag list's line %d is not a valid expiry time (E)", lineno);
                 goto out;
             }
