@@ -188,6 +188,16 @@ def kernel_config_text(repo: Repository, image: StagedImage) -> str:
     return repo.store.read(config.sha256).decode(errors="replace") if config else ""
 
 
+def boot_directory(repo: Repository, kern: kernel_mod.Kernel, initrd: bytes, work: Path) -> tuple[Path, str, str]:
+    """``work/boot`` holding the kernel and the initramfs *initrd*: (it, kernel name, initramfs name)."""
+    boot_dir = work / "boot"
+    boot_dir.mkdir()
+    kernel_name, initrd_name = f"vmlinuz-{kern.version}", f"initrd.img-{kern.version}"
+    repo.store.copy_to(kern.image.sha256, boot_dir / kernel_name)
+    (boot_dir / initrd_name).write_bytes(initrd)
+    return boot_dir, kernel_name, initrd_name
+
+
 def assemble_raw(repo: Repository, group: Trove, troves: list[Trove], meta_base: dict, work: Path, *,
                  devices: kernel_mod.DeviceModules, size: int | None = None,
                  progress=lambda msg: None) -> AssembledDisk:
@@ -210,12 +220,7 @@ def assemble_raw(repo: Repository, group: Trove, troves: list[Trove], meta_base:
         mtime=sde,
         compression=compression,
     )
-    boot_dir = work / "boot"
-    boot_dir.mkdir()
-    kernel_name = f"vmlinuz-{kern.version}"
-    initrd_name = f"initrd.img-{kern.version}"
-    repo.store.copy_to(kern.image.sha256, boot_dir / kernel_name)
-    (boot_dir / initrd_name).write_bytes(initrd)
+    boot_dir, kernel_name, initrd_name = boot_directory(repo, kern, initrd, work)
     for path, entry in staged.boot_files.items():
         name = path.rsplit("/", 1)[1]
         if name != kernel_name and not name.startswith("System.map"):

@@ -34,6 +34,7 @@ from appbuilder.assemble import kernel as kernel_mod
 from appbuilder.assemble.image import (
     MIB,
     AssembledDisk,
+    boot_directory,
     kernel_choice,
     kernel_options,
     static_busybox,
@@ -193,12 +194,7 @@ def assemble_netboot(repo: Repository, group: Trove, troves: list[Trove], meta_b
         mtime=sde, compression=compression, init=(DATA / "netboot-init").read_text(), extra=extra,
         level=INITRAMFS_LEVEL)
 
-    boot_dir = work / "boot"
-    boot_dir.mkdir()
-    kernel_name = f"vmlinuz-{kern.version}"
-    initrd_name = f"initrd.img-{kern.version}"
-    repo.store.copy_to(kern.image.sha256, boot_dir / kernel_name)
-    (boot_dir / initrd_name).write_bytes(initrd)
+    boot_dir, kernel_name, initrd_name = boot_directory(repo, kern, initrd, work)
     cmdline = "console=tty0 console=ttyS0,115200 quiet panic=10 appliance.boot=network"
     (boot_dir / "syslinux.cfg").write_text(bootloader.syslinux_config(
         kernel=kernel_name, initrd=initrd_name, cmdline=cmdline,

@@ -98,18 +98,25 @@ class SignedManifest:
     signature: bytes
 
 
-def parse(data: bytes) -> SignedManifest:
-    """Split and parse a manifest (the signature is not checked here: see :func:`verify`)."""
+def split_signed(data: bytes, what: str, error: type[AppbuildError]) -> tuple[bytes, bytes]:
+    """(the signed bytes, the 64-byte signature) of a signed text *what* (the manifest, the tag
+    list): every byte before its ``--`` line, and the hex after it; *error* says what is wrong."""
     at = data.find(b"\n" + SEPARATOR)
     if at < 0:
-        raise ManifestError("the manifest has no '--' line before its signature")
+        raise error(f"the {what} has no '--' line before its signature")
     body, tail = data[:at + 1], data[at + 1 + len(SEPARATOR):]
     try:
         signature = bytes.fromhex(tail.decode("ascii").strip())
-    except ValueError:
-        raise ManifestError("the manifest's signature is not hex") from None
+    except (ValueError, UnicodeDecodeError):
+        raise error(f"the {what}'s signature is not hex") from None
     if len(signature) != 64:
-        raise ManifestError(f"the manifest's signature has {len(signature)} bytes, not 64")
+        raise error(f"the {what}'s signature has {len(signature)} bytes, not 64")
+    return body, signature
+
+
+def parse(data: bytes) -> SignedManifest:
+    """Split and parse a manifest (the signature is not checked here: see :func:`verify`)."""
+    body, signature = split_signed(data, "manifest", ManifestError)
     values: dict[str, str] = {}
     for number, line in enumerate(body.decode("utf-8", "replace").splitlines(), 1):
         if not line:

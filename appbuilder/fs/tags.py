@@ -39,11 +39,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 from appbuilder.core.errors import AppbuildError
 from appbuilder.fs import keys
-from appbuilder.fs.manifest import utc
+from appbuilder.fs.manifest import SEPARATOR, split_signed, utc
 from appbuilder.fs.objects import is_hash
 
 TAGS_NAME = ".cvmfstags"
-SEPARATOR = b"--\n"
 LATEST = "latest"
 TAG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~-]{0,127}")
 
@@ -126,17 +125,7 @@ def render(taglist: TagList, private: Ed25519PrivateKey) -> bytes:
 
 
 def _split(data: bytes) -> tuple[bytes, bytes]:
-    at = data.find(b"\n" + SEPARATOR)
-    if at < 0:
-        raise TagListError("the tag list has no '--' line before its signature")
-    body, tail = data[:at + 1], data[at + 1 + len(SEPARATOR):]
-    try:
-        signature = bytes.fromhex(tail.decode("ascii").strip())
-    except (ValueError, UnicodeDecodeError):
-        raise TagListError("the tag list's signature is not hex") from None
-    if len(signature) != 64:
-        raise TagListError(f"the tag list's signature has {len(signature)} bytes, not 64")
-    return body, signature
+    return split_signed(data, "tag list", TagListError)
 
 
 def _number(text: str, what: str) -> int:
