@@ -165,10 +165,19 @@ def initramfs_entries(repo: Repository, group: Trove, troves: list[Trove], arch:
     return entries
 
 
+def os_sboms(repo: Repository, group: Trove, troves: list[Trove], meta_base: dict) -> dict[str, bytes]:
+    """The SBOMs beside a network-booting image: they describe the OS it boots (the pinned group
+    version), the same for every disk of the version."""
+    sde = int(group.info.get("source_date_epoch") or meta_base["source_date_epoch"])
+    return make_inventory(repo, group, troves, arch=group.flavor.arch, source_date_epoch=sde,
+                          skip=set()).sbom_bytes()
+
+
 def assemble_netboot(repo: Repository, group: Trove, troves: list[Trove], meta_base: dict, work: Path, *,
-                     devices: kernel_mod.DeviceModules, config: NetbootConfig, size: int | None = None,
-                     progress=lambda msg: None) -> AssembledDisk:
-    """Build the network-booting raw disk of *group* in *work* (the pin: the group's revision)."""
+                     devices: kernel_mod.DeviceModules, config: NetbootConfig, sboms: dict[str, bytes],
+                     size: int | None = None, progress=lambda msg: None) -> AssembledDisk:
+    """Build the network-booting raw disk of *group* in *work* (the pin: the group's revision);
+    *sboms*: :func:`os_sboms`, made once for all the disks of a build."""
     config.check()
     sde = int(group.info.get("source_date_epoch") or meta_base["source_date_epoch"])
     arch = group.flavor.arch
@@ -226,7 +235,5 @@ def assemble_netboot(repo: Repository, group: Trove, troves: list[Trove], meta_b
     disk.write_disk(raw, layout, boot_image=boot_img, root_image=data_img, master_boot_record=record)
     for leftover in (data_img, boot_img):
         leftover.unlink()
-    # the SBOM beside the image describes the OS it boots (the pinned group version)
-    inventory = make_inventory(repo, group, troves, arch=arch, source_date_epoch=sde, skip=set())
     return AssembledDisk(raw, meta, kern.version, len(initrd), modules, [], choice.missing, layout,
-                         sboms=inventory.sbom_bytes())
+                         sboms=dict(sboms))

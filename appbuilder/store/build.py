@@ -192,17 +192,19 @@ def _build_one(settings: Settings, repo: Repository, req: BuildRequest, arch: st
         timings["assemble"] = timings["convert"] = 0.0
         # a classic image: one raw disk with every target's drivers is the source of every format;
         # a network-booting one: a disk per set of targets, each with only its targets' drivers
+        if network:
+            from appbuilder.assemble.netboot import assemble_netboot, os_sboms
+
+            sboms = os_sboms(repo, group, troves, meta_base)
         for batch in (_by_targets(table, formats, arch, basename) if network else [formats]):
             t = time.monotonic()
             if network:
-                from appbuilder.assemble.netboot import assemble_netboot
-
                 scratch = work / f"disk-{len(produced)}"
                 scratch.mkdir()
                 assembled = assemble_netboot(repo, group, troves, meta_base, scratch,
                                              devices=table.device_modules_for(batch, arch),
-                                             config=netboot_config(settings, req.group, arch), size=req.size,
-                                             progress=lambda m: say(f"[{arch}] {m}"))
+                                             config=netboot_config(settings, req.group, arch), sboms=sboms,
+                                             size=req.size, progress=lambda m: say(f"[{arch}] {m}"))
             else:
                 assembled = assemble_raw(repo, group, troves, meta_base, work, devices=table.device_modules(arch),
                                          size=req.size, progress=lambda m: say(f"[{arch}] {m}"))
