@@ -460,3 +460,8 @@ def moto_endpoint(tmp_path_factory):
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+# ------------------------------------------------------------------ an EL-like rpm-md repository (tests/el_repo.py)
+
+from tests.el_repo import el_http, el_repo  # noqa: E402,F401  (session fixtures)

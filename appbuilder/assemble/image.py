@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from appbuilder import __version__
 from appbuilder.assemble import bootloader, disk, ext4, initramfs
 from appbuilder.assemble import kernel as kernel_mod
-from appbuilder.assemble.accounts import Accounts
+from appbuilder.assemble.accounts import SEED_FILES, Accounts, seed_tables
 from appbuilder.assemble.meta import ImageMeta
 from appbuilder.assemble.rootfs import (
     GeneratedFile,
@@ -33,12 +36,13 @@ from appbuilder.assemble.rootfs import (
     stage_root,
 )
 from appbuilder.assemble.sbom import make_inventory
-from appbuilder.capsule.dpkgdb import dpkg_database
+from appbuilder.capsule.dpkgdb import dpkg_database, info_mode
 from appbuilder.capsule.rpmdb import build_rpm_database
 from appbuilder.core.errors import AppbuildError
 from appbuilder.policy.elf import read_elf
 from appbuilder.repository.repo import Repository
 from appbuilder.repository.trove import Trove
+from appbuilder.repository.versions import NVF
 
 MIB = 1 << 20
 
@@ -56,7 +60,12 @@ class AssembledDisk:
     sboms: dict[str, bytes] = field(default_factory=dict)  # suffix (.spdx.json, .cdx.json) -> the image's SBOM
 
 
-def static_busybox(troves: list[Trove], repo: Repository) -> bytes:
+def static_busybox(troves: list[Trove], repo: Repository, group: Trove | None = None) -> bytes:
+    """The static busybox the initramfs runs: a member's, else the one the group pinned for
+    it (``initramfs_busybox``: a Debian or EL system has none of its own)."""
+    pinned = (group.info.get("initramfs_busybox") if group is not None else None)
+    if pinned:
+        troves = [*troves, repo.get(NVF.parse(pinned))]
     for t in troves:
         for f in t.files:
             if f.path in ("/bin/busybox", "/usr/bin/busybox", "/sbin/busybox") and f.type == "file":
@@ -65,7 +74,9 @@ def static_busybox(troves: list[Trove], repo: Repository) -> bytes:
                 if info is None or info.interp:
                     raise AppbuildError(f"{t.name}: {f.path} is not a static executable; the initramfs needs a static busybox")
                 return data
-    raise AppbuildError("the closure has no busybox (/bin/busybox): the initramfs needs a static busybox")
+    raise AppbuildError("the closure has no busybox (/bin/busybox) and the group pinned none for the initramfs, "
+                        "which needs a static one: cook recipes/busybox for this architecture, then resolve the "
+                        "group again")
 
 
 def generated_files(group: Trove, meta: ImageMeta, accounts: Accounts, troves: list[Trove], *, root_uuid: str,
@@ -97,6 +108,7 @@ def generated_files(group: Trove, meta: ImageMeta, accounts: Accounts, troves: l
         "builder": f"appbuild {__version__}",
     }
     return [
+        *systemd_files(troves),
         GeneratedFile("/etc/passwd", accounts.passwd().encode()),
         GeneratedFile("/etc/group", accounts.group().encode()),
         GeneratedFile("/etc/shadow", accounts.shadow().encode(), 0o600),
@@ -107,6 +119,40 @@ def generated_files(group: Trove, meta: ImageMeta, accounts: Accounts, troves: l
         GeneratedFile("/etc/modules", "".join(f"{m}\n" for m in modules).encode()),
         GeneratedFile("/var/lib/appbuild/manifest.json", (json.dumps(manifest, indent=2) + "\n").encode()),
     ]
+
+
+SYSTEMD_INIT = ("/lib/systemd/systemd", "/usr/lib/systemd/systemd")
+MARKER_UNIT = """\
+[Unit]
+Description=appbuild boot marker: the appliance reached multi-user
+After=multi-user.target
+
+[Service]
+Type=oneshot
+EnvironmentFile=/etc/appliance-release
+StandardOutput=tty
+TTYPath=/dev/console
+ExecStart=/bin/echo "APPLIANCE-BOOT-OK ${GROUP} ${VERSION} ${ARCH} multi-user"
+"""
+
+
+def runs_systemd(troves: list[Trove]) -> bool:
+    """Whether a member ships systemd (the image boots it as init)."""
+    return any(f.path in SYSTEMD_INIT for t in troves for f in t.files)
+
+
+def systemd_files(troves: list[Trove]) -> list[GeneratedFile]:
+    """A system booted by systemd says it reached the multi-user target on its console, as
+    appliance-init's rcS does under busybox init: the line ``appbuild boot``, the boot tests
+    and the nightly wait for (a unit in /etc/systemd/system, wanted by multi-user.target
+    through a drop-in, so nothing needs enabling), and an empty ``/etc/machine-id`` (each
+    appliance makes its own at first boot). Empty when no member ships systemd."""
+    if not runs_systemd(troves):
+        return []
+    return [GeneratedFile("/etc/machine-id", b"", 0o444),  # empty: systemd makes one at boot (not in the image)
+            GeneratedFile("/etc/systemd/system/appbuild-boot-marker.service", MARKER_UNIT.encode()),
+            GeneratedFile("/etc/systemd/system/multi-user.target.d/appbuild-boot-marker.conf",
+                          b"[Unit]\nWants=appbuild-boot-marker.service\n")]
 
 
 def kernel_choice(repo: Repository, group: Trove, troves: list[Trove], devices: kernel_mod.DeviceModules,
@@ -136,12 +182,27 @@ class StagedImage:
     sboms: dict[str, bytes]
 
 
+def account_seed(repo: Repository, troves: list[Trove]) -> tuple[str, str] | None:
+    """The distribution's own account tables among the capsule members (base-passwd's master
+    files, or an EL setup package's /etc/passwd and /etc/group), to seed :class:`Accounts`."""
+    wanted = {p for pair in SEED_FILES for p in pair}
+    files = {f.path: repo.store.read(f.sha256) for t in troves if t.info.get("capsule")
+             for f in t.files if f.path in wanted and f.type == "file" and f.sha256}
+    return seed_tables(files)
+
+
 def stage_image(repo: Repository, group: Trove, troves: list[Trove], meta_base: dict, work: Path, *,
-                devices: kernel_mod.DeviceModules, boot: str = "disk", progress=lambda msg: None) -> StagedImage:
+                devices: kernel_mod.DeviceModules, boot: str = "disk", progress=lambda msg: None,
+                script_log=None) -> StagedImage:
     """Stage the root file system of *group* (its member *troves*) under ``work/root``: members'
     files, the kernel modules the image keeps, accounts, generated files, inventory, module index
     and package databases. *boot* ``network``: the tree a network-booting appliance mounts as its
-    root (its fstab names no root or boot partition: the initramfs sets them up)."""
+    root (its fstab names no root or boot partition: the initramfs sets them up).
+
+    A group with ``packageScripts`` (info ``package_scripts``) then has its packages' scripts run
+    in the staged root (:mod:`appbuilder.assemble.scripts`; ``meta_base["scripts_timeout"]``
+    seconds each, setting ``scripts.timeout``; ``meta_base["scripts_cache"]``: the directory
+    keeping runs' results); their output goes to *script_log* (default: *progress*)."""
     sde = int(group.info.get("source_date_epoch") or meta_base["source_date_epoch"])
     arch = group.flavor.arch
     kern, builtin, choice = kernel_choice(repo, group, troves, devices, progress)
@@ -153,7 +214,8 @@ def stage_image(repo: Repository, group: Trove, troves: list[Trove], meta_base: 
             if f.path.startswith(moddir) and f.type == "file" and f.path not in keep and f.path not in index_files}
 
     owners, groups = owners_and_groups(troves)
-    accounts = Accounts(group.info.get("users", []), owners, groups)
+    accounts = Accounts(group.info.get("users", []), owners, groups, seed=account_seed(repo, troves))
+    scripts = bool(group.info.get("package_scripts"))
     provisional = ImageMeta(group.name, str(group.version), arch, 0, sde, **meta_base.get("image", {}))
     root_uuid = str(provisional.derived_uuid("rootfs"))
     boot_volid = provisional.derived_u32("bootfs")
@@ -169,15 +231,26 @@ def stage_image(repo: Repository, group: Trove, troves: list[Trove], meta_base: 
     sboms = inventory.sbom_bytes()
     generated += [GeneratedFile(path, data) for path, data in inventory.image_files(sboms)]
     present = {f.path for t in troves for f in t.files if f.path not in absent}
-    generated += [GeneratedFile(path, data) for path, data in dpkg_database(repo.store, troves, present)]
+    generated += [GeneratedFile(path, data, info_mode(path)) for path, data in
+                  dpkg_database(repo.store, troves, present, state="unpacked" if scripts else "installed")]
 
     progress(f"staging {len(troves)} troves")
     staging = work / "root"
     staged = stage_root(repo.store, troves, staging, accounts=accounts, source_date_epoch=sde, skip=skip,
-                        generated=generated)
+                        generated=generated, merged_usr=bool(group.info.get("merged_usr")))
     kernel_mod.regenerate_module_index(staging, kern.version)
-    build_rpm_database(repo.store, troves, staging)  # RPM capsules: `rpm -qa` works in the image
+    build_rpm_database(repo.store, troves, staging,  # RPM capsules: `rpm -qa` works in the image
+                       source_date_epoch=sde)
     _record_new_files(staged, sde)
+    if scripts:
+        from appbuilder.assemble.scripts import run_package_scripts
+
+        started = time.monotonic()
+        report = run_package_scripts(repo, troves, staged, hostname=group.info.get("hostname") or "appliance",
+                                     source_date_epoch=sde, timeout=float(meta_base.get("scripts_timeout", 300)),
+                                     log=script_log or progress, cache=meta_base.get("scripts_cache"))
+        progress(f"package scripts: {'the result of an identical run applied' if report.cached else f'{len(report.ran)} run'}"
+                 f" in {time.monotonic() - started:.1f} s")
     return StagedImage(staged, kern, choice, provisional, sde, root_uuid, boot_volid, sboms)
 
 
@@ -200,13 +273,14 @@ def boot_directory(repo: Repository, kern: kernel_mod.Kernel, initrd: bytes, wor
 
 def assemble_raw(repo: Repository, group: Trove, troves: list[Trove], meta_base: dict, work: Path, *,
                  devices: kernel_mod.DeviceModules, size: int | None = None,
-                 progress=lambda msg: None) -> AssembledDisk:
+                 progress=lambda msg: None, script_log=None) -> AssembledDisk:
     """Build the raw disk of *group* (its member *troves*) in *work*.
 
     *devices*: the disk and network drivers of the machines the image is for (the caller
     reads them from the device table); a module the kernel lacks is reported through
     *progress* ("target xen: no module xen_blkfront in kernel ...") and in the result."""
-    image = stage_image(repo, group, troves, meta_base, work, devices=devices, progress=progress)
+    image = stage_image(repo, group, troves, meta_base, work, devices=devices, progress=progress,
+                        script_log=script_log)
     staged, kern, choice, sde = image.staged, image.kernel, image.choice, image.source_date_epoch
     init_modules, root_modules = choice.initramfs, choice.root
     root_uuid, boot_volid, arch = image.root_uuid, image.boot_volume_id, group.flavor.arch
@@ -215,7 +289,7 @@ def assemble_raw(repo: Repository, group: Trove, troves: list[Trove], meta_base:
     compression = initramfs.compression_for(config_text) if config_text else "gzip"
     progress(f"initramfs for kernel {kern.version} ({len(init_modules)} modules, {compression})")
     initrd = initramfs.build_initramfs(
-        busybox=static_busybox(troves, repo),
+        busybox=static_busybox(troves, repo, group),
         modules=[(kern.modules[m].path, repo.store.read(kern.modules[m].sha256)) for m in init_modules],
         mtime=sde,
         compression=compression,
@@ -226,6 +300,8 @@ def assemble_raw(repo: Repository, group: Trove, troves: list[Trove], meta_base:
         if name != kernel_name and not name.startswith("System.map"):
             repo.store.copy_to(entry.sha256, boot_dir / name)
     cmdline = f"root=UUID={root_uuid} ro console=tty0 console=ttyS0,115200 quiet panic=10"
+    if runs_systemd(troves):  # an appliance is configured by contextualization, never by prompts on its console
+        cmdline += " systemd.firstboot=off"
     (boot_dir / "syslinux.cfg").write_text(bootloader.syslinux_config(
         kernel=kernel_name, initrd=initrd_name, cmdline=cmdline, label=f"{meta_base['group']} {group.version.revision}"))
 
@@ -282,11 +358,18 @@ def _root_minimum(staged: StagedRoot) -> int:
 
 
 def _record_new_files(staged: StagedRoot, sde: int) -> None:
-    """Give files that staging steps created (depmod output, RPM database) image metadata."""
+    """Give files that staging steps created (depmod output, RPM database) image metadata: their
+    mode as made (lstat), owned by root unless the step gave them another owner, time clamped."""
     from appbuilder.assemble.rootfs import ImageEntry
 
+    me = os.geteuid(), os.getegid()
     for host in sorted(staged.directory.rglob("*")):
         path = "/" + str(host.relative_to(staged.directory))
         if path not in staged.entries:
-            kind = "dir" if host.is_dir() and not host.is_symlink() else "symlink" if host.is_symlink() else "file"
-            staged.add(ImageEntry(path, kind, 0o755 if kind == "dir" else 0o644, mtime=sde))
+            st = os.lstat(host)
+            kind = ("dir" if stat.S_ISDIR(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode)
+                    else "fifo" if stat.S_ISFIFO(st.st_mode) else "file")
+            mode = 0o777 if kind == "symlink" else stat.S_IMODE(st.st_mode)
+            uid = 0 if st.st_uid == me[0] else st.st_uid
+            gid = 0 if st.st_gid == me[1] else st.st_gid
+            staged.add(ImageEntry(path, kind, mode, uid, gid, min(int(st.st_mtime), sde)))

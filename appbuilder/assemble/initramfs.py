@@ -54,7 +54,14 @@ while [ -z "$device" ] && [ $tries -lt 200 ]; do
 done
 [ -n "$device" ] || fail "root file system $root not found"
 $bb mount -t "$fstype" -o "$flags" "$device" /newroot || fail "cannot mount $device on /newroot"
-[ -x /newroot/sbin/init ] || fail "the root file system has no /sbin/init"
+# /sbin/init may be a link, absolute (systemd-sysv's -> /lib/systemd/systemd): follow it inside /newroot
+init=/sbin/init hops=0
+while [ -L "/newroot$init" ] && [ $hops -lt 16 ]; do
+    target=$($bb readlink "/newroot$init")
+    case "$target" in /*) init="$target" ;; *) init="$($bb dirname "$init")/$target" ;; esac
+    hops=$((hops + 1))
+done
+[ -x "/newroot$init" ] || fail "the root file system has no /sbin/init"
 $bb mount --move /dev /newroot/dev 2>/dev/null || $bb umount /dev
 $bb umount /sys /proc
 exec $bb switch_root /newroot /sbin/init

@@ -198,7 +198,7 @@ def assemble_netboot(repo: Repository, group: Trove, troves: list[Trove], meta_b
     progress(f"network-boot initramfs for kernel {kern.version}: cvmfs2 and {len(modules)} modules ({compression}); "
              f"OS from {config.repository} tag {group.version.revision}")
     initrd = initramfs.build_initramfs(
-        busybox=static_busybox(troves, repo),
+        busybox=static_busybox(troves, repo, group),
         modules=[(kern.modules[m].path, repo.store.read(kern.modules[m].sha256)) for m in modules],
         mtime=sde, compression=compression, init=(DATA / "netboot-init").read_text(), extra=extra,
         level=INITRAMFS_LEVEL)

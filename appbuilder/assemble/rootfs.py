@@ -8,7 +8,13 @@ host would make non-reproducible (ctimes) is recorded per path as an
 (``appbuilder.assemble.ext4``). Times are clamped to the image's SOURCE_DATE_EPOCH.
 
 ``/boot`` goes to the boot partition instead, and of the kernel's modules only those
-the image keeps are staged. Generated files (accounts, fstab, hostname, release,
+the image keeps are staged.
+
+**Merged /usr** (a group's ``mergedUsr``, as Debian since 12 and every EL since 7): the
+top-level ``/bin``, ``/sbin``, ``/lib`` (and ``/lib32``, ``/lib64``, ``/libx32`` when a
+member ships files there) are symlinks into ``/usr``, and a member's ``/bin/sh`` is staged
+as ``/usr/bin/sh``, as dpkg or rpm would have written it through the link. Two members
+writing one path that way (``/bin/x`` and ``/usr/bin/x``) are the same path. Generated files (accounts, fstab, hostname, release,
 manifest) are added last and win over members' files of the same path.
 """
 
@@ -22,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from appbuilder.assemble.accounts import Accounts
 from appbuilder.core.beneath import chmod_at
 from appbuilder.core.errors import AppbuildError
+from appbuilder.core.usrmerge import is_merged_dir, merged_links, merged_path
 from appbuilder.repository.store import ContentStore
 from appbuilder.repository.trove import FileEntry, Trove
 
@@ -100,12 +107,21 @@ def stage_root(
     source_date_epoch: int,
     skip: set[str] = frozenset(),
     generated: list[GeneratedFile] = (),
+    merged_usr: bool = False,
 ) -> StagedRoot:
-    """Write *troves* (minus *skip* paths and ``/boot``) and *generated* files under *dest*."""
+    """Write *troves* (minus *skip* paths and ``/boot``) and *generated* files under *dest*;
+    *merged_usr*: the top-level ``/bin``, ``/sbin``, ``/lib``... are links into ``/usr``."""
     dest.mkdir(parents=True, exist_ok=True)
     real_root = os.path.realpath(dest)
     staged = StagedRoot(dest)
     staged.add(ImageEntry("/", "dir", DIR_MODE, mtime=source_date_epoch))
+    where = merged_path if merged_usr else (lambda path: path)
+    if merged_usr:
+        staged.add(ImageEntry("/usr", "dir", DIR_MODE, mtime=source_date_epoch))
+        _make_dir(dest / "usr", "/usr", "/usr")
+        for top in merged_links(f.path for t in troves for f in t.files):
+            os.symlink(f"usr/{top}", dest / top)
+            staged.add(ImageEntry(f"/{top}", "symlink", 0o777, mtime=source_date_epoch))
 
     def clamp(mtime: int) -> int:
         return min(mtime, source_date_epoch) if mtime else source_date_epoch
@@ -119,7 +135,7 @@ def stage_root(
             elif staged.entries[p].type not in ("dir", "symlink"):
                 raise AppbuildError(f"{path} needs the directory {p}, which a member holds as a {staged.entries[p].type}")
 
-    entries = sorted((f for t in troves for f in t.files), key=lambda f: f.path)
+    entries = sorted((f for t in troves for f in t.files), key=lambda f: where(f.path))
     for f in entries:
         if f.path in skip:
             continue
@@ -127,15 +143,18 @@ def stage_root(
             if f.type == "file":
                 staged.boot_files[f.path] = f
             continue
-        parents(f.path)
-        host = _host(dest, real_root, f.path)
+        path = where(f.path)
+        if merged_usr and is_merged_dir(path):
+            continue  # a member's /bin or /lib64 itself: the link into /usr stands for it
+        parents(path)
+        host = _host(dest, real_root, path)
         if f.type == "dir":
-            _make_dir(host, f.path, f"{f.path} is a directory in one member and a "
-                                   f"{staged.entries[f.path].type if f.path in staged.entries else 'file'} in another")
+            _make_dir(host, path, f"{path} is a directory in one member and a "
+                                  f"{staged.entries[path].type if path in staged.entries else 'file'} in another")
         else:
             if host.is_symlink() or host.exists():
                 if host.is_dir() and not host.is_symlink():
-                    raise AppbuildError(f"{f.path} is a directory in one member and a {f.type} in another")
+                    raise AppbuildError(f"{path} is a directory in one member and a {f.type} in another")
                 host.unlink()
             if f.type == "file":
                 store.copy_to(f.sha256, host)
@@ -143,9 +162,9 @@ def stage_root(
             elif f.type == "symlink":
                 os.symlink(f.target, host)
             elif f.type == "hardlink":
-                source = _host(dest, real_root, f.target)
+                source = _host(dest, real_root, where(f.target))
                 if not (os.path.lexists(source) and stat.S_ISREG(os.lstat(source).st_mode)):
-                    raise AppbuildError(f"{f.path} is a hard link to {f.target}, which is not in the image")
+                    raise AppbuildError(f"{path} is a hard link to {f.target}, which is not in the image")
                 os.link(source, host, follow_symlinks=False)
             elif f.type == "fifo":
                 os.mkfifo(host)
@@ -154,16 +173,17 @@ def stage_root(
             # what the host may do with it while staging (its owner reads and writes it; the image
             # gets the entry's real mode); never through a symlink
             _chmod_here(host, stat.S_IMODE(f.mode) | (0o600 if f.type != "dir" else 0o700))
-        staged.add(ImageEntry(f.path, "file" if f.type == "hardlink" else f.type, f.mode,
+        staged.add(ImageEntry(path, "file" if f.type == "hardlink" else f.type, f.mode,
                               accounts.uid(f.owner), accounts.gid(f.group), clamp(f.mtime), f.rdev))
 
     for g in generated:
-        parents(g.path)
-        host = _host(dest, real_root, g.path)
+        path = where(g.path)
+        parents(path)
+        host = _host(dest, real_root, path)
         if host.is_symlink() or host.exists():
             host.unlink()
         host.write_bytes(g.content)
-        staged.add(ImageEntry(g.path, "file", g.mode, mtime=source_date_epoch))
+        staged.add(ImageEntry(path, "file", g.mode, mtime=source_date_epoch))
         staged.installed_size += len(g.content)
     return staged
 

@@ -27,7 +27,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from appbuilder.capsule.depmap import deb_provides, deb_relations
+from appbuilder.upstream.depmap import deb_provides, deb_relations
 from appbuilder.capsule.model import Capsule, CapsuleError
 from appbuilder.capsule.payload import (
     ContentWriter,

@@ -77,7 +77,7 @@ class DebianArchive:
     def __init__(self, cache: Path, lookaside: Lookaside, *, apt_dir: Path = APT_DIR,
                  warn: Callable[[str], None] | None = None):
         self.apt = PrivateApt(Path(cache) / "apt-bin", kind="deb", architectures=ARCHITECTURES,
-                              status="private", apt_dir=apt_dir)
+                              status="private", apt_dir=apt_dir, contents=True)  # shared with DebianIndex
         self.lookaside = lookaside
         self.warn = warn
         self._updated = False

@@ -6,6 +6,14 @@ capsule in the image, and ``/var/lib/dpkg/info/NAME.list`` (``NAME:ARCH.list`` f
 ``Multi-Arch: same`` packages, as dpkg names them; ``info/format`` says so) with the
 package's paths, plus ``NAME.md5sums`` so that ``dpkg --verify`` can check them.
 
+With ``state="unpacked"`` (groups whose package scripts run, see
+:mod:`appbuilder.assemble.scripts`) the database is the one dpkg leaves after unpacking
+and before configuring: ``Status: install ok unpacked``, each conffile's hash
+``newconffile`` (its content waits as ``PATH.dpkg-new``), and the maintainer scripts
+and other control files (``NAME.preinst``, ``postinst``, ``prerm``, ``postrm``,
+``config``, ``templates``, ``triggers``, ``conffiles``, ``shlibs``, ``symbols``) in
+``info/``, so that the image's own ``dpkg --configure`` can finish the installation.
+
 Each stanza is the package's own ``control`` file (kept in the content store at import:
 ``deb_control_blob``) with ``Status: install ok installed`` after ``Package``, and the
 package's conffiles with their MD5 sums. Only what the image really holds is listed: an
@@ -32,6 +40,15 @@ FIELD_ORDER = ("Package", "Status", "Priority", "Section", "Installed-Size", "Ma
                "Multi-Arch", "Source", "Version", "Replaces", "Provides", "Depends", "Pre-Depends",
                "Recommends", "Suggests", "Breaks", "Conflicts", "Enhances", "Conffiles", "Description",
                "Homepage", "Built-Using")
+# control files dpkg keeps in info/ as NAME.FILE; the first four are maintainer scripts
+MAINTAINER_SCRIPTS = ("preinst", "postinst", "prerm", "postrm", "config")
+INFO_FILES = (*MAINTAINER_SCRIPTS, "templates", "triggers", "conffiles", "shlibs", "symbols")
+NEW_CONFFILE = "newconffile"  # dpkg's hash of a conffile unpacked but not yet configured
+
+
+def info_mode(path: str) -> int:
+    """The mode of a dpkg database file: maintainer scripts are executable."""
+    return 0o755 if path.startswith(INFO + "/") and path.rsplit(".", 1)[-1] in MAINTAINER_SCRIPTS else 0o644
 
 
 def deb_capsules(troves: Iterable[Trove]) -> list[Trove]:
@@ -66,14 +83,17 @@ def info_name(fields: dict[str, str]) -> str:
     return f"{name}:{fields['Architecture']}" if fields.get("Multi-Arch") == "same" else name
 
 
-def dpkg_database(store: ContentStore, troves: Iterable[Trove], present: set[str] | None = None
-                  ) -> list[tuple[str, bytes]]:
+def dpkg_database(store: ContentStore, troves: Iterable[Trove], present: set[str] | None = None,
+                  *, state: str = "installed") -> list[tuple[str, bytes]]:
     """``(path, content)`` of the dpkg database files for the DEB capsules among *troves*.
 
     *present* is the set of paths the image holds (``None``: every path of the troves);
     a package's list, md5sums and conffiles name only those. Empty when there are no
-    DEB capsules.
+    DEB capsules. *state* ``unpacked``: as dpkg leaves it before ``--configure`` (see the
+    module's docstring; :func:`info_mode` gives the files' modes).
     """
+    if state not in ("installed", "unpacked"):
+        raise ValueError(f"bad dpkg state {state!r}")
     capsules = deb_capsules(troves)
     if not capsules:
         return []
@@ -85,14 +105,19 @@ def dpkg_database(store: ContentStore, troves: Iterable[Trove], present: set[str
             raise CapsuleError(f"{t}: its control file lacks Package or Architecture")
         kept = [f for f in t.files if present is None or f.path in present]
         by_path = {f.path: f for f in kept}
-        status = {"Package": fields["Package"], "Status": "install ok installed"}
+        status = {"Package": fields["Package"], "Status": f"install ok {state}"}
         status.update((k, v) for k, v in fields.items() if k not in status)
         conffiles = [p for p in t.info.get("conffiles", []) if p in by_path and by_path[p].sha256]
         if conffiles:
             status["Conffiles"] = "\n" + "\n".join(
-                f"{p} {hashlib.md5(store.read(by_path[p].sha256)).hexdigest()}" for p in conffiles)
+                f"{p} {NEW_CONFFILE if state == 'unpacked' else hashlib.md5(store.read(by_path[p].sha256)).hexdigest()}"
+                for p in conffiles)
         stanzas.append(_stanza(status))
         name = info_name(fields)
+        if state == "unpacked":
+            for member in INFO_FILES:
+                if member in members:
+                    files.append((f"{INFO}/{name}.{member}", members[member]))
         listed = ["/."] + [f.path for f in kept]
         files.append((f"{INFO}/{name}.list", "".join(f"{p}\n" for p in listed).encode()))
         sums = members.get("md5sums")

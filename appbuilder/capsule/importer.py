@@ -148,7 +148,7 @@ class RpmImporter(Importer):
     def import_repository(self, location: str, *, only: list[str] | None = None,
                           arches: list[Arch] | None = None, allow_missing: bool = False,
                           progress: Callable[[str], None] | None = None) -> list[ImportResult]:
-        from appbuilder.capsule.rpmmd import RpmMdRepository
+        from appbuilder.upstream.rpmmd import RpmMdRepository
         from appbuilder.capsule.rpmselect import Selection
 
         md = RpmMdRepository(location, self.lookaside).load()

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import rpm
 
-from appbuilder.capsule.depmap import RpmDep, map_rpm_deps
+from appbuilder.upstream.depmap import RpmDep, map_rpm_deps
 from appbuilder.capsule.model import Capsule, CapsuleError
 from appbuilder.capsule.payload import (
     ContentWriter,

@@ -23,6 +23,10 @@ Notes:
   looks; Debian's rpm keeps its own database elsewhere (``~/.rpmdb``), so on a Debian
   host query the image with ``rpm --root ROOT --dbpath /var/lib/rpm -qa``.
 * An existing database at that path is replaced.
+* Scriptlets never run here (``--noscripts --notriggers``): for a group with
+  ``packageScripts`` appbuild runs them itself in the image's sandbox
+  (:mod:`appbuilder.assemble.scripts`), after this registration, so the database lists
+  the packages as installed and their scriptlets have run.
 """
 
 from __future__ import annotations
@@ -51,8 +55,11 @@ def rpm_capsules(troves: Iterable[Trove]) -> list[Trove]:
 
 
 def build_rpm_database(store: ContentStore, troves: Iterable[Trove], root: Path | str, *,
-                       dbpath: str = DEFAULT_DBPATH) -> int:
-    """Write the RPM database of the RPM capsules among *troves* into *root*; returns how many."""
+                       dbpath: str = DEFAULT_DBPATH, source_date_epoch: int | None = None) -> int:
+    """Write the RPM database of the RPM capsules among *troves* into *root*; returns how many.
+
+    *source_date_epoch*: the install time and transaction id librpm records (it reads
+    SOURCE_DATE_EPOCH instead of the clock), so the same closure gives the same database."""
     root = Path(root)
     capsules = rpm_capsules(troves)
     if not capsules:
@@ -71,6 +78,8 @@ def build_rpm_database(store: ContentStore, troves: Iterable[Trove], root: Path 
         argv = [sys.executable, "-m", "appbuilder.capsule.rpmdb", "--root", str(root.resolve()),
                 "--dbpath", dbpath, *headers]
         env = {**os.environ, "PYTHONPATH": _project_path()}
+        if source_date_epoch is not None:
+            env["SOURCE_DATE_EPOCH"] = str(source_date_epoch)
         if os.geteuid() != 0 and shutil.which("unshare"):
             proc = subprocess.run(["unshare", "--map-root-user", *argv], capture_output=True, text=True, env=env)
             if proc.returncode != 0 and "unshare" in proc.stderr:  # no user namespaces here

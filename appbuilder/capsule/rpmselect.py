@@ -7,7 +7,7 @@ With ``--only NAME[.ARCH]...``: the newest build of each named package and its
 dependency closure inside the repository, as dnf would install it:
 
 * a requirement is met by a package of the repository that provides it (RPM's own
-  provides, mapped as in :mod:`~appbuilder.capsule.depmap`), or for a path, owns it
+  provides, mapped as in :mod:`~appbuilder.upstream.depmap`), or for a path, owns it
   (primary.xml lists the files in /etc and bin/ directories; filelists.xml is read
   when that is not enough); among several, the requiring package's architecture is
   preferred, then noarch, then x86_64, then the others (multilib), then the name that
@@ -29,9 +29,9 @@ from typing import Callable, Iterable
 
 import rpm
 
-from appbuilder.capsule.depmap import map_rpm, merge_sonames
+from appbuilder.upstream.depmap import map_rpm, merge_sonames
 from appbuilder.capsule.model import CapsuleError
-from appbuilder.capsule.rpmmd import RepoPackage, RpmMdRepository
+from appbuilder.upstream.rpmmd import RepoPackage, RpmMdRepository
 from appbuilder.core.arch import DEFAULT_ARCH, Arch, get_arch
 from appbuilder.core.errors import AppbuildError
 from appbuilder.repository.deps import Dependency, ProvisionIndex, file_dep

@@ -22,6 +22,8 @@ appliance. They are reported too.
 from __future__ import annotations
 
 import io
+import posixpath
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -35,7 +37,10 @@ from appbuilder.policy.deps import (
     script_interpreter,
 )
 from appbuilder.policy.elf import inspect_elf, is_elf
-from appbuilder.repository.deps import SONAME, Dependency, file_dep
+from appbuilder.repository.deps import SONAME, Dependency, file_dep, soname
+
+# where the dynamic loader looks for libraries (an unnamed shared object there provides its file name)
+LIBRARY_DIR = re.compile(r"^/(usr/)?lib(32|64|x32)?(/[a-z0-9_]+-linux-gnu[a-z0-9_]*)?$")
 
 
 @dataclass
@@ -101,7 +106,10 @@ def scan_contents(items: list[tuple[str, bool, StoredContent]], arch: Arch | Non
             continue
         if found.elf:
             result.elf.add(found.elf)
-        for d in found.provides:
+        provides = set(found.provides)
+        if found.unnamed and LIBRARY_DIR.match(posixpath.dirname(path)) and ".so" in posixpath.basename(path):
+            provides.add(soname(found.unnamed[0], posixpath.basename(path), found.unnamed[1]))
+        for d in provides:
             result.provides.add(d)
             result.provided_by[d].append(path)
         for d in found.requires:

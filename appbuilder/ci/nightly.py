@@ -225,7 +225,7 @@ class Nightly:
 
     def _build(self) -> tuple[str, int]:
         from appbuilder.formats.specs import resolve_formats
-        from appbuilder.graph.groups import resolve_group
+        from appbuilder.cook.topdown import resolve_topdown
         from appbuilder.store.build import BuildRequest, build_images
 
         built = reused = failed = 0
@@ -241,7 +241,8 @@ class Nightly:
                 results = [ImageResult(group, arch, s.name) for s in specs]
                 self.report.images += results
                 try:
-                    revision = resolve_group(self.settings, self.repo, group, arch).group.version.revision
+                    revision = resolve_topdown(self.settings, self.repo, group, arch,
+                                               say=self.say).group.version.revision
                     for r in results:
                         r.version = revision
                     recorded = self.store.manifest(group, revision, arch)

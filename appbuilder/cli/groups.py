@@ -12,11 +12,13 @@ from appbuilder.core.ui import Console
 
 
 def cmd_resolve(args, settings: Settings, ui: Console) -> int:
-    from appbuilder.graph.groups import resolve_group
+    from appbuilder.cook.topdown import resolve_topdown
 
     repo = open_repo(settings)
+    if args.upstream:
+        return _plan(args, settings, repo, ui)
     for arch in arches(args.arch):
-        result = resolve_group(settings, repo, args.group, arch.name)
+        result = resolve_topdown(settings, repo, args.group, arch.name, say=ui.info, warn=ui.warn)
         rows = result.rows()
         width = max(len(r[0]) for r in rows) if rows else 10
         ui.out(f"{'MEMBER':{width}}  {'REVISION':14}  {'FLAVOR':11}  REASON")
@@ -26,6 +28,55 @@ def cmd_resolve(args, settings: Settings, ui: Console) -> int:
             ui.warn(warning)
         state = "new version" if result.new else "unchanged: the same closure as before"
         ui.success(f"{result.group.nvf}  ({len(rows)} members; {state})")
+    return 0
+
+
+def _plan(args, settings: Settings, repo, ui: Console) -> int:
+    """``resolve --upstream``: what top-down resolution would import, and why; nothing is imported."""
+    import time
+
+    from appbuilder.cook.topdown import plan_only
+    from appbuilder.graph.upstream import conflicts_error, unresolved_error
+
+    failed = None
+    for arch in arches(args.arch):
+        t = time.monotonic()
+        result = plan_only(settings, repo, args.group, arch.name, say=ui.info)
+        seconds = time.monotonic() - t
+        if not result.recipe.resolveSources and result.plan is None:
+            raise AppbuildError(f"{args.group} has no resolveSources: it resolves against the repository only "
+                                f"(appbuild resolve {args.group})")
+        picks = result.picks
+        if picks:
+            rows = [(p.package.name, p.package.version, p.package.arch, p.index,
+                     "in repository" if p.in_repository else "import", p.relation, p.rule) for p in picks]
+            widths = [max(len(r[i]) for r in rows) for i in range(5)]
+            heads = ("PACKAGE", "VERSION", "ARCH", "INDEX", "ACTION")
+            ui.out("  ".join(f"{h:{w}}" for h, w in zip(heads, widths)) + "  REASON  [RULE]")
+            for row in rows:
+                rule = f"  [rule: {row[6]}]" if row[6] else ""
+                ui.out("  ".join(f"{c:{w}}" for c, w in zip(row[:5], widths)) + f"  {row[5]}{rule}")
+        plan = result.plan
+        to_import = [p for p in picks if not p.in_repository]
+        size = sum(p.package.size for p in to_import)
+        if plan is not None:
+            for text in plan.conflicts:
+                ui.warn(f"conflict: {text}")
+            for u in plan.unresolved:
+                ui.warn(f"unresolved: {u}")
+            if plan.unresolved:
+                failed = failed or unresolved_error(args.group, arch.name, plan)
+            elif plan.conflicts:
+                failed = failed or conflicts_error(args.group, arch.name, plan)
+        if not to_import and plan is not None and not plan.unresolved:
+            ui.success(f"{args.group} ({arch.name}): nothing to import; the repository holds every member "
+                       f"({len(result.closure.members)} troves, {len(picks)} of them by upstream relations; "
+                       f"planned in {seconds:.1f} s)")
+        else:
+            ui.success(f"{args.group} ({arch.name}): {len(picks)} upstream package(s), {len(to_import)} to import "
+                       f"({size / 1e6:.1f} MB); planned in {seconds:.1f} s; nothing was imported")
+    if failed is not None:
+        raise failed
     return 0
 
 
@@ -70,6 +121,9 @@ def register(sub) -> None:
     r = sub.add_parser("resolve", help="resolve a group into exact pins and record it")
     r.add_argument("group", help="group-NAME (groups/group-NAME.py)")
     r.add_argument("--arch", default=DEFAULT_ARCH, help=f"x86_64, x86 or all (default {DEFAULT_ARCH})")
+    r.add_argument("--upstream", action="store_true",
+                   help="a group with resolveSources: print what would be imported from upstream (package, "
+                        "version, index, reason, rule) and import and record nothing")
     r.set_defaults(func=cmd_resolve)
 
     g = sub.add_parser("graph", help="export a dependency graph (a group's runtime graph, or the build order)")

@@ -25,6 +25,19 @@ command runs in a fresh ``bwrap`` with:
 
 If bwrap or the seccomp filter is not available the cook fails rather than building
 unconfined.
+
+**Package-script mode** (``userns=``, used by :mod:`appbuilder.assemble.scripts`): the
+command runs in a :class:`~appbuilder.core.userns.MappedUserNamespace` (``--userns FD``,
+many ids mapped to a host range, never host root) instead of a one-id namespace; bwrap
+runs as the namespace's owner, so the root's host path must be reachable for it. With a
+*writable* root (the staged image, bound as ``/``) and just the capabilities a package
+script needs to own and set up files (*caps*, e.g. CAP_CHOWN, CAP_FOWNER,
+CAP_DAC_OVERRIDE, CAP_FSETID, CAP_SETUID, CAP_SETGID), all of them valid only inside
+that namespace. ``--disable-userns`` cannot be combined with ``--userns``, so the seccomp
+filter itself refuses new user namespaces there (``clone`` with CLONE_NEWUSER and
+``unshare`` fail with EPERM, ``clone3`` with ENOSYS so that the C library falls back to
+``clone``). Network, PID, IPC and UTS isolation, the hostname, the cleared environment,
+the time limit and the private ``/tmp``, ``/var/tmp`` and ``/run`` stay as above.
 """
 
 from __future__ import annotations
@@ -39,9 +52,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Sequence
+from typing import TYPE_CHECKING, BinaryIO, Callable, Sequence
 
 from appbuilder.core.errors import BuildFailed, Interrupted
+
+if TYPE_CHECKING:
+    from appbuilder.core.userns import MappedUserNamespace
 
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 
@@ -59,6 +75,11 @@ BLOCKED_SYSCALLS = (
 )
 # ioctls that push input into the controlling terminal
 TIOCSTI, TIOCLINUX = 0x5412, 0x541C
+CLONE_NEWUSER = 0x10000000
+
+
+class TimeLimitExceeded(BuildFailed):
+    """A sandboxed command passed its time limit and was killed."""
 
 
 @dataclass(frozen=True)
@@ -70,9 +91,13 @@ class Bind:
     writable: bool = False
 
 
-@functools.lru_cache(maxsize=1)
-def seccomp_program() -> bytes:
-    """The compiled BPF filter bwrap installs (built once per process)."""
+@functools.lru_cache(maxsize=2)
+def seccomp_program(no_new_userns: bool = False) -> bytes:
+    """The compiled BPF filter bwrap installs (built once per process and mode).
+
+    *no_new_userns*: also refuse new user namespaces (``clone`` with CLONE_NEWUSER: EPERM;
+    ``clone3``, whose flags seccomp cannot see: ENOSYS), for the package-script mode where
+    bwrap's ``--disable-userns`` is not available."""
     try:
         import seccomp
     except ImportError:
@@ -92,6 +117,12 @@ def seccomp_program() -> bytes:
             pass
     for request in (TIOCSTI, TIOCLINUX):
         f.add_rule(refuse, "ioctl", seccomp.Arg(1, seccomp.MASKED_EQ, 0xFFFFFFFF, request))
+    if no_new_userns:
+        f.add_rule(refuse, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER))
+        try:
+            f.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
+        except Exception:  # no clone3 in this libseccomp
+            pass
     fd = os.memfd_create("appbuild-seccomp-build", 0)
     with os.fdopen(fd, "w+b") as buf:
         f.export_bpf(buf)
@@ -99,10 +130,10 @@ def seccomp_program() -> bytes:
         return buf.read()
 
 
-def _program_fd() -> int:
+def _program_fd(no_new_userns: bool = False) -> int:
     """A readable file descriptor holding the seccomp program, for one bwrap."""
     fd = os.memfd_create("appbuild-seccomp", 0)
-    os.write(fd, seccomp_program())
+    os.write(fd, seccomp_program(no_new_userns))
     os.lseek(fd, 0, os.SEEK_SET)
     return fd
 
@@ -126,7 +157,8 @@ class Sandbox:
 
     def __init__(self, root: Path | None, binds: Sequence[Bind] = (), *, hostname: str = "appbuild",
                  timeout: float | None = None, holders: Sequence[str] = (),
-                 links: Sequence[tuple[str, str]] = ()):
+                 links: Sequence[tuple[str, str]] = (), userns: "MappedUserNamespace | None" = None,
+                 writable_root: bool = False, caps: Sequence[str] = ()):
         self.bwrap = shutil.which("bwrap")
         if not self.bwrap:
             raise BuildFailed("bubblewrap (bwrap) is not installed: the build sandbox needs it (apt-get install bubblewrap)")
@@ -137,6 +169,14 @@ class Sandbox:
         self.timeout = timeout
         # directories (existing in the root) that only hold binds: an empty read-only tmpfs
         self.holders = list(holders)
+        # package-script mode (see the module's docstring)
+        self.userns = userns
+        self.writable_root = writable_root
+        self.caps = list(caps)
+        if (writable_root or caps) and userns is None:
+            raise BuildFailed("a writable root or capabilities need the package-script user namespace")
+        if userns is not None and userns.fd is None:
+            raise BuildFailed("the package-script user namespace is not open")
 
     def bind(self, host: Path, inside: str, *, writable: bool = False) -> None:
         """Make *host* visible at *inside* for the commands run from now on."""
@@ -144,18 +184,29 @@ class Sandbox:
             self.binds.append(Bind(Path(host), inside, writable))
 
     def argv(self, command: Sequence[str], *, cwd: str, env: dict[str, str], seccomp_fd: int) -> list[str]:
+        if self.userns is not None:
+            user = ["--userns", str(self.userns.fd), "--uid", "0", "--gid", "0"]
+            caps = ["--cap-drop", "ALL", *(arg for cap in self.caps for arg in ("--cap-add", cap))]
+        else:
+            user = ["--unshare-user", "--uid", "0", "--gid", "0", "--disable-userns"]
+            caps = ["--cap-drop", "ALL"]
+        if self.root:
+            root = ["--bind" if self.writable_root else "--ro-bind", str(self.root), "/"]
+        else:
+            root = ["--tmpfs", "/"]
         args = [
             self.bwrap,
-            "--unshare-user", "--uid", "0", "--gid", "0", "--disable-userns",
+            *user,
             "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
-            "--cap-drop", "ALL",
+            *caps,
             "--hostname", self.hostname,
             "--die-with-parent", "--new-session",
-            *(["--ro-bind", str(self.root), "/"] if self.root else ["--tmpfs", "/"]),
+            *root,
             "--dev", "/dev",
             "--proc", "/proc",
             "--tmpfs", "/tmp",
             "--tmpfs", "/var/tmp",
+            *(["--tmpfs", "/run"] if self.userns is not None else []),
         ]
         for holder in self.holders:
             args += ["--tmpfs", holder]
@@ -181,26 +232,34 @@ class Sandbox:
         echo: Callable[[bytes], None] | None = None,
         timeout: float | None = None,
         pass_fds: Sequence[int] = (),
+        stdin: int | None = None,
     ) -> int:
         """Run *command* (in-sandbox *cwd*); its output goes to *log* (and *echo*).
 
         Returns the exit status. A command that outlives its time limit is killed with
         everything it started, and :class:`BuildFailed` says so. *pass_fds* stay open
-        for the command (a pipe it answers on).
+        for the command (a pipe it answers on). *stdin*: a file descriptor the command reads
+        (default: nothing, /dev/null).
         """
         limit = timeout if timeout is not None else self.timeout
-        fd = _program_fd()
+        fd = _program_fd(self.userns is not None)
+        extra_fds: list[int] = []
+        popen_user: dict = {}
+        if self.userns is not None:
+            extra_fds.append(self.userns.fd)
+            popen_user = self.userns.popen_user()
         try:
             with self._lock:  # starting and registering is atomic with respect to kill_all
                 if Sandbox._stopped:
                     raise Interrupted("interrupted: the build was stopped and nothing was committed")
                 proc = subprocess.Popen(
                     self.argv(command, cwd=cwd, env=env, seccomp_fd=fd),
-                    stdin=subprocess.DEVNULL,
+                    stdin=subprocess.DEVNULL if stdin is None else stdin,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    pass_fds=(fd, *pass_fds),
+                    pass_fds=(fd, *extra_fds, *pass_fds),
+                    **popen_user,
                 )
                 self._running.add(proc)
         finally:
@@ -235,7 +294,7 @@ class Sandbox:
             with self._lock:
                 self._running.discard(proc)
         if expired.is_set():
-            raise BuildFailed(
+            raise TimeLimitExceeded(
                 f"{_describe(command)} was stopped after {time.monotonic() - start:.0f} s: it passed the time limit "
                 f"of {limit:g} s for one build command (the recipe's buildTimeout, or cook: command_timeout in "
                 f"repo/config.yaml)"

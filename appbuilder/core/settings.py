@@ -145,6 +145,39 @@ def _upstream(value) -> dict:
     return value
 
 
+_SOURCE_KEYS = {"deb": {"kind", "priority", "label"}, "rpm-md": {"kind", "priority", "label", "repo", "keys"}}
+
+
+def _sources(value) -> dict[str, dict]:
+    """``sources: {NAME: {kind: deb|rpm-md, priority: N, repo: URL-or-path, keys: [FILE], label: LABEL}}``."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("expected NAME: {kind: deb|rpm-md, priority: N, ...} entries")
+    sources = {}
+    for name, entry in value.items():
+        name = str(name)
+        if not re.match(r"^[a-z0-9][a-z0-9_-]*$", name):
+            raise ValueError(f"bad source name {name!r}: expected lower-case letters, digits, '-' and '_'")
+        if not isinstance(entry, dict):
+            raise ValueError(f"{name}: expected a mapping (kind:, priority:, ...)")
+        kind = str(entry.get("kind", ""))
+        if kind not in _SOURCE_KEYS:
+            raise ValueError(f"{name}: unknown kind {kind!r}{_did_you_mean(kind, _SOURCE_KEYS)} (deb, rpm-md)")
+        unknown = set(entry) - _SOURCE_KEYS[kind]
+        if unknown:
+            key = sorted(unknown)[0]
+            raise ValueError(f"{name}: unknown key {key!r}{_did_you_mean(key, _SOURCE_KEYS[kind])} for a {kind} source")
+        if kind == "rpm-md" and not entry.get("repo"):
+            raise ValueError(f"{name}: name the rpm-md repository (repo:)")
+        priority = entry.get("priority", 50)
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise ValueError(f"{name}: priority must be a whole number (lower is preferred)")
+        sources[name] = {"kind": kind, "priority": priority, "label": _optional_text(entry.get("label")),
+                         "repo": _optional_text(entry.get("repo")), "keys": _paths(entry.get("keys"))}
+    return sources
+
+
 def _accel(value) -> str:
     text = _text(value)
     if text not in ("tcg", "kvm"):
@@ -185,6 +218,10 @@ SETTINGS: tuple[Setting, ...] = (
             parse=_mirrors),
     Setting("upstream", {}, "the upstream packages `appbuild import upstream` imports (deb: and rpm: lists)",
             parse=_upstream),
+    Setting("sources", {"debian": {"kind": "deb", "priority": 10}},
+            "upstream distributions a group may resolve against (resolveSources): NAME: {kind: deb (the machine's "
+            "apt sources) or rpm-md (repo: URL or path, keys: [FILE]), priority: N (lower wins), label: LABEL}",
+            parse=_sources),
     Setting("paths.data", "repo/data", "the repository: content store and index", env="APPBUILD_REPOSITORY"),
     Setting("paths.cache", "repo/cache", "lookaside cache, apt state, build roots, work directories",
             env="APPBUILD_CACHE"),
@@ -194,6 +231,8 @@ SETTINGS: tuple[Setting, ...] = (
             parse=_seconds),
     Setting("cook.max_unpacked_size", "16G", "a source archive expanding past this size is refused",
             parse=parse_size),
+    Setting("scripts.timeout", 300, "seconds one package script (DEB maintainer script, RPM scriptlet) may run "
+            "at image time (groups with packageScripts)", parse=_seconds),
     Setting("rpm.keys", [], "OpenPGP public keys (files) RPM capsules must be signed with", parse=_paths),
     Setting("rpm.require_signature", None, "refuse unsigned RPMs (default: when rpm.keys names a key)",
             parse=lambda v: None if v is None else _flag(v)),

@@ -3,7 +3,9 @@
 Used to stage a cook's build requirements, and by group resolution. Packages expand
 into their components (by default all but ``:debuginfo``; a group chooses which);
 each added trove records the **reason** it is there: named by the caller, a component
-of a named package, or the provider of one requirement of another member. An unmet
+of a named package, the provider of one requirement of another member, or (a group
+resolved top-down, :mod:`appbuilder.graph.upstream`) brought in from an upstream index,
+with the relation as upstream wrote it and the index it came from. An unmet
 requirement with no provider is reported with the chain of troves that led to it.
 
 How a provider is chosen when several troves offer the same thing: a trove already in
@@ -24,17 +26,22 @@ from appbuilder.repository.trove import GROUP, Trove
 from appbuilder.repository.versions import NVF, TroveSpec
 
 NAMED, COMPONENT, REQUIREMENT, SUBGROUP = "named", "component", "requirement", "subgroup"
+UPSTREAM = "upstream"  # brought in from an upstream distribution's index (graph/upstream.py)
 
 
 @dataclass(frozen=True)
 class Reason:
-    kind: str  # NAMED, COMPONENT, REQUIREMENT or SUBGROUP
+    kind: str  # NAMED, COMPONENT, REQUIREMENT, SUBGROUP or UPSTREAM
     required_by: NVF | None = None
     requirement: Dependency | None = None
+    relation: str = ""  # UPSTREAM: why, as upstream wrote it ("systemd-sysv Pre-Depends: systemd (>= 252)")
+    index: str = ""  # UPSTREAM: the index it was found in ("debian bookworm/main amd64 Packages")
 
     def __str__(self) -> str:
         if self.kind == NAMED:
             return "named"
+        if self.kind == UPSTREAM:
+            return f"{self.relation} [{self.index}]" if self.index else self.relation
         if self.kind == COMPONENT:
             return f"component of {self.required_by.name}"
         if self.kind == SUBGROUP:
@@ -123,7 +130,7 @@ class ClosureResolver:
 
     def resolve(self, roots: list[Root | NVF], *, extra_provides: set[Dependency] = frozenset()) -> Closure:
         roots = [r if isinstance(r, Root) else Root(r) for r in roots]
-        self.named_packages = {r.nvf.package for r in roots}
+        self.named_packages = {r.nvf.package for r in roots if r.reason.kind != UPSTREAM}
         closure = Closure()
         names: dict[str, NVF] = {}
         # what the closure holds, by what its troves provide, their names, the paths they hold

@@ -15,11 +15,21 @@ import hashlib
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Callable
 
 from appbuilder.core.errors import AppbuildError, RecipeError, RepositoryError
 from appbuilder.core.fileio import sha256_file
 from appbuilder.core.settings import Settings
-from appbuilder.graph.closure import NAMED, Closure, ClosureResolver, Reason, Root
+from appbuilder.core.usrmerge import is_merged_dir, merged_path
+from appbuilder.graph.closure import NAMED, UPSTREAM, Closure, ClosureResolver, Reason, Root
+from appbuilder.graph.upstream import (
+    Pick,
+    UpstreamError,
+    UpstreamPlan,
+    UpstreamResolver,
+    conflicts_error,
+    unresolved_error,
+)
 from appbuilder.recipe.group import GroupRecipe
 from appbuilder.recipe.loader import load_group
 from appbuilder.repository import index
@@ -43,11 +53,14 @@ class PathConflict:
 
 @dataclass
 class GroupResult:
-    group: Trove
+    group: Trove | None  # None: a plan only (TopDown without an importer), nothing committed
     new: bool
     closure: Closure
     recipe: GroupRecipe
     warnings: list[str] = field(default_factory=list)
+    plan: UpstreamPlan | None = None  # top-down: the last plan (empty once everything is in)
+    picks: list[Pick] = field(default_factory=list)  # top-down: every pick of every round
+    rounds: int = 0
 
     def rows(self) -> list[tuple[str, str, str, str]]:
         """(name, revision, flavor, reason) of every member, in name order."""
@@ -55,8 +68,55 @@ class GroupResult:
                 for n, r in sorted(self.closure.members.items(), key=lambda kv: kv[0].name)]
 
 
-def resolve_group(settings: Settings, repo: Repository, name: str, arch: str, *, _stack: tuple[str, ...] = ()) -> GroupResult:
-    """Resolve ``groups/NAME.py`` for *arch* and commit its group trove."""
+MAX_ROUNDS = 8  # top-down: plan, import, resolve again, at most this often
+
+
+@dataclass
+class TopDown:
+    """How groups with ``resolveSources`` reach their upstream distributions.
+
+    *open_indexes(source_names, arch)* opens the indexes (default: the ``sources:``
+    setting); *import_picks(picks, arch)* imports the picked packages and returns the
+    trove of each (by ``IndexPackage.key``); without it, resolution stops at the first
+    plan and commits nothing (``appbuild resolve --upstream``).
+    """
+
+    open_indexes: Callable[[tuple[str, ...], str], list] | None = None
+    import_picks: Callable[[list[Pick], str], dict[str, NVF]] | None = None
+    say: Callable[[str], None] = lambda text: None
+    max_rounds: int = MAX_ROUNDS
+    _indexes: dict = field(default_factory=dict)
+
+    def index_of(self, source: str, arch: str):
+        """The opened index of *source* for *arch*."""
+        for (_, a), indexes in self._indexes.items():
+            for idx in indexes:
+                if a == arch and idx.source == source:
+                    return idx
+        raise UpstreamError(f"no index of source {source!r} is open for {arch}")
+
+    def indexes(self, settings: Settings, sources: tuple[str, ...], arch: str) -> list:
+        key = (tuple(sources), arch)
+        if key not in self._indexes:
+            if self.open_indexes is not None:
+                self._indexes[key] = self.open_indexes(tuple(sources), arch)
+            else:
+                from appbuilder.upstream.index import open_sources
+
+                self._indexes[key] = open_sources(settings, arch, names=list(sources))
+        return self._indexes[key]
+
+
+def resolve_group(settings: Settings, repo: Repository, name: str, arch: str, *, commit: bool = True,
+                  upstream: TopDown | None = None, _stack: tuple[str, ...] = ()) -> GroupResult:
+    """Resolve ``groups/NAME.py`` for *arch* and commit its group trove.
+
+    A group with ``resolveSources`` is resolved top-down (:mod:`appbuilder.graph.upstream`):
+    plan what the upstream indexes must supply, import it (*upstream*'s
+    ``import_picks``), resolve again, until a round finds nothing new (at most
+    ``MAX_ROUNDS``). Without an importer the first plan is returned uncommitted when it
+    has anything to import. *commit* False: resolve and check, record nothing.
+    """
     if name in _stack:
         raise RecipeError(f"group cycle: {' -> '.join([*_stack, name])}")
     gf = load_group(settings.groups_dir, name)
@@ -64,20 +124,17 @@ def resolve_group(settings: Settings, repo: Repository, name: str, arch: str, *,
 
     recipe = gf.instantiate(get_arch(arch))
     contents = recipe.contents
+    sources = tuple(recipe.resolveSources or ())
 
-    roots: list[Root] = []
+    base_roots: list[Root] = []
     for sub, where in contents.subgroups:
         try:
-            sub_result = resolve_group(settings, repo, sub, arch, _stack=(*_stack, name))
+            sub_result = resolve_group(settings, repo, sub, arch, upstream=upstream, _stack=(*_stack, name))
         except AppbuildError as exc:
             raise type(exc)(f"{where}: in nested group {sub}: {exc}") from None
-        roots.append(Root(sub_result.group.nvf))
-    for item in contents.items:
-        try:
-            nvf = find_item(repo, item.spec, arch)
-        except RepositoryError as exc:
-            raise ResolutionError(f"{item.where}: add({item.spec}): {exc}") from None
-        roots.append(Root(nvf, item.components))
+        if sub_result.group is None:  # a plan only: the nested group is not in yet
+            return sub_result
+        base_roots.append(Root(sub_result.group.nvf))
 
     resolver = ClosureResolver(
         repo, arch,
@@ -86,21 +143,94 @@ def resolve_group(settings: Settings, repo: Repository, name: str, arch: str, *,
         replaced=dict(contents.replaced),
         auto_resolve=recipe.autoResolve,
     )
-    closure = resolver.resolve(roots)
+    planner = None
+    if sources:
+        upstream = upstream or TopDown()
+        planner = UpstreamResolver(upstream.indexes(settings, sources, arch), relations=recipe.upstreamRelations,
+                                   base=recipe.upstreamBase)
+    extra: list[Root] = []
+    picks: list[Pick] = []
+    choices: list[str] = []
+    plan: UpstreamPlan | None = None
+    rounds = pass_rounds = 0
+    imported = False
+    while True:
+        roots = list(base_roots)
+        wanted: list[tuple[str, str]] = []
+        for item in contents.items:
+            try:
+                nvf = find_item(repo, item.spec, arch)
+            except RepositoryError as exc:
+                if planner is None or any(c in item.spec.name for c in "*?["):
+                    raise ResolutionError(f"{item.where}: add({item.spec}): {exc}") from None
+                wanted.append((item.spec.name, item.where))
+                continue
+            roots.append(Root(nvf, item.components))
+        roots += extra
+        closure = resolver.resolve(roots)
+        if planner is None:
+            break
+        rounds += 1
+        group_names = {item.spec.name.split(":", 1)[0] for item in contents.items}
+        plan = planner.plan(closure, repo, group_names, wanted=wanted, group=name, removed=contents.removed,
+                            merged_usr=recipe.mergedUsr)
+        if upstream.import_picks is None and (plan.to_import() or plan.unresolved or plan.conflicts):
+            # a plan only (appbuild resolve --upstream): what would be imported, and what fails
+            return GroupResult(None, False, closure, recipe, [*choices, *plan.choices], plan,
+                               [*picks, *plan.picks], rounds)
+        if plan.unresolved and recipe.depCheck:
+            raise unresolved_error(name, arch, plan)
+        if plan.conflicts:
+            raise conflicts_error(name, arch, plan)
+        if not plan.picks:
+            if imported:
+                # the pins must not depend on how many rounds it took: resolve once more from
+                # what the group names, the repository now holding everything (as a later
+                # resolve will), so the same repository and recipe give the same group
+                imported, extra, picks, choices, pass_rounds = False, [], [], [], 0
+                continue
+            break
+        pass_rounds += 1
+        if pass_rounds >= upstream.max_rounds or rounds >= 2 * upstream.max_rounds:
+            raise UpstreamError(f"{name} ({arch}): top-down resolution still finds new packages after {rounds} "
+                                f"rounds: {', '.join(p.package.name for p in plan.picks[:10])}")
+        if upstream.import_picks is not None and plan.to_import():
+            upstream.say(f"{name} ({arch}) round {rounds}: importing {len(plan.to_import())} upstream package(s)")
+            troves = upstream.import_picks(plan.to_import(), arch)
+            imported = True
+        else:
+            troves = {}
+        for pick in plan.picks:
+            nvf = troves.get(pick.package.key) or _in_repository(repo, pick.package, arch)
+            if nvf is None:
+                raise UpstreamError(f"{pick.package.name} {pick.package.version} was planned for {name} ({arch}) "
+                                    f"but is not in the repository after the import")
+            extra.append(Root(nvf, None, Reason(UPSTREAM, relation=pick.relation, index=pick.index)))
+        picks += plan.picks
+        choices += plan.choices
 
     warnings: list[str] = [str(c) for c in closure.choices]
-    if closure.unresolved:
+    if plan is not None:
+        warnings += [f"unresolved (depCheck is off): {u}" for u in plan.unresolved]
+    unresolved = closure.unresolved
+    met = plan.met if plan is not None else {}
+    if met:
+        unresolved = [u for u in unresolved if str(u.requirement) not in met]
+    if unresolved:
         lines = [f"{u.requirement} needed by {' -> '.join((name, *u.chain))}: nothing in the repository "
-                 f"provides it" + (f" ({u.hint})" if u.hint else "") for u in closure.unresolved]
+                 f"provides it" + (f" ({u.hint})" if u.hint else "") for u in unresolved]
         if recipe.depCheck:
             raise ResolutionError(f"{name} ({arch}) cannot be resolved:\n  " + "\n  ".join(lines))
         warnings += [f"unresolved (depCheck is off): {line}" for line in lines]
     if recipe.checkPathConflicts:
-        conflicts = path_conflicts(repo, list(closure.members), contents.allowed_conflicts)
+        conflicts = path_conflicts(repo, list(closure.members), contents.allowed_conflicts,
+                                   merged_usr=recipe.mergedUsr)
         if conflicts:
             raise ResolutionError(f"{name} ({arch}) has path conflicts:\n  " + "\n  ".join(map(str, conflicts)))
 
     members = sorted(closure.members)
+    if not commit:
+        return GroupResult(None, False, closure, recipe, warnings, plan, picks, rounds)
     src = sha256_file(gf.path)
     digest = hashlib.sha256()
     for part in (f"group {name}", f"source {src}", f"arch {arch}", *(f"member {m}" for m in members)):
@@ -115,7 +245,7 @@ def resolve_group(settings: Settings, repo: Repository, name: str, arch: str, *,
         info={
             "recipe": gf.path.name,
             "image_group": recipe.imageGroup,
-            "named": [str(r.nvf) for r in roots],
+            "named": [str(r.nvf) for r in roots if r.reason.kind != UPSTREAM],
             "reasons": {str(n): str(r) for n, r in closure.members.items()},
             "choices": [str(c) for c in closure.choices],
             "warnings": warnings,
@@ -126,9 +256,56 @@ def resolve_group(settings: Settings, repo: Repository, name: str, arch: str, *,
             "login_user": recipe.loginUser,
             # every time stamp in images of this group version: derived from the pins
             "source_date_epoch": closure_epoch(repo, members, settings.get("source_date_epoch")),
+            **_switches(recipe, picks, plan, choices),
+            **_initramfs_busybox(repo, recipe, members, arch),
         },
     ))
-    return GroupResult(group, new, closure, recipe, warnings)
+    return GroupResult(group, new, closure, recipe, warnings, plan, picks, rounds)
+
+
+def _switches(recipe: GroupRecipe, picks: list[Pick], plan: UpstreamPlan | None, choices: list[str]) -> dict:
+    """The group info of the top-down switches, only those set (a group without them
+    records what it always did)."""
+    info: dict = {}
+    if recipe.resolveSources:
+        info["resolve_sources"] = list(recipe.resolveSources)
+    if recipe.upstreamRelations:
+        info["upstream_relations"] = True
+    if recipe.upstreamBase:
+        info["upstream_base"] = recipe.upstreamBase
+    if recipe.packageScripts:
+        info["package_scripts"] = True
+    if recipe.mergedUsr:
+        info["merged_usr"] = True
+    if recipe.resolveSources:
+        info["upstream"] = {p.package.name: {"version": p.package.version, "index": p.index, "reason": p.relation,
+                                             **({"rule": p.rule} if p.rule else {})} for p in picks}
+        info["upstream_choices"] = choices
+        if plan is not None and plan.met:
+            info["upstream_met"] = dict(sorted(plan.met.items()))
+    return info
+
+
+BUSYBOX_PATHS = ("/bin/busybox", "/usr/bin/busybox", "/sbin/busybox")
+
+
+def _initramfs_busybox(repo: Repository, recipe: GroupRecipe, members: list[NVF], arch: str) -> dict:
+    """An image group whose members ship no busybox (a Debian or EL system) still boots
+    through appbuild's initramfs, which runs a static busybox: the repository's newest
+    ``busybox:runtime`` is pinned for it (``initramfs_busybox``), not staged in the root."""
+    if not recipe.imageGroup:
+        return {}
+    for nvf in members:
+        if ":" in nvf.name and any(f.path in BUSYBOX_PATHS for f in repo.get(nvf).files):
+            return {}
+    found = repo.versions("busybox:runtime", arch=arch)
+    return {"initramfs_busybox": str(found[-1])} if found else {}
+
+
+def _in_repository(repo: Repository, pkg, arch: str) -> NVF | None:
+    """The trove of an index package already in the repository (the same upstream version)."""
+    found = [n for n in repo.versions(pkg.name, arch=arch) if n.version.upstream == pkg.version]
+    return found[-1] if found else None
 
 
 def closure_epoch(repo: Repository, members: list[NVF], floor: int) -> int:
@@ -149,8 +326,15 @@ def closure_epoch(repo: Repository, members: list[NVF], floor: int) -> int:
 
 def find_item(repo: Repository, spec: TroveSpec, arch: str) -> NVF:
     """The trove a group item names; a name with ``*``, ``?`` or ``[`` is a pattern, and
-    the most recently committed trove of a matching name wins (``linux-image-*-amd64``)."""
+    the most recently committed trove of a matching name wins (``linux-image-*-amd64``).
+    A name on several labels means the one on the repository's label (what is cooked or
+    imported here), before capsules a top-down group brought in on its source's label
+    (Debian's ``base-files`` is not the appliance's)."""
     if not any(c in spec.name for c in "*?["):
+        found = repo.find(spec, arch=arch)
+        own = [n for n in found if n.version.label == repo.label]
+        if own and len(own) < len(found):
+            return own[-1]
         return repo.find_one(spec, arch=arch)
     names = [n for n in repo.names() if ":" not in n and fnmatch.fnmatchcase(n, spec.name)]
     found = [n for name in names for n in repo.find(TroveSpec(name, spec.version, spec.flavor), arch=arch)]
@@ -160,22 +344,33 @@ def find_item(repo: Repository, spec: TroveSpec, arch: str) -> NVF:
     return max(found, key=lambda n: index.trove_id(repo.db, n))
 
 
-def path_conflicts(repo: Repository, members: list[NVF], allowed: list[str]) -> list[PathConflict]:
-    """Paths that two members hold with different contents, types, modes or owners."""
+def path_conflicts(repo: Repository, members: list[NVF], allowed: list[str], *,
+                   merged_usr: bool = False) -> list[PathConflict]:
+    """Paths that two members hold with different contents, types, modes or owners
+    (*merged_usr*: ``/bin/x`` and ``/usr/bin/x`` are one path)."""
     ids = {index.trove_id(repo.db, n): n for n in members}
     ids.pop(None, None)
     if not ids:
         return []
     allow = [re.compile(p) for p in allowed]
     placeholders = ",".join("?" * len(ids))
-    rows = repo.db.execute(
-        f"SELECT path, trove_id, type, mode, owner, grp, sha256, target FROM files"
-        f" WHERE trove_id IN ({placeholders}) AND path IN ("
-        f"   SELECT path FROM files WHERE trove_id IN ({placeholders})"
-        f"   GROUP BY path HAVING COUNT(*) > 1)"
-        f" ORDER BY path",
-        [*ids, *ids],
-    ).fetchall()
+    if merged_usr:
+        rows = [(merged_path(path), *rest) for path, *rest in repo.db.execute(
+            f"SELECT path, trove_id, type, mode, owner, grp, sha256, target FROM files"
+            f" WHERE trove_id IN ({placeholders})", [*ids]) if not is_merged_dir(path)]
+        counts = defaultdict(int)
+        for row in rows:
+            counts[row[0]] += 1
+        rows = sorted((r for r in rows if counts[r[0]] > 1), key=lambda r: r[0])
+    else:
+        rows = repo.db.execute(
+            f"SELECT path, trove_id, type, mode, owner, grp, sha256, target FROM files"
+            f" WHERE trove_id IN ({placeholders}) AND path IN ("
+            f"   SELECT path FROM files WHERE trove_id IN ({placeholders})"
+            f"   GROUP BY path HAVING COUNT(*) > 1)"
+            f" ORDER BY path",
+            [*ids, *ids],
+        ).fetchall()
     by_path: dict[str, list] = defaultdict(list)
     for path, tid, kind, *identity in rows:
         # directories may be shared freely; anything else must be the very same file
@@ -202,5 +397,5 @@ def find_group(repo: Repository, name: str, arch: str, version: str | None = Non
     return found[-1]
 
 
-__all__ = ["resolve_group", "GroupResult", "ResolutionError", "PathConflict", "path_conflicts",
+__all__ = ["resolve_group", "GroupResult", "ResolutionError", "TopDown", "MAX_ROUNDS", "PathConflict", "path_conflicts",
            "staged_troves", "find_group", "NAMED", "Reason"]

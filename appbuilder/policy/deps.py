@@ -33,6 +33,7 @@ class FileDeps:
     requires: set[Dependency] = field(default_factory=set)
     elf: str | None = None  # "ELF64 x86_64" for ELF files
     problem: str | None = None  # why an ELF file could not be read (its dependencies are unknown)
+    unnamed: tuple[str, str] | None = None  # (ELF class, machine) of a shared object without DT_SONAME
 
 
 def elf_dependencies(info: ElfInfo) -> FileDeps:
@@ -42,6 +43,10 @@ def elf_dependencies(info: ElfInfo) -> FileDeps:
     deps = FileDeps(elf=f"{elf} {machine}")
     if info.soname and info.type == "ET_DYN":
         deps.provides.add(soname(elf, info.soname, machine, info.defined_versions))
+    elif info.type == "ET_DYN" and not info.interp:
+        # a shared object without a soname (klibc's, the loader of its programs): the
+        # loader finds it by file name, so its file name is what it provides
+        deps.unnamed = (elf, machine)
     for lib in info.needed:
         deps.requires.add(soname(elf, lib, machine, info.needed_versions.get(lib, ())))
     if info.interp:

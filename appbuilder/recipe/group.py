@@ -34,6 +34,24 @@ Switches (class attributes, all on by default except ``imageGroup``):
 ``links``               (toolchain groups) symlinks (path -> target) made in every build
                         root, which the packages' install scripts would have made
                         (update-alternatives links such as ``/usr/bin/cc -> gcc``)
+``resolveSources``      names from the ``sources:`` setting (``('debian',)``) searched, in
+                        their priority order, for what the repository lacks: what the group
+                        names, and providers of unmet requirements; just those packages are
+                        imported as capsules and pinned like the rest (top-down resolution,
+                        ``appbuild resolve group-NAME --upstream`` shows the plan first)
+``upstreamRelations``   (with ``resolveSources``) the Debian ``Depends``/``Pre-Depends`` and
+                        RPM ``Requires`` of capsule members count as requirements, with their
+                        versions, alternatives (``a | b``: the first that can be met) and rich
+                        dependencies (``(a or b)``, ``(a if b)``); ``Recommends`` never do
+``upstreamBase``        (with ``resolveSources``) ``'essential'``: Debian's Essential set comes
+                        in as well, as apt assumes it is always installed
+``packageScripts``      maintainer scripts and RPM scriptlets run at image time, in a user
+                        namespace with the staged root as ``/``
+``mergedUsr``           ``/bin``, ``/sbin``, ``/lib*`` are links into ``/usr`` in the image
+
+The last five are off by default (a group without them resolves as before) and are
+recorded in the group trove's info (``resolve_sources``, ``upstream_relations``,
+``upstream_base``, ``package_scripts``, ``merged_usr``) when set.
 """
 
 from __future__ import annotations
@@ -89,6 +107,12 @@ class GroupRecipe:
     hostname: ClassVar[str] = "appliance"
     users: ClassVar[tuple[str, ...]] = ()  # "name:uid:group:gid:home:shell" beyond root
     loginUser: ClassVar[str] = ""  # the user an SSH key or password given at boot is for
+    # top-down resolution against upstream distributions (see the module docstring)
+    resolveSources: ClassVar[tuple[str, ...]] = ()
+    upstreamRelations: ClassVar[bool] = False
+    upstreamBase: ClassVar[str] = ""
+    packageScripts: ClassVar[bool] = False
+    mergedUsr: ClassVar[bool] = False
 
     def __init__(self, arch: Arch):
         self.arch = arch.name
@@ -157,6 +181,19 @@ def check_group_class(cls: type, path: str) -> None:
     if not isinstance(login, str) or login == "root" or login and not LOGIN_USER_RE.match(login):
         raise RecipeError(f"{where}: loginUser must be a user name other than root (lower case letters, digits, "
                           f"_ and -, at most 32), not {login!r}")
+    sources = getattr(cls, "resolveSources", ())
+    if isinstance(sources, str) or not isinstance(sources, (tuple, list)) or not all(
+            isinstance(s, str) and s for s in sources):
+        raise RecipeError(f"{where}: resolveSources must be a tuple of source names from the sources: setting "
+                          f"(('debian',)), not {sources!r}")
+    base = getattr(cls, "upstreamBase", "")
+    if base not in ("", "essential"):
+        raise RecipeError(f"{where}: upstreamBase must be '' or 'essential', not {base!r}")
+    for switch in ("upstreamRelations", "packageScripts", "mergedUsr"):
+        if not isinstance(getattr(cls, switch, False), bool):
+            raise RecipeError(f"{where}: {switch} must be True or False, not {getattr(cls, switch)!r}")
+    if (getattr(cls, "upstreamRelations", False) or base) and not sources:
+        raise RecipeError(f"{where}: upstreamRelations and upstreamBase need resolveSources (('debian',))")
     links = getattr(cls, "links", {})
     if not isinstance(links, dict) or not all(
             isinstance(k, str) and k.startswith("/") and isinstance(v, str) and v for k, v in links.items()):

@@ -32,10 +32,16 @@ def show_lines(repo: Repository, nvf: NVF, *, files: bool = False, deps: bool = 
             value = trove.info[key]
             lines.append(f"  {key.replace('_', ' ')}: {', '.join(value) if isinstance(value, list) else value}")
     members = [repo.get(m) for m in trove.members] if trove.members else []
+    reasons = trove.info.get("reasons", {}) if trove.kind == "group" else {}
     if members:
         lines.append("  components:" if trove.kind == "package" else "  members:")
         for m in members:
-            lines.append(f"    {m.name}  ({len(m.files)} files, {human_size(m.size)})")
+            why = reasons.get(str(m.nvf))  # groups: why it is a member (and from which upstream index)
+            lines.append(f"    {m.name}  ({len(m.files)} files, {human_size(m.size)})" + (f"  {why}" if why else ""))
+    for key in ("resolve_sources", "upstream_base"):
+        if trove.info.get(key):
+            value = trove.info[key]
+            lines.append(f"  {key.replace('_', ' ')}: {', '.join(value) if isinstance(value, list) else value}")
     for comp in members or [trove]:
         if deps:
             lines += _dep_lines(comp)

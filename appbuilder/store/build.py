@@ -148,7 +148,8 @@ def _build_one(settings: Settings, repo: Repository, req: BuildRequest, arch: st
                store: ImageStore, say: Callable[[str], None]) -> BuiltImage:
     from appbuilder.assemble.image import assemble_raw
     from appbuilder.formats.convert import convert_all
-    from appbuilder.graph.groups import resolve_group, staged_troves
+    from appbuilder.cook.topdown import resolve_topdown
+    from appbuilder.graph.groups import staged_troves
 
     timings: dict[str, float] = {}
     t0 = time.monotonic()
@@ -164,7 +165,7 @@ def _build_one(settings: Settings, repo: Repository, req: BuildRequest, arch: st
         if req.cook and settings.recipes_dir.is_dir():
             _cook_changed(settings, repo, arch, say)
         timings["cook"] = time.monotonic() - t0
-        result = resolve_group(settings, repo, req.group, arch)
+        result = resolve_topdown(settings, repo, req.group, arch, say=lambda m: say(f"[{arch}] {m}"))
         group = result.group
         say(f"[{arch}] {group.nvf}" + (" (new)" if result.new else " (unchanged closure)"))
     else:
@@ -185,7 +186,8 @@ def _build_one(settings: Settings, repo: Repository, req: BuildRequest, arch: st
         t = time.monotonic()
         troves = staged_troves(repo, group)
         fallback_epoch = settings.get("source_date_epoch")
-        meta_base = {"group": req.group, "source_date_epoch": fallback_epoch}
+        meta_base = {"group": req.group, "source_date_epoch": fallback_epoch,
+                     "scripts_timeout": settings.get("scripts.timeout"), "scripts_cache": settings.cache / "scripts"}
         out = work / "out"
         out.mkdir()
         produced: dict[str, list[Path]] = {}
@@ -207,7 +209,8 @@ def _build_one(settings: Settings, repo: Repository, req: BuildRequest, arch: st
                                              size=req.size, progress=lambda m: say(f"[{arch}] {m}"))
             else:
                 assembled = assemble_raw(repo, group, troves, meta_base, work, devices=table.device_modules(arch),
-                                         size=req.size, progress=lambda m: say(f"[{arch}] {m}"))
+                                         size=req.size, progress=lambda m: say(f"[{arch}] {m}"),
+                                         script_log=log.append)  # package scripts' output: the build log only
             for warning in table.unserved(batch, arch, assembled.missing_modules):
                 say(f"[{arch}] warning: {warning}")
             timings["assemble"] += time.monotonic() - t

@@ -132,10 +132,13 @@ class PrivateApt:
     *architectures* (Debian names, e.g. ``("amd64", "i386")``) sets
     ``APT::Architectures``; None keeps the machine's. *status* is the dpkg status file
     apt reads (the machine's by default; an empty private one when given ``"private"``).
+    *contents* makes ``apt-get update`` fetch the archives' ``Contents-ARCH`` and
+    ``Contents-all`` too (apt-file's index targets, without apt-file): every user of one
+    state directory must agree on it, since an update removes lists it was not asked for.
     """
 
     def __init__(self, state: Path, *, kind: str = "deb", architectures: Sequence[str] | None = None,
-                 status: str = "system", apt_dir: Path = APT_DIR):
+                 status: str = "system", apt_dir: Path = APT_DIR, contents: bool = False):
         if kind not in ("deb", "deb-src"):
             raise ValueError(f"bad apt source kind {kind!r}")
         self.state = Path(state)
@@ -143,6 +146,7 @@ class PrivateApt:
         self.architectures = tuple(architectures) if architectures else None
         self.status = status
         self.apt_dir = apt_dir
+        self.contents = contents
 
     @property
     def lists(self) -> Path:
@@ -164,6 +168,11 @@ class PrivateApt:
             opts += ["-o", f"APT::Architecture={self.architectures[0]}"]
             for arch in self.architectures:
                 opts += ["-o", f"APT::Architectures::={arch}"]
+        if self.contents and self.kind == "deb":
+            target = "Acquire::IndexTargets::deb::Contents-deb::"
+            opts += ["-o", target + "MetaKey=$(COMPONENT)/Contents-$(ARCHITECTURE)",
+                     "-o", target + "ShortDescription=Contents-$(ARCHITECTURE)",
+                     "-o", target + "Description=$(RELEASE)/$(COMPONENT) $(ARCHITECTURE) Contents (deb)"]
         return opts + ["-q"]
 
     def prepare(self) -> None:

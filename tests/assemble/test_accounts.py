@@ -81,3 +81,28 @@ def test_every_password_is_locked_and_every_line_is_well_formed():
 def test_a_malformed_user_is_refused(spec):
     with pytest.raises(AppbuildError, match="expected name:uid:group:gid:home:shell"):
         parse_user(spec)
+
+
+# base-passwd 3.6.1's master files, in part (the real ones are read from the closure in
+# tests/assemble/test_scripts.py)
+PASSWD_MASTER = """root:*:0:0:root:/root:/bin/sh
+daemon:*:1:1:daemon:/usr/sbin:/usr/sbin/nologin
+man:*:6:12:man:/var/cache/man:/usr/sbin/nologin
+nobody:*:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
+"""
+GROUP_MASTER = "root:*:0:\ndaemon:*:1:\nman:*:12:\nshadow:*:42:\nutmp:*:43:\nnogroup:*:65534:\n"
+
+
+def test_the_distribution_tables_seed_the_ids_and_others_fill_in_around_them():
+    from appbuilder.assemble.accounts import seed_tables
+
+    seed = seed_tables({"/usr/share/base-passwd/passwd.master": PASSWD_MASTER.encode(),
+                        "/usr/share/base-passwd/group.master": GROUP_MASTER.encode()})
+    a = Accounts([], {"root", "man", "messagebus"}, {"root", "shadow", "utmp", "staff"}, seed=seed)
+    assert (a.gid("shadow"), a.gid("utmp"), a.uid("man"), a.gid("man"), a.uid("nobody")) == (42, 43, 6, 12, 65534)
+    assert "daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n" in a.passwd()
+    assert "man:x:12:\n" in a.group()  # a seeded user is not listed as a member of its own primary group
+    assert a.uid("messagebus") == 100 and a.gid("staff") not in (0, 1, 12, 42, 43, 65534)
+    # without the tables nothing changes
+    assert Accounts([], {"root"}, {"root", "shadow"}).gid("shadow") == 100
+    assert seed_tables({"/etc/passwd": b"root:x:0:0::/root:/bin/sh\n"}) is None

@@ -23,7 +23,8 @@ from appbuilder.fs.publish import publish
 from appbuilder.verify.boot import BOOT_MARKER, BootOptions
 from tests.context.conftest import DEAD_PROXY_IP, PROXY_IP, SERVER_IP, TEST_REPO
 from tests.fs.conftest import make_tree
-from tests.fs.test_group import debugfs, root_partition
+from tests.fs.test_group import debugfs
+from tests.imageroot import root_partition
 from tests.guest import RunningGuest
 from tests.servers import ForwardProxy, StaticServer, closed_port
 

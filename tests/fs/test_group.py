@@ -7,28 +7,18 @@ from __future__ import annotations
 
 import json
 import re
-import struct
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import PROJECT, run_appbuild
+from tests.imageroot import root_partition
 
 pytestmark = pytest.mark.slow
 
 def image(appliance, arch: str, fmt: str) -> Path:
     return next(p for p in appliance.files[(arch, fmt)] if p.suffix == f".{fmt}")
-
-
-def root_partition(raw: Path, dest: Path) -> Path:
-    """The image's second MBR partition (the ext4 root), copied out."""
-    with open(raw, "rb") as src:
-        entry = src.read(512)[446 + 16: 446 + 32]
-        first, count = struct.unpack("<II", entry[8:16])
-        src.seek(first * 512)
-        dest.write_bytes(src.read(count * 512))
-    return dest
 
 
 def debugfs(fs: Path, command: str) -> str:

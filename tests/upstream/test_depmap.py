@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from appbuilder.capsule.depmap import (
+from appbuilder.upstream.depmap import (
     RPMSENSE_RPMLIB,
     RpmDep,
     deb_names,

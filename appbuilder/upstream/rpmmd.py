@@ -19,6 +19,7 @@ import gzip
 import hashlib
 import io
 import lzma
+import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -28,15 +29,27 @@ from pathlib import Path
 
 import zstandard
 
-from appbuilder.capsule.depmap import (
+from appbuilder.core.errors import SourceError
+from appbuilder.upstream import gpgv
+from appbuilder.upstream.depmap import (
     RPMSENSE_EQUAL,
     RPMSENSE_GREATER,
     RPMSENSE_LESS,
     RpmDep,
 )
-from appbuilder.capsule.model import CapsuleError
-from appbuilder.core.errors import SourceError
+from appbuilder.upstream.gpgv import IndexVerificationError
 from appbuilder.upstream.lookaside import TIMEOUT, Lookaside
+
+RPMSENSE_SCRIPT_PRE = 1 << 9  # a Requires(pre): primary.xml marks it pre="1"
+
+
+class RpmMdError(SourceError):
+    """An rpm-md repository cannot be read: missing, corrupt or not matching its checksums."""
+
+
+class RpmMdChecksumError(RpmMdError, IndexVerificationError):
+    """A file of an rpm-md repository does not have the checksum its metadata gives."""
+
 
 NS = {"repo": "http://linux.duke.edu/metadata/repo", "common": "http://linux.duke.edu/metadata/common",
       "rpm": "http://linux.duke.edu/metadata/rpm", "filelists": "http://linux.duke.edu/metadata/filelists"}
@@ -61,6 +74,8 @@ class RepoPackage:
     provides: list[RpmDep] = field(default_factory=list)
     requires: list[RpmDep] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    conflicts: list[RpmDep] = field(default_factory=list)
+    obsoletes: list[RpmDep] = field(default_factory=list)
 
     @property
     def evr(self) -> tuple[str, str, str]:
@@ -87,7 +102,7 @@ def _decompress(data: bytes, name: str) -> bytes:
         if name.endswith(".zst"):
             return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
     except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as exc:
-        raise CapsuleError(f"{name}: cannot decompress ({exc})") from None
+        raise RpmMdError(f"{name}: cannot decompress ({exc})") from None
     return data
 
 
@@ -98,6 +113,8 @@ def _entries(parent, tag: str) -> list[RpmDep]:
     deps = []
     for e in node.findall("rpm:entry", NS):
         flags = _FLAGS.get(e.get("flags", ""), 0)
+        if e.get("pre") in ("1", "true"):
+            flags |= RPMSENSE_SCRIPT_PRE
         ver = e.get("ver") or ""
         if ver:
             epoch, rel = e.get("epoch"), e.get("rel")
@@ -109,8 +126,9 @@ def _entries(parent, tag: str) -> list[RpmDep]:
 class RpmMdRepository:
     """One rpm-md repository, local or remote; metadata verified on load."""
 
-    def __init__(self, location: str, lookaside: Lookaside):
+    def __init__(self, location: str, lookaside: Lookaside, *, keys: list[Path] | tuple = ()):
         self.location = location
+        self.keys = list(keys)  # when given, repomd.xml must carry a good repomd.xml.asc by one of them
         self.lookaside = lookaside
         self.remote = urllib.parse.urlparse(location).scheme in ("http", "https", "ftp", "mirror")
         self.root = None if self.remote else Path(location)
@@ -121,12 +139,16 @@ class RpmMdRepository:
 
     # ------------------------------------------------------------------ metadata
 
-    def load(self) -> "RpmMdRepository":
+    def load(self, *, primary: bool = True) -> "RpmMdRepository":
+        """Read (and check) repomd.xml, then, unless *primary* is False, the primary metadata."""
         repomd = self._read_repomd()
+        if self.keys:
+            self._check_signature(repomd)
+        self.repomd_sha256 = hashlib.sha256(repomd).hexdigest()
         try:
             root = ET.fromstring(repomd)
         except ET.ParseError as exc:
-            raise CapsuleError(f"{self.location}: repodata/repomd.xml is not valid XML ({exc})") from None
+            raise RpmMdError(f"{self.location}: repodata/repomd.xml is not valid XML ({exc})") from None
         for data in root.findall("repo:data", NS):
             checksum = data.find("repo:checksum", NS)
             location = data.find("repo:location", NS)
@@ -136,25 +158,44 @@ class RpmMdRepository:
                 "href": location.get("href"), "type": checksum.get("type"), "checksum": checksum.text.strip(),
             }
         if "primary" not in self.metadata:
-            raise CapsuleError(f"{self.location}: repodata/repomd.xml names no primary metadata")
-        self.packages = self._parse_primary(self._metadata_file("primary"))
+            raise RpmMdError(f"{self.location}: repodata/repomd.xml names no primary metadata")
+        if primary:
+            self.load_primary()
         return self
 
-    def _read_repomd(self) -> bytes:
+    def load_primary(self) -> list[RepoPackage]:
+        """The packages of the primary metadata (checked against repomd.xml's checksum)."""
+        self.packages = self._parse_primary(self._metadata_file("primary"))
+        return self.packages
+
+    def _check_signature(self, repomd: bytes) -> None:
+        """repomd.xml.asc must be a good detached signature of *repomd* by one of the keys."""
+        where = f"{self.location.rstrip('/')}/repodata/repomd.xml.asc"
+        try:
+            asc = self._read_repomd("repomd.xml.asc")
+        except RpmMdError:
+            raise gpgv.SignatureError(f"{where}: missing (the source names keys:, so repomd.xml must be signed)") \
+                from None
+        with tempfile.TemporaryDirectory(prefix="appbuild-repomd-") as tmp:
+            (Path(tmp) / "repomd.xml").write_bytes(repomd)
+            (Path(tmp) / "repomd.xml.asc").write_bytes(asc)
+            gpgv.verify(Path(tmp) / "repomd.xml", self.keys, signature=Path(tmp) / "repomd.xml.asc", what=where)
+
+    def _read_repomd(self, name: str = "repomd.xml") -> bytes:
         if self.root is not None:
-            path = self.root / "repodata" / "repomd.xml"
+            path = self.root / "repodata" / name
             if not path.is_file():
-                raise CapsuleError(f"{self.location}: not an rpm-md repository (no repodata/repomd.xml)")
+                raise RpmMdError(f"{self.location}: not an rpm-md repository (no repodata/{name})")
             return path.read_bytes()
         failures = []
         for base in self.base_urls:
-            url = urllib.parse.urljoin(base, "repodata/repomd.xml")
+            url = urllib.parse.urljoin(base, f"repodata/{name}")
             try:
                 with urllib.request.urlopen(url, timeout=TIMEOUT) as resp:
                     return resp.read()
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 failures.append(f"{url}: {getattr(exc, 'reason', exc)}")
-        raise CapsuleError("cannot fetch repodata/repomd.xml; tried:\n  " + "\n  ".join(failures))
+        raise RpmMdError(f"cannot fetch repodata/{name}; tried:\n  " + "\n  ".join(failures))
 
     def _metadata_file(self, kind: str) -> bytes:
         meta = self.metadata[kind]
@@ -170,7 +211,7 @@ class RpmMdRepository:
         if self.root is not None and not base:
             path = self.root / href
             if not path.is_file():
-                raise CapsuleError(f"{self.location}: {href} ({what}) is missing")
+                raise RpmMdError(f"{self.location}: {href} ({what}) is missing")
             _verify(path, ctype, checksum, what=f"{href} ({what})")
             return path
         bases = self.lookaside.expand(base.rstrip("/") + "/") if base else self.base_urls
@@ -179,7 +220,7 @@ class RpmMdRepository:
             try:
                 return self.lookaside.fetch(urls[0], checksum, urls[1:])
             except SourceError as exc:
-                raise CapsuleError(f"{href} ({what}): {exc}") from None
+                raise RpmMdError(f"{href} ({what}): {exc}") from None
         # another checksum type: download through the cache under its sha256 after checking
         for url in urls:
             try:
@@ -188,13 +229,13 @@ class RpmMdRepository:
             except (urllib.error.URLError, OSError, ValueError):
                 continue
             if _digest(data, ctype) != checksum:
-                raise CapsuleError(f"checksum mismatch for {href} ({what}): expected {ctype} {checksum}")
+                raise RpmMdChecksumError(f"checksum mismatch for {href} ({what}): expected {ctype} {checksum}")
             digest = hashlib.sha256(data).hexdigest()
             tmp = self.lookaside.tmp / f"rpmmd-{digest}"
             self.lookaside.tmp.mkdir(parents=True, exist_ok=True)
             tmp.write_bytes(data)
             return self.lookaside.add(tmp, digest, href.rsplit("/", 1)[-1], move=True)
-        raise CapsuleError(f"cannot fetch {href} ({what}) from {', '.join(urls)}")
+        raise RpmMdError(f"cannot fetch {href} ({what}) from {', '.join(urls)}")
 
     def _parse_primary(self, xml: bytes) -> list[RepoPackage]:
         packages = []
@@ -217,11 +258,13 @@ class RpmMdRepository:
                 if fmt is not None:
                     pkg.provides = _entries(fmt, "provides")
                     pkg.requires = _entries(fmt, "requires")
+                    pkg.conflicts = _entries(fmt, "conflicts")
+                    pkg.obsoletes = _entries(fmt, "obsoletes")
                     pkg.files = [f.text for f in fmt.findall("common:file", NS) if f.text]
                 packages.append(pkg)
                 elem.clear()
         except (ET.ParseError, AttributeError) as exc:
-            raise CapsuleError(f"{self.location}: the primary metadata is not valid ({exc})") from None
+            raise RpmMdError(f"{self.location}: the primary metadata is not valid ({exc})") from None
         return packages
 
     def filelists(self) -> dict[str, list[str]]:
@@ -249,7 +292,7 @@ class RpmMdRepository:
         if self.root is not None and not pkg.base and pkg.checksum_type == "sha256":
             path = self.root / pkg.location
             if not path.is_file():
-                raise CapsuleError(f"{self.location}: {pkg.location} ({pkg.nevra}) is missing")
+                raise RpmMdError(f"{self.location}: {pkg.location} ({pkg.nevra}) is missing")
             return path, pkg.checksum
         return self.local_file(pkg.location, pkg.checksum_type, pkg.checksum, what=pkg.nevra, base=pkg.base), None
 
@@ -258,7 +301,7 @@ def _digest(data: bytes, ctype: str) -> str:
     try:
         return hashlib.new("sha1" if ctype == "sha" else ctype, data).hexdigest()
     except ValueError:
-        raise CapsuleError(f"unknown checksum type {ctype!r} in the repository metadata") from None
+        raise RpmMdError(f"unknown checksum type {ctype!r} in the repository metadata") from None
 
 
 def _verify(path: Path, ctype: str, checksum: str, *, what: str) -> None:
@@ -267,5 +310,5 @@ def _verify(path: Path, ctype: str, checksum: str, *, what: str) -> None:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     if h.hexdigest() != checksum:
-        raise CapsuleError(f"checksum mismatch for {what}: the repository metadata says {ctype} "
+        raise RpmMdChecksumError(f"checksum mismatch for {what}: the repository metadata says {ctype} "
                            f"{checksum}, the file has {h.hexdigest()}")

@@ -1,0 +1,140 @@
+"""Benchmark: one Debian package set built by mkosi and by appbuild, cold and warm, in one run.
+
+    .venv/bin/python bench/mkosi_compare.py [--work DIR] [--skip-mkosi]
+
+mkosi (Debian's package, ``apt-get install mkosi``) builds ``Distribution=debian
+Release=bookworm Format=gpt_ext4 Bootable=no Packages=systemd-sysv,linux-image-amd64``
+with the mirror taken from this machine's apt sources (``--nspawn-keep-unit``: this
+machine has no system bus). Cold is its first run with an empty package cache, warm
+the second with the cache filled (``mkosi.cache/``).
+
+The packages mkosi installed (its manifest) then become a group (``group-mkosi-set``:
+names every one of them, Debian relations followed, maintainer scripts run, merged
+/usr), which appbuild builds as a raw disk in a fresh workspace: cold is the first build
+(the Debian packages fetched, imported as capsules, their scripts run, the disk
+assembled), warm a forced rebuild of the same group version (``--force``: the disk is
+assembled again from the repository). Sizes compare mkosi's ``image.raw`` with
+appbuild's raw disk, allocated and apparent. Goals (issue 15): cold >= 2x faster, warm
+>= 5x, never larger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from _common import APPBUILD, REPO_ROOT, run, table
+
+from appbuilder.upstream.apt import system_entries
+
+GROUP = "group-mkosi-set"
+
+
+def debian_mirror() -> str:
+    """The first Debian archive URI of this machine's apt sources (never written into the repo)."""
+    for entry in system_entries():
+        if "bookworm" in entry.suites and "main" in entry.components:
+            return entry.uris[0]
+    raise SystemExit("no bookworm main entry in this machine's apt sources")
+
+
+def sizes(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_blocks * 512, st.st_size
+
+
+def mkosi_build(work: Path, *, fresh_cache: bool) -> tuple[float, Path, list[str]]:
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "mkosi.default").write_text(
+        "[Distribution]\nDistribution=debian\nRelease=bookworm\n"
+        f"Mirror={debian_mirror()}\n\n[Output]\nFormat=gpt_ext4\nBootable=no\n\n"
+        "[Content]\nPackages=systemd-sysv,linux-image-amd64\n")
+    cache = work / "mkosi.cache"
+    if fresh_cache:
+        shutil.rmtree(cache, ignore_errors=True)
+    cache.mkdir(exist_ok=True)
+    t0 = time.perf_counter()
+    run(["mkosi", "--nspawn-keep-unit", "--force", "build"], cwd=work)
+    seconds = time.perf_counter() - t0
+    manifest = json.loads((work / "image.raw.manifest").read_text())
+    return seconds, work / "image.raw", sorted(p["name"] for p in manifest["packages"])
+
+
+def group_text(packages: list[str]) -> str:
+    adds = "\n".join(f"        r.add({p!r})" for p in packages)
+    return (
+        "class GroupMkosiSet(GroupRecipe):\n"
+        "    name = 'group-mkosi-set'\n    version = '12'\n    imageGroup = True\n    hostname = 'debian'\n"
+        "    resolveSources = ('debian',)\n    upstreamRelations = True\n    upstreamBase = 'essential'\n"
+        "    packageScripts = True\n    mergedUsr = True\n"
+        "    kernelModules = ('vfat', 'nls_cp437', 'nls_ascii', 'nls_utf8')\n\n"
+        f"    def setup(r):\n{adds}\n")
+
+
+def appbuild_workspace(work: Path, packages: list[str]) -> dict[str, str]:
+    if work.exists():
+        shutil.rmtree(work)
+    (work / "groups").mkdir(parents=True)
+    (work / "repo").mkdir()
+    shutil.copy(REPO_ROOT / "repo" / "config.yaml", work / "repo" / "config.yaml")
+    shutil.copytree(REPO_ROOT / "recipes", work / "recipes", symlinks=True)
+    (work / "groups" / f"{GROUP}.py").write_text(group_text(packages))
+    return {**os.environ, "APPBUILD_WORKSPACE": str(work)}
+
+
+def appbuild_build(env: dict[str, str], *, force: bool) -> tuple[float, Path]:
+    t0 = time.perf_counter()
+    run([APPBUILD, GROUP, "--format", "raw", "--arch", "x86_64", *(["--force"] if force else [])], env=env)
+    seconds = time.perf_counter() - t0
+    images = sorted(Path(env["APPBUILD_WORKSPACE"], "images", GROUP).rglob("*.raw"), key=lambda p: p.stat().st_mtime)
+    if not images:
+        raise SystemExit("appbuild wrote no raw disk")
+    return seconds, images[-1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--work", type=Path, default=None, help="scratch directory (default: a new temporary one)")
+    ap.add_argument("--skip-mkosi", action="store_true", help="reuse the package list of a previous run in --work")
+    args = ap.parse_args()
+    if not shutil.which("mkosi"):
+        raise SystemExit("mkosi is not installed: apt-get install mkosi")
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-mkosi-"))
+    rows, figures = [], {}
+
+    mk = work / "mkosi"
+    if not args.skip_mkosi:
+        cold, image, packages = mkosi_build(mk, fresh_cache=True)
+        warm, image, _ = mkosi_build(mk, fresh_cache=False)
+        figures["mkosi"] = {"cold": cold, "warm": warm, "size": sizes(image), "packages": len(packages)}
+        (work / "packages.json").write_text(json.dumps(packages))
+    packages = json.loads((work / "packages.json").read_text())
+
+    env = appbuild_workspace(work / "appbuild", packages)
+    cold, disk = appbuild_build(env, force=False)
+    warm, disk = appbuild_build(env, force=True)
+    status = run([APPBUILD, "show", GROUP, "--arch", "x86_64"], env=env, check=False).stdout.decode()
+    members = sum(1 for line in status.splitlines() if ":deb" in line)
+    figures["appbuild"] = {"cold": cold, "warm": warm, "size": sizes(disk), "packages": members}
+
+    for name, f in figures.items():
+        rows.append((name, f"{f['cold']:.1f}", f"{f['warm']:.1f}", f"{f['size'][0] / 2**20:.1f}",
+                     f"{f['size'][1] / 2**20:.1f}", f["packages"]))
+    print(table(("builder", "cold s", "warm s", "allocated MiB", "apparent MiB", "packages"), rows,
+                title=f"systemd-sysv + linux-image-amd64, bookworm ({len(packages)} packages in mkosi's set)"))
+    if "mkosi" in figures:
+        m, a = figures["mkosi"], figures["appbuild"]
+        print(f"cold: appbuild {m['cold'] / a['cold']:.2f}x faster (goal >= 2x); "
+              f"warm: {m['warm'] / a['warm']:.2f}x (goal >= 5x); "
+              f"allocated size: {a['size'][0] / m['size'][0]:.2f} of mkosi's (goal <= 1)")
+    (work / "figures.json").write_text(json.dumps(figures, indent=2))
+    print(f"figures: {work / 'figures.json'}")
+
+
+if __name__ == "__main__":
+    main()
