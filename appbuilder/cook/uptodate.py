@@ -25,7 +25,7 @@ from appbuilder.cook.cook import Cooker, CookOptions, CookResult
 from appbuilder.core.arch import Arch, get_arch
 from appbuilder.core.errors import BuildFailed
 from appbuilder.core.settings import Settings
-from appbuilder.recipe.loader import RecipeFile, find_recipes
+from appbuilder.recipe.loader import RECIPE_FILE, RecipeFile, find_recipes
 from appbuilder.repository.repo import Repository
 
 FAILURE_LINES = 40  # lines of each failed cook's message in the summary
@@ -98,7 +98,10 @@ def cook_changed(settings: Settings, repo: Repository, arches: list[Arch], progr
                  keep_work: bool = False) -> BatchResult:
     """Cook *recipes* (default: every recipe of the workspace) for *arches* in build order;
     the result holds what was cooked, what failed (with the reason) and what was not tried."""
-    recipes = find_recipes(settings.recipes_dir) if recipes is None else recipes
+    if recipes is None:
+        # a workspace of upstream packages only (a Debian system) has no recipe to cook
+        has_any = any(settings.recipes_dir.glob(f"*/{RECIPE_FILE}"))
+        recipes = find_recipes(settings.recipes_dir) if has_any else []
     cooker = Cooker(settings, repo, warn=progress.warn)
     make_jobs = max(1, os.cpu_count() or 2)
 

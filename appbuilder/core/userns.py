@@ -114,9 +114,16 @@ class MappedUserNamespace:
     def __enter__(self) -> "MappedUserNamespace":
         if self.fd is not None:
             raise UserNamespaceError("the user namespace is already open")
-        holder = subprocess.Popen([sys.executable, "-I", "-S", "-c", _HOLDER], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={},
-                                  **self.popen_user())
+        # the interpreter itself, not a virtual environment's link to it: the holder runs as
+        # the namespace's owner, who may not traverse a private (mode 0700) checkout
+        python = os.path.realpath(sys.executable)
+        try:
+            holder = subprocess.Popen([python, "-I", "-S", "-c", _HOLDER], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={},
+                                      **self.popen_user())
+        except OSError as e:
+            raise UserNamespaceError(f"cannot create a user namespace: {python} does not run as host uid "
+                                     f"{self.base}: {e.strerror}") from None
         try:
             assert holder.stdout is not None and holder.stdin is not None
             said = holder.stdout.readline().strip()

@@ -256,14 +256,16 @@ def resolve_group(settings: Settings, repo: Repository, name: str, arch: str, *,
             "login_user": recipe.loginUser,
             # every time stamp in images of this group version: derived from the pins
             "source_date_epoch": closure_epoch(repo, members, settings.get("source_date_epoch")),
-            **_switches(recipe, picks, plan, choices),
+            **_switches(recipe, picks, plan, choices,
+                        planner.origins(closure, repo, (p.package.name for p in picks)) if planner else {}),
             **_initramfs_busybox(repo, recipe, members, arch),
         },
     ))
     return GroupResult(group, new, closure, recipe, warnings, plan, picks, rounds)
 
 
-def _switches(recipe: GroupRecipe, picks: list[Pick], plan: UpstreamPlan | None, choices: list[str]) -> dict:
+def _switches(recipe: GroupRecipe, picks: list[Pick], plan: UpstreamPlan | None, choices: list[str],
+              origins: dict[str, dict]) -> dict:
     """The group info of the top-down switches, only those set (a group without them
     records what it always did)."""
     info: dict = {}
@@ -278,8 +280,9 @@ def _switches(recipe: GroupRecipe, picks: list[Pick], plan: UpstreamPlan | None,
     if recipe.mergedUsr:
         info["merged_usr"] = True
     if recipe.resolveSources:
-        info["upstream"] = {p.package.name: {"version": p.package.version, "index": p.index, "reason": p.relation,
-                                             **({"rule": p.rule} if p.rule else {})} for p in picks}
+        picked = {p.package.name: {"version": p.package.version, "index": p.index, "reason": p.relation,
+                                   **({"rule": p.rule} if p.rule else {})} for p in picks}
+        info["upstream"] = dict(sorted({**origins, **picked}.items()))
         info["upstream_choices"] = choices
         if plan is not None and plan.met:
             info["upstream_met"] = dict(sorted(plan.met.items()))

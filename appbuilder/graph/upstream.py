@@ -209,6 +209,26 @@ class UpstreamResolver:
         run.merged_usr = merged_usr
         return run.go(list(wanted))
 
+    def origins(self, closure: Closure, repo: Repository, picked: Iterable[str]) -> dict[str, dict]:
+        """Where the closure members that came from an upstream index, but that no pick of
+        the last pass names (the repository held them by then), came from: their index
+        (the first by priority listing that very version) and why the closure has them.
+        So a group records the origin of every upstream member however many rounds its
+        import took, and a later resolve over the same repository records the same."""
+        picked = set(picked)
+        found: dict[str, dict] = {}
+        for nvf, reason in sorted(closure.members.items(), key=lambda item: str(item[0])):
+            name = nvf.name.split(":", 1)[0]
+            if name in picked or name in found:
+                continue
+            trove = repo.get(nvf, with_files=False)
+            scheme = (trove.info or {}).get("capsule")
+            for index in self.indexes:
+                if index.kind == scheme and any(p.version == nvf.version.upstream for p in index.by_name(name)):
+                    found[name] = {"version": nvf.version.upstream, "index": index.describe(), "reason": str(reason)}
+                    break
+        return found
+
 
 class _Run:
     """One planning pass: the state of what is installed (closure members and picks)."""

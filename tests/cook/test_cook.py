@@ -280,6 +280,7 @@ def test_sandbox_has_no_network_and_writes_only_its_own_dirs(workspace, tmp_path
 
 
 def test_ctrl_c_stops_the_build_and_commits_nothing(workspace):
+    sleep = f"300.{os.getpid()}"  # this test's own: other test runs on the machine may sleep too
     write_recipe(workspace.workspace, "slow", """\
         class Slow(PackageRecipe):
             name = 'slow'
@@ -287,8 +288,8 @@ def test_ctrl_c_stops_the_build_and_commits_nothing(workspace):
 
             def setup(r):
                 r.Create('/usr/share/slow/a', contents='a')
-                r.Run('echo started; sleep 300')
-        """)
+                r.Run('echo started; sleep SECONDS')
+        """.replace("SECONDS", sleep))
     proc = subprocess.Popen(
         [os.path.join(os.path.dirname(os.sys.executable), "appbuild"), "cook", "recipes/slow", "-v"],
         env=env_for(workspace), cwd=workspace.workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -304,5 +305,5 @@ def test_ctrl_c_stops_the_build_and_commits_nothing(workspace):
     assert "interrupted" in err
     assert versions(workspace, "slow") == []
     assert not list((workspace.cache / "work").glob("slow-*"))
-    leftover = subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True, text=True).stdout
+    leftover = subprocess.run(["pgrep", "-f", f"sleep {sleep}"], capture_output=True, text=True).stdout
     assert leftover.strip() == ""
