@@ -36,7 +36,7 @@ from appbuilder.assemble.rootfs import (
     stage_root,
 )
 from appbuilder.assemble.sbom import make_inventory
-from appbuilder.capsule.dpkgdb import dpkg_database, info_mode
+from appbuilder.capsule.dpkgdb import configured_by_dpkg, dpkg_database, info_mode
 from appbuilder.capsule.rpmdb import build_rpm_database
 from appbuilder.core.errors import AppbuildError
 from appbuilder.policy.elf import read_elf
@@ -232,7 +232,9 @@ def stage_image(repo: Repository, group: Trove, troves: list[Trove], meta_base: 
     generated += [GeneratedFile(path, data) for path, data in inventory.image_files(sboms)]
     present = {f.path for t in troves for f in t.files if f.path not in absent}
     generated += [GeneratedFile(path, data, info_mode(path)) for path, data in
-                  dpkg_database(repo.store, troves, present, state="unpacked" if scripts else "installed")]
+                  dpkg_database(repo.store, troves, present,
+                                state="unpacked" if scripts and configured_by_dpkg(troves) else "installed",
+                                scripts=scripts)]
 
     progress(f"staging {len(troves)} troves")
     staging = work / "root"

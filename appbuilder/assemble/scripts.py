@@ -79,7 +79,7 @@ from typing import Callable, Iterator
 
 from appbuilder.assemble.rootfs import ImageEntry, StagedRoot
 from appbuilder.capsule.deb import parse_control
-from appbuilder.capsule.dpkgdb import control_members, deb_capsules, info_name
+from appbuilder.capsule.dpkgdb import configured_by_dpkg, control_members, deb_capsules, info_name
 from appbuilder.capsule.rpmdb import rpm_capsules
 from appbuilder.core.errors import AppbuildError
 from appbuilder.core.sandbox import BASE_PATH, Sandbox, TimeLimitExceeded
@@ -146,9 +146,6 @@ def _run(repo: Repository, debs: list[Trove], rpms: list[Trove], staged: StagedR
     if os.geteuid() != 0:
         raise ScriptError("package scripts (packageScripts) need appbuild to run as root for now: the staged root's "
                           "owners are set in the id range from outside the namespace (deferred for other users)")
-    if debs and not _exists(staged.directory, "/usr/bin/dpkg") and not _exists(staged.directory, "/bin/dpkg"):
-        raise ScriptError("the closure has no dpkg (/usr/bin/dpkg): Debian maintainer scripts are run by the image's "
-                          "own dpkg; add the package dpkg to the group")
     with MappedUserNamespace() as ns, _reachable(staged.directory, ns.host_uid(), ns.host_gid()) as root:
         runner = _Runner(root, ns, hostname, source_date_epoch, timeout, report, log)
         made = sorted({str(p) for m in MOUNT_POINTS for p in [PurePosixPath(m), *PurePosixPath(m).parents]
@@ -591,6 +588,9 @@ def _deb_phase(repo: Repository, troves: list[Trove], runner: _Runner, staged: S
         members = control_members(repo.store, t)
         debs.append(_Deb(t, parse_control(members["control"].decode(errors="replace")), members))
     order = deb_order(debs)
+    if not configured_by_dpkg(troves):
+        _deb_scripts_without_dpkg(order, runner)
+        return
     # conffiles wait as PATH.dpkg-new, as after dpkg's unpack (the database says "newconffile")
     for d in debs:
         for path in d.trove.info.get("conffiles", []):
@@ -603,10 +603,8 @@ def _deb_phase(repo: Repository, troves: list[Trove], runner: _Runner, staged: S
     dpkg_version = next((d.fields.get("Version", "") for d in debs if d.name == "dpkg"), "")
     for d in order:
         if "preinst" in d.members:
-            env = {"DPKG_MAINTSCRIPT_PACKAGE": d.name, "DPKG_MAINTSCRIPT_ARCH": d.fields.get("Architecture", ""),
-                   "DPKG_MAINTSCRIPT_NAME": "preinst", "DPKG_MAINTSCRIPT_PACKAGE_REFCOUNT": "1",
-                   "DPKG_ADMINDIR": "/var/lib/dpkg", "DPKG_ROOT": "", "DPKG_RUNNING_VERSION": dpkg_version}
-            runner.run(d.name, "preinst install", [f"/var/lib/dpkg/info/{d.info}.preinst", "install"], env=env)
+            runner.run(d.name, "preinst install", [f"/var/lib/dpkg/info/{d.info}.preinst", "install"],
+                       env=_maintainer_env(d, "preinst", dpkg_version))
     for d in order:
         runner.run(d.name, "postinst configure",
                    ["dpkg", "--configure", "--no-triggers", "--force-depends", "--force-confdef", "--force-confold",
@@ -619,6 +617,24 @@ def _deb_phase(repo: Repository, troves: list[Trove], runner: _Runner, staged: S
                   if m.group(2) != "install ok installed"]
     if unfinished:
         raise ScriptError(f"dpkg left {len(unfinished)} packages unfinished: {', '.join(unfinished[:10])}")
+
+
+def _maintainer_env(d: _Deb, script: str, dpkg_version: str) -> dict[str, str]:
+    return {"DPKG_MAINTSCRIPT_PACKAGE": d.name, "DPKG_MAINTSCRIPT_ARCH": d.fields.get("Architecture", ""),
+            "DPKG_MAINTSCRIPT_NAME": script, "DPKG_MAINTSCRIPT_PACKAGE_REFCOUNT": "1",
+            "DPKG_ADMINDIR": "/var/lib/dpkg", "DPKG_ROOT": "", "DPKG_RUNNING_VERSION": dpkg_version}
+
+
+def _deb_scripts_without_dpkg(order: list[_Deb], runner: _Runner) -> None:
+    """The DEB members of an image without dpkg (an EL system holding a few Debian
+    libraries): each ``preinst install``, then each ``postinst configure``, run directly in
+    dependency order as dpkg would run them; the status database says "installed" from the
+    start (no dpkg is there to read it, or to run triggers)."""
+    for script, argv in (("preinst", ["install"]), ("postinst", ["configure", ""])):
+        for d in order:
+            if script in d.members:
+                runner.run(d.name, f"{script} {argv[0]}", [f"/var/lib/dpkg/info/{d.info}.{script}", *argv],
+                           env=_maintainer_env(d, script, ""))
 
 
 def _trigger_lines(d: _Deb) -> list[tuple[str, str]]:

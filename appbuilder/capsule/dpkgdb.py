@@ -57,6 +57,13 @@ def deb_capsules(troves: Iterable[Trove]) -> list[Trove]:
     return sorted(found, key=lambda t: (t.package, str(t.flavor)))
 
 
+def configured_by_dpkg(troves: Iterable[Trove]) -> bool:
+    """The image's own dpkg (the package ``dpkg`` among the DEB capsules) configures its DEB
+    members when their scripts run; without it (an EL system holding a few Debian
+    libraries) their maintainer scripts are run directly, as dpkg would run them."""
+    return any(t.package == "dpkg" for t in deb_capsules(troves))
+
+
 def control_members(store: ContentStore, trove: Trove) -> dict[str, bytes]:
     """The files of a DEB capsule's control archive (``control``, ``md5sums``, ...)."""
     return control_tar_members(store.read(trove.info["deb_control_blob"]), f"{trove} (stored)")
@@ -84,13 +91,15 @@ def info_name(fields: dict[str, str]) -> str:
 
 
 def dpkg_database(store: ContentStore, troves: Iterable[Trove], present: set[str] | None = None,
-                  *, state: str = "installed") -> list[tuple[str, bytes]]:
+                  *, state: str = "installed", scripts: bool = False) -> list[tuple[str, bytes]]:
     """``(path, content)`` of the dpkg database files for the DEB capsules among *troves*.
 
     *present* is the set of paths the image holds (``None``: every path of the troves);
     a package's list, md5sums and conffiles name only those. Empty when there are no
     DEB capsules. *state* ``unpacked``: as dpkg leaves it before ``--configure`` (see the
-    module's docstring; :func:`info_mode` gives the files' modes).
+    module's docstring; :func:`info_mode` gives the files' modes). The maintainer scripts
+    are there when unpacked, or with *scripts* (they run without dpkg, see
+    :func:`configured_by_dpkg`).
     """
     if state not in ("installed", "unpacked"):
         raise ValueError(f"bad dpkg state {state!r}")
@@ -114,7 +123,7 @@ def dpkg_database(store: ContentStore, troves: Iterable[Trove], present: set[str
                 for p in conffiles)
         stanzas.append(_stanza(status))
         name = info_name(fields)
-        if state == "unpacked":
+        if state == "unpacked" or scripts:
             for member in INFO_FILES:
                 if member in members:
                     files.append((f"{INFO}/{name}.{member}", members[member]))

@@ -63,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         ui.error("interrupted")
         return 130
+    except OSError as exc:  # last resort: the machine refused (permissions, a full disk), said in one line
+        where = f": {exc.filename}" if exc.filename else ""
+        ui.error(f"{exc.strerror or exc}{where} (refused by the operating system)")
+        return 1
 
 
 def _terminate(signum, frame) -> None:

@@ -150,6 +150,7 @@ def resolve_group(settings: Settings, repo: Repository, name: str, arch: str, *,
                                    base=recipe.upstreamBase)
     extra: list[Root] = []
     picks: list[Pick] = []
+    earlier: list[Pick] = []  # the picks of the passes that imported, before the last one
     choices: list[str] = []
     plan: UpstreamPlan | None = None
     rounds = pass_rounds = 0
@@ -187,6 +188,7 @@ def resolve_group(settings: Settings, repo: Repository, name: str, arch: str, *,
                 # the pins must not depend on how many rounds it took: resolve once more from
                 # what the group names, the repository now holding everything (as a later
                 # resolve will), so the same repository and recipe give the same group
+                earlier += picks  # their reasons stay the record of why those members came
                 imported, extra, picks, choices, pass_rounds = False, [], [], [], 0
                 continue
             break
@@ -257,11 +259,27 @@ def resolve_group(settings: Settings, repo: Repository, name: str, arch: str, *,
             # every time stamp in images of this group version: derived from the pins
             "source_date_epoch": closure_epoch(repo, members, settings.get("source_date_epoch")),
             **_switches(recipe, picks, plan, choices,
-                        planner.origins(closure, repo, (p.package.name for p in picks)) if planner else {}),
+                        _origins(planner, closure, repo, picks, earlier)),
             **_initramfs_busybox(repo, recipe, members, arch),
         },
     ))
     return GroupResult(group, new, closure, recipe, warnings, plan, picks, rounds)
+
+
+def _origins(planner: UpstreamResolver | None, closure, repo: Repository, picks: list[Pick],
+             earlier: list[Pick]) -> dict[str, dict]:
+    """Where the upstream members no pick of the last pass names came from: the pick of an
+    earlier pass that imported them, else (a resolve over a repository that already held
+    them) their index and the closure's reason."""
+    if planner is None:
+        return {}
+    last = {p.package.name for p in picks}
+    members = {n.name.split(":", 1)[0] for n in closure.members}
+    found = {p.package.name: {"version": p.package.version, "index": p.index, "reason": p.relation,
+                              **({"rule": p.rule} if p.rule else {})}
+             for p in earlier if p.package.name in members and p.package.name not in last}
+    others = planner.origins(closure, repo, last | set(found))
+    return {**others, **found}
 
 
 def _switches(recipe: GroupRecipe, picks: list[Pick], plan: UpstreamPlan | None, choices: list[str],

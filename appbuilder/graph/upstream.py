@@ -223,10 +223,11 @@ class UpstreamResolver:
                 continue
             trove = repo.get(nvf, with_files=False)
             scheme = (trove.info or {}).get("capsule")
-            for index in self.indexes:
-                if index.kind == scheme and any(p.version == nvf.version.upstream for p in index.by_name(name)):
-                    found[name] = {"version": nvf.version.upstream, "index": index.describe(), "reason": str(reason)}
-                    break
+            listed = [p for index in self.indexes if index.kind == scheme
+                      for p in index.by_name(name) if p.version == nvf.version.upstream]
+            if listed:  # named as a pick names its index
+                found[name] = {"version": nvf.version.upstream, "index": f"{listed[0].source} {listed[0].origin}",
+                               "reason": str(reason)}
         return found
 
 

@@ -152,7 +152,7 @@ class PrivateApt:
     def lists(self) -> Path:
         return self.state / "state" / "lists"
 
-    def options(self) -> list[str]:
+    def options(self, architectures: Sequence[str] | None = None) -> list[str]:
         status = self.state / "status" if self.status == "private" else Path("/var/lib/dpkg/status")
         opts = [
             "-o", f"Dir::Etc::SourceList={self.state / 'sources.list'}",
@@ -164,9 +164,10 @@ class PrivateApt:
             "-o", "Acquire::Retries=2",
             "-o", "Acquire::Languages=none",
         ]
-        if self.architectures:
-            opts += ["-o", f"APT::Architecture={self.architectures[0]}"]
-            for arch in self.architectures:
+        architectures = architectures or self.architectures
+        if architectures:
+            opts += ["-o", f"APT::Architecture={architectures[0]}"]
+            for arch in architectures:
                 opts += ["-o", f"APT::Architectures::={arch}"]
         if self.contents and self.kind == "deb":
             target = "Acquire::IndexTargets::deb::Contents-deb::"
@@ -203,6 +204,13 @@ class PrivateApt:
         with self.locked():
             self.prepare()
             proc = self._run("apt-get", "update")
+            if proc.returncode != 0 and self.architectures and len(self.architectures) > 1:
+                # apt updates a suite all or nothing: a stale index of one architecture (the
+                # security suite's i386, mid-sync) would drop the suite for every one; each
+                # architecture on its own keeps the suite for those whose indexes are sound
+                for arch in self.architectures:
+                    subprocess.run(["apt-get", *self.options([arch]), "-o", "APT::Get::List-Cleanup=false",
+                                    "update"], capture_output=True, text=True)
         if proc.returncode == 0:
             return
         detail = _apt_errors(proc.stdout + proc.stderr)
