@@ -1,4 +1,4 @@
-"""``appbuild resolve | graph``: groups resolved into pins, and dependency graphs."""
+"""``appbuild resolve | graph | showcs``: groups resolved into pins, dependency graphs, group changes."""
 
 from __future__ import annotations
 
@@ -116,6 +116,20 @@ def _graph_group(args, settings: Settings, ui: Console) -> int:
     return 0
 
 
+def cmd_showcs(args, settings: Settings, ui: Console) -> int:
+    """conary's ``showcs``/``rdiff``: what one recorded group version changes against another."""
+    from appbuilder.graph.changeset import changeset, group_version, parse_change
+
+    repo = open_repo(settings)
+    name, old, new = parse_change(args.change, args.from_version, args.to_version)
+    arch = get_arch(args.arch or DEFAULT_ARCH).name
+    new_nvf = group_version(repo, name, arch, new)
+    old_nvf = group_version(repo, name, arch, old, before=None if old else new_nvf)
+    for line in changeset(repo, old_nvf, new_nvf, files=args.files, diff=args.diff).lines():
+        ui.out(line)
+    return 0
+
+
 def register(sub) -> None:
     """Add this area's subcommands to the ``appbuild`` parser."""
     r = sub.add_parser("resolve", help="resolve a group into exact pins and record it")
@@ -136,3 +150,16 @@ def register(sub) -> None:
                    help="dot, graphml, svg, png, a comma list, or all (default: all for a group, dot for --build)")
     g.add_argument("-o", "--output", help="output file (--build) or base name without extension (group)")
     g.set_defaults(func=cmd_graph)
+
+    cs = sub.add_parser("showcs",
+                        help="what a recorded group version changes against another (conary's showcs/rdiff)",
+                        description="appbuild showcs group-NAME=V1--V2, or group-NAME [--from V1] [--to V2]: members "
+                                    "added, removed and changed (old -> new version). Without versions: the newest "
+                                    "against the one before it.")
+    cs.add_argument("change", metavar="group-NAME[=V1--V2]")
+    cs.add_argument("--from", dest="from_version", metavar="V1", help="the old version (default: the one before V2)")
+    cs.add_argument("--to", dest="to_version", metavar="V2", help="the new version (default: the newest)")
+    cs.add_argument("--arch", help=f"the groups' architecture (default {DEFAULT_ARCH})")
+    cs.add_argument("--files", action="store_true", help="also the files each changed member adds, removes, changes")
+    cs.add_argument("--diff", action="store_true", help="also a unified diff of each changed text file (implies --files)")
+    cs.set_defaults(func=cmd_showcs)

@@ -1,9 +1,9 @@
-"""``appbuild cook | query | show | verify | explain | import | gc``: recipes, packages, capsules."""
+"""``appbuild cook | query | show | q | rq | diff | verify | explain | import | gc``: recipes, packages, capsules."""
 
 from __future__ import annotations
 
 from appbuilder.cli.common import arches, open_repo
-from appbuilder.core.arch import DEFAULT_ARCH
+from appbuilder.core.arch import DEFAULT_ARCH, get_arch
 from appbuilder.core.settings import Settings, add_flags
 from appbuilder.core.ui import Console
 
@@ -12,6 +12,7 @@ def cmd_cook(args, settings: Settings, ui: Console) -> int:
     from appbuilder.cook.uptodate import Progress, bring_up_to_date
     from appbuilder.recipe.loader import find_recipes
 
+    settings = settings.with_flags(args)  # --flavor
     recipes = [r for path in args.paths for r in find_recipes(path)]
 
     def report(res):
@@ -54,6 +55,74 @@ def cmd_show(args, settings: Settings, ui: Console) -> int:
     for line in show_lines(repo, nvf, files=args.files or args.verify, deps=args.deps, check=check):
         ui.out(line)
     return 1 if check and check.damaged else 0
+
+
+def _query_view(args):
+    from appbuilder.repository.conaryquery import View
+
+    return View(info=args.info, troves=args.troves, ls=args.ls, lsl=args.lsl, deps=args.deps,
+                full_versions=args.full_versions, flavors=args.flavors)
+
+
+def _print_query(query, args, ui: Console, where: str) -> int:
+    view = _query_view(args)
+    for nvf in query.select(args.specs, args.path or [], where):
+        for line in query.lines(nvf, view):
+            ui.out(line)
+    return 0
+
+
+def cmd_rq(args, settings: Settings, ui: Console) -> int:
+    """conary's ``rq``: the repository."""
+    from appbuilder.repository.conaryquery import Query
+
+    query = Query(open_repo(settings), arch=args.arch and get_arch(args.arch).name, all_versions=args.all_versions)
+    return _print_query(query, args, ui, "the repository")
+
+
+def cmd_q(args, settings: Settings, ui: Console) -> int:
+    """conary's ``q``: the system a group version makes (see appbuilder.store.installed)."""
+    from appbuilder.repository.conaryquery import Query
+    from appbuilder.store.images import ImageStore
+    from appbuilder.store.installed import installed_system
+
+    repo = open_repo(settings)
+    arch = args.arch and get_arch(args.arch).name
+    system = installed_system(repo, ImageStore(settings.images), args.group, arch, DEFAULT_ARCH)
+    ui.note(f"querying {system.group}: {system.why}")
+    return _print_query(Query(repo, within=system.members), args, ui, str(system.group))
+
+
+def cmd_diff(args, settings: Settings, ui: Console) -> int:
+    """``cvc diff``: a recipe directory against the one its last cook was made from."""
+    from appbuilder.cook.recipetext import diff_lines
+    from appbuilder.core.errors import AppbuildError
+    from appbuilder.recipe.loader import find_recipes
+
+    found = find_recipes(args.recipe)
+    if len(found) != 1:
+        raise AppbuildError(f"appbuild diff takes one recipe (recipes/NAME); {args.recipe} holds {len(found)}")
+    nvf, lines = diff_lines(open_repo(settings), found[0], args.arch and get_arch(args.arch).name)
+    if not lines:
+        ui.note(f"{args.recipe} is the recipe {nvf} was cooked from: no changes")
+    else:
+        ui.note(f"{args.recipe} (b/) against the recipe {nvf} was cooked from (a/):")
+    for line in lines:
+        ui.out(line)
+    return 0
+
+
+def _query_flags(p, arch_help: str) -> None:
+    p.add_argument("specs", nargs="*", metavar="NAME[=VERSION][[FLAVOR]]", help="troves to show (default: all)")
+    p.add_argument("--info", action="store_true", help="name, version, label, flavor, size, build time, source")
+    p.add_argument("--troves", action="store_true", help="the troves inside (a package's components)")
+    p.add_argument("--ls", action="store_true", help="the paths of the files")
+    p.add_argument("--lsl", action="store_true", help="the files, as ls -l lists them")
+    p.add_argument("--deps", action="store_true", help="what each provides and requires")
+    p.add_argument("--path", action="append", metavar="FILE", help="the troves holding FILE (may be repeated)")
+    p.add_argument("--full-versions", action="store_true", help="versions with their label")
+    p.add_argument("--flavors", action="store_true", help="show each trove's flavor")
+    p.add_argument("--arch", help=arch_help)
 
 
 def cmd_verify(args, settings: Settings | None, ui: Console) -> int:
@@ -156,6 +225,7 @@ def register(sub) -> None:
     c.add_argument("-j", "--jobs", type=int, default=1, help="cook up to N recipes at once")
     c.add_argument("-v", "--verbose", action="store_true", help="show the build output")
     c.add_argument("--keep-work", action="store_true", help="keep the work directory (for debugging)")
+    add_flags(c, "cook")  # --flavor
     c.set_defaults(func=cmd_cook)
 
     q = sub.add_parser("query", help="list troves, or the versions of one")
@@ -171,6 +241,27 @@ def register(sub) -> None:
                    help="check every file's stored content and mark damaged ones (implies --files; exit status 1 "
                         "when any is damaged)")
     s.set_defaults(func=cmd_show)
+
+    rq = sub.add_parser("rq", help="conary's repository query: troves, --info, --ls/--lsl, --deps, --troves, --path",
+                        description="Query the repository as conary's rq did: NAME, NAME=VERSION, NAME[FLAVOR]; "
+                                    "the newest version of each flavor unless --all-versions.")
+    _query_flags(rq, "only troves for this architecture (x86_64 or x86)")
+    rq.add_argument("--all-versions", action="store_true", help="every version, not the newest of each flavor")
+    rq.set_defaults(func=cmd_rq)
+
+    q = sub.add_parser("q", help="conary's query of the installed system: a group version's closure",
+                       description="Query what a system holds, as conary's q did. The system is a group version's "
+                                   "closure: --group group-NAME[=VERSION], or else the group version of the image "
+                                   "built last in the image store.")
+    _query_flags(q, f"the system's architecture (default: the image's, or {DEFAULT_ARCH} with --group)")
+    q.add_argument("--group", metavar="group-NAME[=VERSION]",
+                   help="the group version to query (default: the one of the image built last)")
+    q.set_defaults(func=cmd_q, all_versions=False)
+
+    d = sub.add_parser("diff", help="a recipe against the one its last cooked package was cooked from (cvc diff)")
+    d.add_argument("recipe", metavar="recipes/NAME")
+    d.add_argument("--arch", help="compare with the last cook for this architecture (default: the last cook)")
+    d.set_defaults(func=cmd_diff)
 
     v = sub.add_parser("verify", help="check the repository (index, every stored object), or a published release",
                        description="appbuild verify: this workspace's repository. appbuild verify RELEASE_DIR|URL: "

@@ -23,20 +23,23 @@ a cook that was killed outright are swept by the next one.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import posixpath
 import shlex
 import shutil
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from appbuilder.cook import archive
+from appbuilder.cook import archive, rpmsource, sourcesig
 from appbuilder.cook.buildroot import BuildRoots, plan_root
 from appbuilder.cook.inputs import code_digest, input_hash, recipe_files, source_hash
-from appbuilder.cook.missing import explain_missing
+from appbuilder.cook.missing import Missing, explain_missing, missing_in_log
+from appbuilder.cook.recipetext import recipe_texts
 from appbuilder.cook.toolchain import Toolchain, resolve_toolchain
 from appbuilder.core.arch import Arch
 from appbuilder.core.errors import (
@@ -45,20 +48,21 @@ from appbuilder.core.errors import (
     Interrupted,
     RepositoryError,
 )
-from appbuilder.core.fileio import hold_lock, lock_is_free, remove_tree
+from appbuilder.core.fileio import hold_lock, lock_is_free, remove_tree, sha256_file
 from appbuilder.core.sandbox import Bind, Sandbox, build_env
 from appbuilder.core.settings import Settings
 from appbuilder.graph.closure import ClosureResolver
 from appbuilder.policy.pipeline import run_policies
 from appbuilder.recipe.actions import BUILD, SOURCE, Action
 from appbuilder.recipe.base import PackageRecipe
+from appbuilder.recipe.flavor import cook_flags, with_flags
 from appbuilder.recipe.loader import RecipeFile
 from appbuilder.repository.deps import Dependency
 from appbuilder.repository.repo import PackageBuild, Repository
 from appbuilder.repository.trove import COMPONENT, Trove
 from appbuilder.repository.versions import NVF, Flavor
 from appbuilder.upstream.debsrc import DebianSources
-from appbuilder.upstream.lookaside import Lookaside
+from appbuilder.upstream.lookaside import GUESS_SUFFIXES, Lookaside
 
 LOG_TAIL_LINES = 25
 # where the cook's directories appear inside the sandbox
@@ -73,6 +77,7 @@ class CookOptions:
     make_jobs: int = 2
     keep_work: bool = False
     echo: Callable[[str], None] | None = None  # build output, line by line (verbose mode)
+    trial: bool = False  # a trial build (what else is missing?): stop after the build actions, commit nothing
 
 
 @dataclass
@@ -97,7 +102,8 @@ class BuildContext:
 
     def __init__(self, recipe: PackageRecipe, recipe_dir: Path, tree: Path, arch: Arch, *,
                  sandbox: Sandbox, env: dict[str, str], log, lookaside: Lookaside, debian: DebianSources,
-                 echo: Callable[[str], None] | None, unpack_limit: int | None = None):
+                 echo: Callable[[str], None] | None, unpack_limit: int | None = None,
+                 source_keys: Path | None = None):
         self.macros = recipe.macros
         self.arch = arch
         self.recipe_dir = recipe_dir
@@ -114,6 +120,12 @@ class BuildContext:
         self.timeout = getattr(recipe, "buildTimeout", None)
         self.unpack_limit = unpack_limit
         self.current: Action | None = None
+        # source actions (see appbuilder.recipe.source_actions): the OpenPGP keys keyid= checks
+        # against, and whether the first archive may still name the main directory
+        self.source_keys = source_keys
+        self.main_dir_known = recipe.main_dir != f"{recipe.name}-{recipe.version}"
+        self.macros.maindir = recipe.main_dir
+        self._recipe = recipe
 
     def log(self, text: str) -> None:
         self.logf.write((text + "\n").encode())
@@ -157,9 +169,40 @@ class BuildContext:
             return "build"
         return f"{self.current.where}: {type(self.current).__name__}"
 
-    def fetch(self, url: str, sha256: str | None, mirrors: Sequence[str] = ()) -> Path:
-        self.log(f"fetch {url}")
-        return self.lookaside.fetch(url, sha256, mirrors)
+    def fetch(self, url: str, sha256: str | None, mirrors: Sequence[str] = (), *, guess: str | None = None) -> Path:
+        self.log(f"fetch {url}" + (f" (trying {guess}.{{{','.join(GUESS_SUFFIXES)}}})" if guess else ""))
+        return self.lookaside.fetch(url, sha256, mirrors, guess=guess)
+
+    def signature(self, signed: Path, sha256: str, keyid: str, *, urls: Sequence[str] = (),
+                  local: Sequence[Path] = ()) -> Path:
+        """Check that the detached signature of *signed* (the first of the *local* files
+        that exists, else fetched from the first of *urls* that has one) is good and made
+        by the key *keyid*, one of the workspace's source keys; returns the signature."""
+        self.log(f"check the signature of {signed.name} by key {keyid}")
+        return sourcesig.check(signed, sha256, keyid, keys_dir=self.source_keys, urls=urls, local=local,
+                               lookaside=self.lookaside)
+
+    def rpm_member(self, rpm_path: Path, member: str) -> Path:
+        """The file *member* taken out of the RPM *rpm_path*, kept in the lookaside cache."""
+        self.log(f"take {member} out of {rpm_path.name}")
+        base = posixpath.basename(member)
+        if base in ("", ".", "..") or "\0" in member:
+            raise BuildFailed(f"{self._where()}: {member!r} does not name a file in an RPM")
+        self.lookaside.tmp.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(dir=self.lookaside.tmp, prefix="rpm-"))
+        try:
+            out = rpmsource.extract_member(rpm_path, member, scratch / base)
+            return self.lookaside.add(out, sha256_file(out), out.name, move=True)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def set_main_dir(self, name: str) -> None:
+        """The main build directory is *name* (beneath the source directory) from now on."""
+        self._recipe.main_dir = name
+        self.builddir = self.srcdir / name
+        self.macros.maindir = name
+        self.macros.builddir = f"{BUILD_TOP}/src/{name}"
+        self.main_dir_known = True
 
     def debian_source(self, package: str, version: str, sha256: str) -> Path:
         self.log(f"debian source {package}={version}")
@@ -183,6 +226,9 @@ class Cooker:
         self.source_date_epoch = settings.get("source_date_epoch")
         self.command_timeout = settings.get("cook.command_timeout")
         self.unpack_limit = settings.get("cook.max_unpacked_size")
+        # the use flags of every cook (conary's defaults, use:, cook.flavor): recipe/flavor.py
+        self.use, self.local_use = cook_flags(settings.get("use"), settings.get("cook.flavor"))
+        self.source_keys = settings.workspace / settings.get("cook.source_keys")
         # set when the user interrupts: running cooks stop before their next step and commit nothing
         self.cancelled = threading.Event()
         self._toolchain: Toolchain | None = None
@@ -219,7 +265,12 @@ class Cooker:
         """(source hash, input hash, build requirements) of a recipe for *arch*."""
         reqs = self.build_requirements(rf, arch)
         src = source_hash(rf.directory)
-        return src, input_hash(src, arch.name, reqs, str(self.toolchain().group)), reqs
+        base = input_hash(src, arch.name, reqs, str(self.toolchain().group))
+        return src, with_flags(base, self.use, self.local_for(rf)), reqs
+
+    def local_for(self, rf: RecipeFile) -> dict[str, bool]:
+        """The values of *rf*'s own flags (``Flags.NAME``) the cook's flavor sets (``NAME.FLAG``)."""
+        return {k.split(".", 1)[1]: v for k, v in self.local_use.items() if k.split(".", 1)[0] == rf.name}
 
     # ------------------------------------------------------------ cooking
 
@@ -231,7 +282,7 @@ class Cooker:
             done = self.repo.by_input(in_hash)
             if done:
                 return CookResult(rf.name, arch.name, done, skipped=True)
-        recipe = rf.instantiate(arch, jobs=opts.make_jobs)
+        recipe = rf.instantiate(arch, jobs=opts.make_jobs, use=self.use, local=self.local_for(rf))
         self.work_root.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(dir=self.work_root, prefix=f"{rf.name}-{arch.name}-"))
         lock = hold_lock(work)
@@ -286,7 +337,7 @@ class Cooker:
             sandbox = Sandbox(root, binds, timeout=self.command_timeout, holders=[SOURCES_TOP])
             ctx = BuildContext(recipe, rf.directory, tree, arch, sandbox=sandbox, env=env, log=log,
                                lookaside=self.lookaside, debian=self.debian, echo=opts.echo,
-                               unpack_limit=self.unpack_limit)
+                               unpack_limit=self.unpack_limit, source_keys=self.source_keys)
             ctx.log(f"cooking {rf.name} {recipe.version} for {arch.name} (inputs {in_hash[:16]}) "
                     f"in build root {plan.key[:16]}")
             try:
@@ -297,10 +348,15 @@ class Cooker:
                     self._run_action(ctx, action)
             except BuildFailed as exc:
                 log.flush()
-                hint = explain_missing(log.name, self.repo, arch, rf, recipe.macros.libdir)
+                if opts.trial:
+                    raise
+                hint = explain_missing(log.name, self.repo, arch, rf, recipe.macros.libdir,
+                                       retry=lambda extra: self._trial(rf, arch, reqs, src_hash, in_hash, extra, opts))
                 if hint:
                     exc.args = (f"{exc}\n{hint}",)
                 raise
+            if opts.trial:
+                return None
             ctx.log("running policies")
             result = run_policies(recipe, ctx.destdir, declared=declared, suggest=self._suggest,
                                   jobs=opts.make_jobs, objcopy=ctx.objcopy, inside=recipe.macros.destdir)
@@ -312,13 +368,26 @@ class Cooker:
         log.flush()
         log_blob = self.repo.store.put_file(work / "build.log")
         self._check_cancelled()
+        # one recipe may make several packages (r.PackageSpec): the others are committed first,
+        # each with an input hash of its own, the last one (the recipe's own) with the cook's
+        packages = result.packages
+        names = sorted(packages, key=lambda p: (p == rf.name, p))
+        for name in names[:-1]:
+            self.repo.commit_package(PackageBuild(
+                name=name, upstream=recipe.version, flavor=Flavor(arch.name, getattr(recipe, "used_flags", ())),
+                source_hash=src_hash, components=packages[name], rebuild=opts.force,
+                input_hash=hashlib.sha256(f"{in_hash} package {name}".encode()).hexdigest(),
+                info={"recipe": rf.path.parent.name, "made_with": rf.name, "build_requires": [str(n) for n in reqs],
+                      "toolchain": str(toolchain.group), "build_root": plan.key, "cook_code": code_digest(),
+                      "build_log_blob": log_blob, "recipe_files": recipe_files(rf.directory),
+                      **({"license": rf.attrs["license"]} if rf.attrs.get("license") else {})}))
         package = self.repo.commit_package(PackageBuild(
-            name=rf.name,
+            name=names[-1],
             upstream=recipe.version,
-            flavor=Flavor(arch.name),
+            flavor=Flavor(arch.name, getattr(recipe, "used_flags", ())),  # with the use flags it read
             source_hash=src_hash,
             input_hash=in_hash,
-            components=result.components,
+            components=packages[names[-1]],
             info={
                 "recipe": rf.path.parent.name,
                 "build_requires": [str(n) for n in reqs],
@@ -334,6 +403,7 @@ class Cooker:
                 **({"license": rf.attrs["license"]} if rf.attrs.get("license") else {}),
                 # the recipe directory's files (recipe.py and its own sources), for the provenance
                 "recipe_files": recipe_files(rf.directory),
+                "recipe_text": recipe_texts(rf.directory),  # for `appbuild diff recipes/NAME`
             },
             rebuild=opts.force,
         ))
@@ -341,6 +411,34 @@ class Cooker:
                           missing_build_requires=[str(m) for m in result.missing_build_requires],
                           warnings=result.warnings,
                           components=[c.name for c in result.components])
+
+    def _trial(self, rf: RecipeFile, arch: Arch, reqs: list[NVF], src_hash: str, in_hash: str, extra: list[str],
+               opts: CookOptions) -> list[Missing] | None:
+        """Build *rf* again with the *extra* build requirements, in a scratch work directory,
+        up to the end of its build actions; commit nothing. None when it got through, else
+        what it missed (see :mod:`appbuilder.cook.missing`)."""
+        self._check_cancelled()
+        try:
+            more = [self.repo.find_one(spec, arch=arch.name) for spec in extra]
+        except RepositoryError:
+            return []
+        recipe = rf.instantiate(arch, jobs=opts.make_jobs, use=self.use, local=self.local_for(rf))
+        work = Path(tempfile.mkdtemp(dir=self.work_root, prefix=f"{rf.name}-{arch.name}-trial-"))
+        lock = hold_lock(work)
+        try:
+            with open(work / "build.log", "wb") as log:
+                try:
+                    self._cook_in(rf, recipe, arch, work, log, [*reqs, *more], src_hash, in_hash,
+                                  replace(opts, trial=True, echo=None))
+                except Interrupted:
+                    raise
+                except AppbuildError:
+                    log.flush()
+                    return missing_in_log(log.name, arch, recipe.macros.libdir)
+            return None
+        finally:
+            remove_tree(work)
+            os.close(lock)
 
     def build_root(self, plan, log: Callable[[str], None]):
         """A context manager giving the root directory of *plan* for one cook."""

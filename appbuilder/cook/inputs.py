@@ -1,7 +1,9 @@
 """Hashes that decide whether a cook is needed and what version it gets.
 
 * The **source hash** covers the recipe directory: ``recipe.py`` and every file beside
-  it (URL sources are pinned by sha256 inside the recipe, so they are covered too). A
+  it (URL sources are pinned by sha256 inside the recipe, so they are covered too), and
+  the recipe library files it loads (``loadSuperClass('NAME')``: ``recipes/NAME/recipe.py``,
+  :mod:`appbuilder.recipe.library`), so changing a superclass cooks its users again. A
   new source hash means a new source count.
 * The **input hash** chains the source hash with everything else the build depends on:
   the target architecture, the exact versions of the build requirements, the pin of
@@ -21,6 +23,7 @@ import os
 from pathlib import Path
 
 import appbuilder
+from appbuilder.recipe.library import RECIPE_FILE, library_files, library_name
 from appbuilder.repository.versions import NVF
 
 IGNORED_NAMES = {"__pycache__", ".git"}
@@ -43,10 +46,22 @@ def _recipe_tree(recipe_dir: Path):
             yield rel, (b"link:" + os.readlink(path).encode()) if path.is_symlink() else path.read_bytes()
 
 
+def _libraries(recipe_dir: Path):
+    """(name, content) of each recipe library file the recipe loads, in the order named."""
+    recipe = recipe_dir / RECIPE_FILE
+    if not recipe.is_file():
+        return
+    for path in library_files(recipe):
+        if path.parent != recipe_dir:  # a NAME.recipe beside the recipe is in the tree already
+            yield library_name(path, recipe), path.read_bytes()
+
+
 def source_hash(recipe_dir: Path) -> str:
     h = hashlib.sha256()
     for rel, content in _recipe_tree(recipe_dir):
         h.update(rel.encode() + b"\0" + content + b"\0")
+    for name, content in _libraries(recipe_dir):
+        h.update(b"library\0" + name.encode() + b"\0" + content + b"\0")
     return h.hexdigest()
 
 

@@ -1,4 +1,4 @@
-"""Why a build failed when it used something it did not declare.
+"""Why a build failed when it used something it did not declare, listed all at once.
 
 A build root holds the toolchain group and the recipe's ``buildRequires``, nothing
 else, so a build that runs ``perl`` or includes ``<zlib.h>`` without declaring them
@@ -7,6 +7,14 @@ usual words of shells, make, env, the compiler, the linker and pkg-config, and n
 what was missing and the ``buildRequires`` line that would bring it: the trove in the
 repository that holds the file, or, when there is none, the Debian package that holds
 it on this machine, to import first.
+
+A build stops at its first error, so one failure shows one missing thing; conary listed
+every missing build requirement at once. When everything the failure names has a
+provider in the repository, the cook runs the build again in a scratch work directory
+with those providers added to the build root (:func:`probe`; nothing is committed), reads
+what that build missed in turn, and so on for up to :data:`PROBE_ROUNDS` rounds: the
+error then lists every missing requirement and the whole ``buildRequires`` line, and
+says whether the build got through with them.
 """
 
 from __future__ import annotations
@@ -15,12 +23,14 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from appbuilder.core.arch import BUILD_ARCH, Arch
 from appbuilder.recipe.loader import RecipeFile
 from appbuilder.repository.repo import Repository
 
 TAIL_BYTES = 64 << 10
+PROBE_ROUNDS = 4  # builds run again to find what else is missing, at most
 BIN_DIRS = ("/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin")
 _Q = "['\u2018\u2019\"]?"  # quotes around a name: none, ASCII or the UTF-8 locale's
 
@@ -46,6 +56,20 @@ class Missing:
 
     def __str__(self) -> str:
         return f"{self.kind} {self.name!r}"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One missing thing and what would bring it."""
+
+    missing: Missing
+    provider: str | None  # the buildRequires entry: a trove of the repository holding it
+    host: str | None  # else the Debian package holding it on this machine (to import first)
+
+
+# what a retried build reports: None when it got through, else what it missed ([] when
+# it failed for a reason this module does not recognise)
+Retry = Callable[[list[str]], "list[Missing] | None"]
 
 
 def failed_output(log_path: str | Path) -> str:
@@ -87,23 +111,72 @@ def find_missing(output: str, arch: Arch, libdir: str) -> list[Missing]:
     return list(found.values())
 
 
-def explain_missing(log_path: str | Path, repo: Repository, arch: Arch, rf: RecipeFile, libdir: str) -> str | None:
-    """A paragraph naming what the failed build missed and how to declare it, or None."""
+def missing_in_log(log_path: str | Path, arch: Arch, libdir: str) -> list[Missing]:
+    """What the failed build logged at *log_path* could not find ([] when the log is unreadable)."""
     try:
-        missing = find_missing(failed_output(log_path), arch, libdir)
+        return find_missing(failed_output(log_path), arch, libdir)
     except OSError:
-        return None
-    if not missing:
-        return None
-    lines = []
-    additions: list[str] = []
+        return []
+
+
+def look_up(missing: list[Missing], repo: Repository, arch: Arch) -> list[Finding]:
+    """Each missing thing with the trove that provides it, or the host package that holds it."""
+    found = []
     for m in missing:
         provider = _provider(repo, m, arch)
-        if provider:
-            lines.append(f"the build needs the {m}, which is not in its build root: {provider} provides it")
-            additions.append(provider)
+        found.append(Finding(m, provider, None if provider else _host_package(m.paths)))
+    return found
+
+
+def probe(first: list[Finding], retry: Retry, find: Callable[[list[Missing]], list[Finding]],
+          rounds: int = PROBE_ROUNDS) -> tuple[list[Finding], str | None]:
+    """Every missing requirement, by building again with the providers found so far.
+
+    *retry* runs the build with extra build requirements (nothing committed) and says what
+    it missed; *find* looks new ones up. Probing stops when the build gets through, fails
+    for another reason, misses something without a provider in the repository, misses
+    again what was added, or after *rounds* builds. Returns the findings, in the order the
+    builds met them, and a sentence saying how the probing ended (None when it did not run).
+    """
+    findings = list(first)
+    if not findings or any(f.provider is None for f in findings):
+        return findings, None
+    for done in range(1, rounds + 1):
+        added = list(dict.fromkeys(f.provider for f in findings if f.provider))
+        result = retry(added)
+        with_them = f"with {', '.join(added)} added, a trial build in a scratch build root"
+        if result is None:
+            return findings, f"{with_them} got through: these are all it lacks"
+        known = {f.missing for f in findings}
+        again = [m for m in result if m in known]
+        new = find([m for m in result if m not in known])
+        if again:
+            return findings, f"{with_them} still missed {', '.join(map(str, again))}: check what those troves hold"
+        if not new:
+            return findings, f"{with_them} failed for another reason (cook with the requirements added to see it)"
+        findings += new
+        lacking = [str(f.missing) for f in new if f.provider is None]
+        if lacking:
+            return findings, (f"{with_them} also missed the {', '.join(lacking)}, which nothing in the repository "
+                              "provides: there may be more once that is there")
+        if done == rounds:
+            return findings, f"stopped after {rounds} trial builds: there may be more"
+    return findings, None
+
+
+def explain(findings: list[Finding], rf: RecipeFile, arch: Arch, ended: str | None = None) -> str | None:
+    """A paragraph naming everything the failed build missed and the ``buildRequires`` to declare."""
+    if not findings:
+        return None
+    lines = [f"{len(findings)} things the build needs are not in its build root:"] if len(findings) > 1 else []
+    additions: list[str] = []
+    for f in findings:
+        m = f.missing
+        if f.provider:
+            lines.append(f"the build needs the {m}, which is not in its build root: {f.provider} provides it")
+            additions.append(f.provider)
         else:
-            where = _host_package(m.paths)
+            where = f.host
             how = (f"on this machine it comes with the Debian package {where}: 'appbuild import deb {where}"
                    f"{'' if m.kind == 'command' or arch.debian == 'amd64' else ':' + arch.debian}', then"
                    if where else "cook or import what provides it, then")
@@ -111,11 +184,27 @@ def explain_missing(log_path: str | Path, repo: Repository, arch: Arch, rf: Reci
                          f"repository provides it ({', '.join(m.paths[:2])}...): {how} declare it")
             if where:
                 additions.append(where)
+    if ended:
+        lines.append(ended)
     if additions:
         wanted = list(dict.fromkeys([*rf.build_requires, *additions]))
         lines.append(f"add to {rf.path}: buildRequires = {wanted!r}")
     lines.append("(a build root holds only the toolchain group and the recipe's buildRequires)")
     return "\n".join(lines)
+
+
+def explain_missing(log_path: str | Path, repo: Repository, arch: Arch, rf: RecipeFile, libdir: str,
+                    retry: Retry | None = None) -> str | None:
+    """A paragraph naming what the failed build missed and how to declare it, or None.
+
+    With *retry*, the build is tried again with the providers found (see :func:`probe`) so
+    that every missing requirement is named at once.
+    """
+    first = look_up(missing_in_log(log_path, arch, libdir), repo, arch)
+    ended = None
+    if retry is not None:
+        first, ended = probe(first, retry, lambda ms: look_up(ms, repo, arch))
+    return explain(first, rf, arch, ended)
 
 
 def _provider(repo: Repository, m: Missing, arch: Arch) -> str | None:

@@ -103,12 +103,31 @@ def _group_name(value) -> str:
     return text
 
 
+# mirror://NAME/path names known without configuration: conary's names (it shipped them in
+# /etc/conary/mirrors/), with today's homes of the same trees (most of the 2009 hosts it listed
+# are gone), and kernel, which conary did not ship. An entry in repo/config.yaml replaces one.
+BUILTIN_MIRRORS: dict[str, list[str]] = {
+    "gnu": ["https://ftpmirror.gnu.org/", "https://ftp.gnu.org/gnu/"],
+    "sourceforge": ["https://downloads.sourceforge.net/project/"],
+    "kernel": ["https://cdn.kernel.org/pub/", "https://mirrors.edge.kernel.org/pub/"],
+    "gnome": ["https://download.gnome.org/sources/"],
+    "xorg": ["https://www.x.org/pub/", "https://xorg.freedesktop.org/releases/"],
+    "kde": ["https://download.kde.org/"],
+    "cpan": ["https://www.cpan.org/"],
+    "cran": ["https://cloud.r-project.org/"],
+    "debian": ["https://deb.debian.org/debian/"],
+    "gentoo": ["https://distfiles.gentoo.org/"],
+    "fedora": ["https://archives.fedoraproject.org/pub/archive/fedora/linux/core/"],
+}
+
+
 def _mirrors(value) -> dict[str, list[str]]:
+    """The built-in mirror lists with repo/config.yaml's over them (a NAME given replaces its list)."""
     if value is None:
-        return {}
+        value = {}
     if not isinstance(value, dict) or not all(isinstance(v, list) for v in value.values()):
         raise ValueError("expected NAME: [base URL, ...] entries")
-    return {str(k): [_text(u) for u in v] for k, v in value.items()}
+    return {**BUILTIN_MIRRORS, **{str(k): [_text(u) for u in v] for k, v in value.items()}}
 
 
 def _paths(value) -> list[str]:
@@ -178,6 +197,33 @@ def _sources(value) -> dict[str, dict]:
     return sources
 
 
+def _use_flags(value) -> dict[str, bool]:
+    """``use: {ssl: false, ipv6: true}``: use flag values (read in :mod:`appbuilder.recipe.flavor`)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("expected NAME: true|false entries (use: {ssl: false})")
+    flags = {}
+    for name, on in value.items():
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(name)):
+            raise ValueError(f"bad use flag name {name!r}: letters, digits and _")
+        flags[str(name)] = _flag(on)
+    return dict(sorted(flags.items()))
+
+
+def _flavor_text(value) -> str:
+    """Use flags as conary wrote them: ``ssl,!ipv6,~builddocs`` (no ``is:``)."""
+    if value is None or value == "":
+        return ""
+    text = _text(value).strip()
+    if "is:" in text:
+        raise ValueError("choose the architecture with --arch, not 'is:'")
+    for word in (w.strip() for w in text.split(",")):
+        if not re.match(r"^(~!|~|!)?[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$", word):
+            raise ValueError(f"{word!r} is not a flag (NAME, ~NAME, !NAME or ~!NAME, separated by commas)")
+    return text
+
+
 def _accel(value) -> str:
     text = _text(value)
     if text not in ("tcg", "kvm"):
@@ -214,7 +260,8 @@ SETTINGS: tuple[Setting, ...] = (
             parse=_whole),
     Setting("toolchain", "group-toolchain", "the group recipe every cook's build root is made from",
             parse=_group_name),
-    Setting("mirrors", {}, "mirror://NAME/path in a recipe expands to each base URL listed for NAME",
+    Setting("mirrors", {}, "mirror://NAME/path in a recipe expands to each base URL listed for NAME: NAME: [URL, "
+            "...]; built in (replaced by an entry of the same NAME): " + ", ".join(BUILTIN_MIRRORS),
             parse=_mirrors),
     Setting("upstream", {}, "the upstream packages `appbuild import upstream` imports (deb: and rpm: lists)",
             parse=_upstream),
@@ -229,8 +276,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("paths.images", "images", "the image store", env="APPBUILD_IMAGES"),
     Setting("cook.command_timeout", 14400, "seconds one build command may run (a recipe may set buildTimeout)",
             parse=_seconds),
+    Setting("cook.flavor", None, "use flags of a cook over those of use: (conary's flavor syntax: 'ssl,!ipv6', "
+            "'hello.debug' for a recipe's own flag)", env="APPBUILD_FLAVOR", cli={"cook": ("--flavor",)},
+            parse=_flavor_text, metavar="FLAGS"),
+    Setting("use", {}, "the use flags every cook starts from, over conary's defaults (ssl: false; a name that is "
+            "not one of conary's defines a flag)", parse=_use_flags),
     Setting("cook.max_unpacked_size", "16G", "a source archive expanding past this size is refused",
             parse=parse_size),
+    Setting("cook.source_keys", "keys/upstream", "the directory of OpenPGP public keys (.asc, .gpg, .pgp files) that "
+            "a source action's keyid= checks signatures against (relative to the workspace)"),
     Setting("scripts.timeout", 300, "seconds one package script (DEB maintainer script, RPM scriptlet) may run "
             "at image time (groups with packageScripts)", parse=_seconds),
     Setting("rpm.keys", [], "OpenPGP public keys (files) RPM capsules must be signed with", parse=_paths),

@@ -10,15 +10,17 @@ requirement with no provider is reported with the chain of troves that led to it
 
 How a provider is chosen when several troves offer the same thing: a trove already in
 the closure wins; otherwise one from a package the caller named, then one on the
-requiring trove's label, then the newest (last committed) version, then the name that
-sorts first. When candidates of different names were available the choice is
-recorded, so ambiguity is never silent.
+requiring trove's label (a group with a search path: the first label of the path that
+has one, and only labels of the path), then the newest (last committed) version, then
+the name that sorts first. When candidates of different names were available the choice
+is recorded, so ambiguity is never silent.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 from appbuilder.repository.deps import Dependency, ProvisionIndex
 from appbuilder.repository.repo import Repository
@@ -104,21 +106,31 @@ class ClosureResolver:
     *exclude_components*). *removed*: trove or package names never to add.
     *replaced*: name → the spec to use instead whenever that trove is needed.
     *auto_resolve*: add providers for unmet requirements (otherwise only report them).
+    *removed_components*: components of every package never to add (``devel``).
+    *search_path*: labels providers come from, in order of preference (empty: any label).
+    *find*: how a replacement spec is looked up (default: the newest matching trove).
     """
 
     def __init__(self, repo: Repository, arch: str, *, components: tuple[str, ...] | None = None,
                  exclude_components: tuple[str, ...] = ("debuginfo",), removed: set[str] = frozenset(),
-                 replaced: dict[str, TroveSpec] | None = None, auto_resolve: bool = True):
+                 replaced: dict[str, TroveSpec] | None = None, auto_resolve: bool = True,
+                 removed_components: set[str] = frozenset(), search_path: list[str] = (),
+                 find: Callable[[TroveSpec], NVF] | None = None):
         self.repo = repo
         self.arch = arch
         self.components = components
         self.exclude = set(exclude_components)
         self.removed = set(removed)
+        self.removed_components = set(removed_components)
         self.replaced = replaced or {}
         self.auto_resolve = auto_resolve
+        self.search_path = list(search_path)
+        self.find = find or (lambda spec: self.repo.find_one(spec, arch=self.arch))
         self.named_packages: set[str] = set()
 
     def is_removed(self, name: str) -> bool:
+        if ":" in name and name.split(":", 1)[1] in self.removed_components:
+            return True
         return name in self.removed or name.split(":", 1)[0] in self.removed
 
     def wanted_component(self, component: str, only: tuple[str, ...] | None) -> bool:
@@ -128,7 +140,10 @@ class ClosureResolver:
             return component in self.components
         return component not in self.exclude
 
-    def resolve(self, roots: list[Root | NVF], *, extra_provides: set[Dependency] = frozenset()) -> Closure:
+    def resolve(self, roots: list[Root | NVF], *, extra_provides: set[Dependency] = frozenset(),
+                requires: list[tuple[Dependency, NVF]] = ()) -> Closure:
+        """The closure of *roots*; *requires* are requirements of the caller itself (a
+        group's ``Requires``), each with the NVF that names the caller in reasons."""
         roots = [r if isinstance(r, Root) else Root(r) for r in roots]
         self.named_packages = {r.nvf.package for r in roots if r.reason.kind != UPSTREAM}
         closure = Closure()
@@ -157,19 +172,28 @@ class ClosureResolver:
                     add(member, Reason(COMPONENT, nvf))
             queue.append(nvf)
 
+        def meet(req: Dependency, nvf: NVF, chain: tuple[str, ...]) -> None:
+            if not req.kind.resolved_by_closure or self._met(req, provided, extra_provides):
+                return
+            provider = self._choose(req, nvf, closure) if self.auto_resolve else None
+            if provider is None:
+                closure.unresolved.append(Unresolved(req, chain, self._hint(req)))
+                return
+            closure.requirement_edges.append((nvf, provider, req))
+            add(provider, Reason(REQUIREMENT, nvf, req))
+
         for root in roots:
             add(self._replacement(root.nvf.name) or root.nvf, root.reason, root.components)
-        while queue:
-            nvf = queue.popleft()
-            for req in sorted(closure.troves[nvf].requires):
-                if not req.kind.resolved_by_closure or self._met(req, provided, extra_provides):
-                    continue
-                provider = self._choose(req, nvf, closure) if self.auto_resolve else None
-                if provider is None:
-                    closure.unresolved.append(Unresolved(req, closure.chain(nvf), self._hint(req)))
-                    continue
-                closure.requirement_edges.append((nvf, provider, req))
-                add(provider, Reason(REQUIREMENT, nvf, req))
+        pending = list(requires)
+        while queue or pending:
+            while queue:
+                nvf = queue.popleft()
+                for req in sorted(closure.troves[nvf].requires):
+                    meet(req, nvf, closure.chain(nvf))
+            if pending:  # the caller's own requirements, once the rest is in
+                for req, by in pending:
+                    meet(req, by, (by.name,))
+                pending = []
         return closure
 
     @staticmethod
@@ -178,15 +202,16 @@ class ClosureResolver:
         return bool(req.kind.find(provided, req)) or any(req.satisfied_by(p) for p in extra)
 
     def candidates(self, req: Dependency) -> list[NVF]:
-        """Troves for this architecture that meet *req*, oldest first."""
-        return [n for n in req.kind.candidates(self.repo, req, self.arch) if not self.is_removed(n.name)]
+        """Troves for this architecture that meet *req*, oldest first (on the search path)."""
+        return [n for n in req.kind.candidates(self.repo, req, self.arch) if not self.is_removed(n.name)
+                and (not self.search_path or n.version.label in self.search_path)]
 
     def _replacement(self, name: str) -> NVF | None:
         for key in (name, name.split(":", 1)[0]):
             spec = self.replaced.get(key)
             if spec is not None:
                 target = name if key != name else spec.name
-                return self.repo.find_one(TroveSpec(target, spec.version, spec.flavor), arch=self.arch)
+                return self.find(TroveSpec(target, spec.version, spec.flavor))
         return None
 
     def _choose(self, req: Dependency, required_by: NVF, closure: Closure) -> NVF | None:
@@ -199,8 +224,11 @@ class ClosureResolver:
         label = required_by.version.label
         order = {n: i for i, n in enumerate(found)}
 
+        path = {lbl: i for i, lbl in enumerate(self.search_path)}
+
         def rank(n: NVF):
-            return (n.package not in self.named_packages, n.version.label != label, -order[n], n.name)
+            where = path[n.version.label] if path else n.version.label != label
+            return (n.package not in self.named_packages, where, -order[n], n.name)
 
         ranked = sorted(newest.values(), key=rank)
         chosen = ranked[0]
@@ -211,7 +239,9 @@ class ClosureResolver:
             runner_up = ranked[1]
             if (chosen.package in self.named_packages) != (runner_up.package in self.named_packages):
                 rule = "its package is named in the group"
-            elif (chosen.version.label == label) != (runner_up.version.label == label):
+            elif path and chosen.version.label != runner_up.version.label:
+                rule = f"first on the search path ({chosen.version.label})"
+            elif not path and (chosen.version.label == label) != (runner_up.version.label == label):
                 rule = f"same label as {required_by.name} ({label})"
             elif order[chosen] != order[runner_up]:
                 rule = "the newest"

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from appbuilder.core.errors import AppbuildError, RecipeError, RepositoryError
-from appbuilder.core.fileio import sha256_file
 from appbuilder.core.settings import Settings
 from appbuilder.core.usrmerge import is_merged_dir, merged_path
 from appbuilder.graph.closure import NAMED, UPSTREAM, Closure, ClosureResolver, Reason, Root
@@ -30,12 +29,15 @@ from appbuilder.graph.upstream import (
     conflicts_error,
     unresolved_error,
 )
-from appbuilder.recipe.group import GroupRecipe
+from appbuilder.recipe.flavor import cook_flags
+from appbuilder.recipe.group import ADD, ADD_COPY, SWITCHES, GroupItem, GroupRecipe
+from appbuilder.recipe.library import source_digest
 from appbuilder.recipe.loader import load_group
 from appbuilder.repository import index
+from appbuilder.repository.deps import Dependency, trove_dep
 from appbuilder.repository.repo import GroupBuild, Repository
 from appbuilder.repository.trove import COMPONENT, GROUP, Trove
-from appbuilder.repository.versions import NVF, Flavor, TroveSpec
+from appbuilder.repository.versions import NVF, Flavor, TroveSpec, Version, best_match
 
 
 class ResolutionError(AppbuildError):
@@ -61,11 +63,15 @@ class GroupResult:
     plan: UpstreamPlan | None = None  # top-down: the last plan (empty once everything is in)
     picks: list[Pick] = field(default_factory=list)  # top-down: every pick of every round
     rounds: int = 0
+    optional: dict[NVF, Reason] = field(default_factory=dict)  # byDefault=False: pinned, not installed
 
     def rows(self) -> list[tuple[str, str, str, str]]:
-        """(name, revision, flavor, reason) of every member, in name order."""
+        """(name, revision, flavor, reason) of every member, in name order (then the
+        byDefault=False ones)."""
         return [(n.name, n.version.revision, str(n.flavor), str(r))
-                for n, r in sorted(self.closure.members.items(), key=lambda kv: kv[0].name)]
+                for n, r in sorted(self.closure.members.items(), key=lambda kv: kv[0].name)] + [
+                (n.name, n.version.revision, str(n.flavor), f"{r} (byDefault=False: not installed)")
+                for n, r in sorted(self.optional.items(), key=lambda kv: kv[0].name)]
 
 
 MAX_ROUNDS = 8  # top-down: plan, import, resolve again, at most this often
@@ -108,7 +114,8 @@ class TopDown:
 
 
 def resolve_group(settings: Settings, repo: Repository, name: str, arch: str, *, commit: bool = True,
-                  upstream: TopDown | None = None, _stack: tuple[str, ...] = ()) -> GroupResult:
+                  upstream: TopDown | None = None, _stack: tuple[str, ...] = (), _part: str | None = None
+                  ) -> GroupResult:
     """Resolve ``groups/NAME.py`` for *arch* and commit its group trove.
 
     A group with ``resolveSources`` is resolved top-down (:mod:`appbuilder.graph.upstream`):
@@ -116,33 +123,74 @@ def resolve_group(settings: Settings, repo: Repository, name: str, arch: str, *,
     ``import_picks``), resolve again, until a round finds nothing new (at most
     ``MAX_ROUNDS``). Without an importer the first plan is returned uncommitted when it
     has anything to import. *commit* False: resolve and check, record nothing.
+
+    Groups the recipe makes with ``createGroup`` are resolved and committed too (*_part*
+    names one of them: only its items), before the recipe's own group.
     """
-    if name in _stack:
-        raise RecipeError(f"group cycle: {' -> '.join([*_stack, name])}")
+    gname = _part or name
+    if gname in _stack:
+        raise RecipeError(f"group cycle: {' -> '.join([*_stack, gname])}")
     gf = load_group(settings.groups_dir, name)
     from appbuilder.core.arch import get_arch
 
     recipe = gf.instantiate(get_arch(arch))
     contents = recipe.contents
-    sources = tuple(recipe.resolveSources or ())
+    sources = tuple(recipe.resolveSources or ()) if _part is None else ()
+    switches = {k: getattr(recipe, k) for k in SWITCHES}
+    if _part is not None:
+        switches.update(contents.created[_part]["switches"])
+    items = [i for i in contents.items if i.group == _part]
+    search_path = list(contents.search_path)
+    prefer = Flavor(arch, tuple((f, "~" if on else "~!") for f, on in cook_flags(settings.get("use"), "")[0].items()))
+
+    def find(spec: TroveSpec) -> NVF:
+        return find_item(repo, spec, arch, search_path=search_path, prefer=prefer)
+
+    def newest(spec: TroveSpec) -> NVF:  # replace(): the newest on the search path (any label without one)
+        if search_path:
+            return find(spec)
+        found = repo.find(spec, arch=arch)
+        return _pick(found, spec, prefer) if found else repo.find_one(spec, arch=arch)
 
     base_roots: list[Root] = []
-    for sub, where in contents.subgroups:
+    optional_groups: list[NVF] = []
+    nested = [(sub, where) for sub, where in contents.subgroups if contents.subgroup_parent.get(sub) == _part]
+    # groups made here that no group nests are made all the same (conary cooked every one)
+    loose = [(sub, info["where"]) for sub, info in contents.created.items()
+             if _part is None and not any(s == sub for s, _ in contents.subgroups)]
+    for sub, where in [*nested, *loose]:
         try:
-            sub_result = resolve_group(settings, repo, sub, arch, upstream=upstream, _stack=(*_stack, name))
+            if sub in contents.created:
+                sub_result = resolve_group(settings, repo, name, arch, commit=commit, upstream=upstream,
+                                           _stack=(*_stack, gname), _part=sub)
+            else:
+                sub_result = resolve_group(settings, repo, sub, arch, upstream=upstream, _stack=(*_stack, gname))
         except AppbuildError as exc:
             raise type(exc)(f"{where}: in nested group {sub}: {exc}") from None
         if sub_result.group is None:  # a plan only: the nested group is not in yet
+            if sub in contents.created and not commit:
+                continue
             return sub_result
-        base_roots.append(Root(sub_result.group.nvf))
+        if (sub, where) in loose:
+            continue
+        if sub in contents.optional_subgroups:
+            optional_groups.append(sub_result.group.nvf)
+        else:
+            base_roots.append(Root(sub_result.group.nvf))
 
     resolver = ClosureResolver(
         repo, arch,
         components=recipe.defaultComponents,
         removed=set(contents.removed),
         replaced=dict(contents.replaced),
-        auto_resolve=recipe.autoResolve,
+        auto_resolve=switches["autoResolve"],
+        removed_components=set(contents.removed_components),
+        search_path=search_path,
+        find=newest,
     )
+    me = NVF(gname, Version(repo.label, recipe.version, 1, 1), Flavor(arch))  # names the group in reasons
+    requires = [n for n, _, part in contents.requires if part == _part]
+    group_requires: list[tuple[Dependency, NVF]] = [(trove_dep(n), me) for n in requires]
     planner = None
     if sources:
         upstream = upstream or TopDown()
@@ -157,22 +205,23 @@ def resolve_group(settings: Settings, repo: Repository, name: str, arch: str, *,
     imported = False
     while True:
         roots = list(base_roots)
+        optional_roots: list[Root] = [Root(n) for n in optional_groups]
         wanted: list[tuple[str, str]] = []
-        for item in contents.items:
+        for item in items:
             try:
-                nvf = find_item(repo, item.spec, arch)
+                found = item_roots(repo, item, find)
             except RepositoryError as exc:
-                if planner is None or any(c in item.spec.name for c in "*?["):
-                    raise ResolutionError(f"{item.where}: add({item.spec}): {exc}") from None
+                if planner is None or item.how != ADD or any(c in item.spec.name for c in "*?["):
+                    raise ResolutionError(f"{item.where}: {item.how}({item.spec}): {exc}") from None
                 wanted.append((item.spec.name, item.where))
                 continue
-            roots.append(Root(nvf, item.components))
+            (roots if item.by_default else optional_roots).extend(found)
         roots += extra
-        closure = resolver.resolve(roots)
+        closure = resolver.resolve(roots, requires=group_requires)
         if planner is None:
             break
         rounds += 1
-        group_names = {item.spec.name.split(":", 1)[0] for item in contents.items}
+        group_names = {item.spec.name.split(":", 1)[0] for item in items}
         plan = planner.plan(closure, repo, group_names, wanted=wanted, group=name, removed=contents.removed,
                             merged_usr=recipe.mergedUsr)
         if upstream.import_picks is None and (plan.to_import() or plan.unresolved or plan.conflicts):
@@ -212,6 +261,17 @@ def resolve_group(settings: Settings, repo: Repository, name: str, arch: str, *,
         choices += plan.choices
 
     warnings: list[str] = [str(c) for c in closure.choices]
+    optional: dict[NVF, Reason] = {}
+    if optional_roots:  # byDefault=False: resolved with what they need, pinned, not installed
+        wider = resolver.resolve([*roots, *optional_roots], requires=group_requires)
+        optional = {n: r for n, r in wider.members.items() if n not in closure.members}
+        known = {str(u) for u in closure.unresolved}
+        for u in wider.unresolved:
+            if str(u) in known:
+                continue
+            if switches["depCheck"] and not recipe.checkOnlyByDefaultDeps:
+                raise ResolutionError(f"{gname} ({arch}) cannot be resolved:\n  {u}")
+            warnings.append(f"unresolved for a byDefault=False member: {u}")
     if plan is not None:
         warnings += [f"unresolved (depCheck is off): {u}" for u in plan.unresolved]
     unresolved = closure.unresolved
@@ -219,31 +279,33 @@ def resolve_group(settings: Settings, repo: Repository, name: str, arch: str, *,
     if met:
         unresolved = [u for u in unresolved if str(u.requirement) not in met]
     if unresolved:
-        lines = [f"{u.requirement} needed by {' -> '.join((name, *u.chain))}: nothing in the repository "
-                 f"provides it" + (f" ({u.hint})" if u.hint else "") for u in unresolved]
-        if recipe.depCheck:
-            raise ResolutionError(f"{name} ({arch}) cannot be resolved:\n  " + "\n  ".join(lines))
+        lines = [f"{u.requirement} needed by {' -> '.join(u.chain if u.chain[:1] == (gname,) else (gname, *u.chain))}"
+                 f": nothing in the repository provides it" + (f" ({u.hint})" if u.hint else "") for u in unresolved]
+        if switches["depCheck"]:
+            raise ResolutionError(f"{gname} ({arch}) cannot be resolved:\n  " + "\n  ".join(lines))
         warnings += [f"unresolved (depCheck is off): {line}" for line in lines]
-    if recipe.checkPathConflicts:
+    if switches["checkPathConflicts"]:
         conflicts = path_conflicts(repo, list(closure.members), contents.allowed_conflicts,
                                    merged_usr=recipe.mergedUsr)
         if conflicts:
-            raise ResolutionError(f"{name} ({arch}) has path conflicts:\n  " + "\n  ".join(map(str, conflicts)))
+            raise ResolutionError(f"{gname} ({arch}) has path conflicts:\n  " + "\n  ".join(map(str, conflicts)))
 
     members = sorted(closure.members)
     if not commit:
-        return GroupResult(None, False, closure, recipe, warnings, plan, picks, rounds)
-    src = sha256_file(gf.path)
+        return GroupResult(None, False, closure, recipe, warnings, plan, picks, rounds, optional)
+    src = source_digest(gf.path)  # the group file, with the superclasses it loads
     digest = hashlib.sha256()
-    for part in (f"group {name}", f"source {src}", f"arch {arch}", *(f"member {m}" for m in members)):
+    for part in (f"group {gname}", f"source {src}", f"arch {arch}", *(f"member {m}" for m in members),
+                 *(f"optional {m}" for m in sorted(optional)), *(f"requires {n}" for n in requires)):
         digest.update(part.encode() + b"\n")
     group, new = repo.commit_group(GroupBuild(
-        name=name,
+        name=gname,
         upstream=recipe.version,
         flavor=Flavor(arch),
         source_hash=src,
         input_hash=digest.hexdigest(),
         members=members,
+        requires={d for d, _ in group_requires},
         info={
             "recipe": gf.path.name,
             "image_group": recipe.imageGroup,
@@ -261,9 +323,51 @@ def resolve_group(settings: Settings, repo: Repository, name: str, arch: str, *,
             **_switches(recipe, picks, plan, choices,
                         _origins(planner, closure, repo, picks, earlier)),
             **_initramfs_busybox(repo, recipe, members, arch),
+            **_conary(contents, optional, switches, recipe, _part, requires),
         },
     ))
-    return GroupResult(group, new, closure, recipe, warnings, plan, picks, rounds)
+    return GroupResult(group, new, closure, recipe, warnings, plan, picks, rounds, optional)
+
+
+def _conary(contents, optional: dict[NVF, Reason], switches: dict, recipe: GroupRecipe, part: str | None,
+            requires: list[str]) -> dict:
+    """The group info of conary's group language, only what the recipe used (a group
+    without it records what it always did)."""
+    info: dict = {}
+    if optional:
+        info["optional"] = sorted(map(str, optional))  # byDefault=False: pinned, not installed
+    if contents.search_path:
+        info["search_path"] = list(contents.search_path)
+    if requires:
+        info["requires"] = list(requires)
+    if contents.removed_components:
+        info["removed_components"] = sorted(set(contents.removed_components))
+    if part is not None:
+        info["made_by"] = recipe.name
+    changed = {k: v for k, v in switches.items() if v is not True}
+    if changed:
+        info["switches"] = changed
+    return info
+
+
+def item_roots(repo: Repository, item: GroupItem, find: Callable[[TroveSpec], NVF]) -> list[Root]:
+    """The roots one group item stands for: the trove itself (``add``), everything a group
+    trove names or every component of a package (``addAll``), every pin of a group trove
+    (``addCopy``)."""
+    nvf = find(item.spec)
+    if item.how == ADD:
+        return [Root(nvf, item.components)]
+    trove = repo.get(nvf, with_files=False)
+    if item.how == ADD_COPY:
+        if trove.kind != GROUP:
+            raise RepositoryError(f"{nvf} is not a group trove")
+        # the exact pins: packages without their default components, each component pinned as it is
+        return [Root(m, () if ":" not in m.name else None) for m in trove.members]
+    if trove.kind == GROUP:  # addAll of a group: what it named and the groups it nested, resolved anew
+        named = [NVF.parse(n) for n in trove.info.get("named", [])]
+        subgroups = [m for m in trove.members if m.name.startswith("group-")]
+        return [Root(n) for n in [*named, *subgroups]]
+    return [Root(nvf, tuple(m.name.split(":", 1)[1] for m in trove.members if ":" in m.name))]
 
 
 def _origins(planner: UpstreamResolver | None, closure, repo: Repository, picks: list[Pick],
@@ -345,13 +449,29 @@ def closure_epoch(repo: Repository, members: list[NVF], floor: int) -> int:
     return max(int(floor), newest)
 
 
-def find_item(repo: Repository, spec: TroveSpec, arch: str) -> NVF:
+def find_item(repo: Repository, spec: TroveSpec, arch: str, *, search_path: list[str] = (),
+              prefer: Flavor | None = None) -> NVF:
     """The trove a group item names; a name with ``*``, ``?`` or ``[`` is a pattern, and
     the most recently committed trove of a matching name wins (``linux-image-*-amd64``).
     A name on several labels means the one on the repository's label (what is cooked or
     imported here), before capsules a top-down group brought in on its source's label
-    (Debian's ``base-files`` is not the appliance's)."""
+    (Debian's ``base-files`` is not the appliance's).
+
+    With a *search_path* (labels), the first label holding a match wins. A flavor in
+    *spec* picks by conary's rules (:func:`best_match`); without one, troves of one
+    version built with different use flags are told apart by *prefer* (the workspace's
+    flags, as preferences)."""
+    if spec.flavor is not None and spec.flavor.arch and spec.flavor.arch != arch:
+        arch = spec.flavor.arch  # another architecture asked for by name (is: x86)
+    if search_path and not any(c in spec.name for c in "*?["):
+        for label in search_path:
+            found = [n for n in repo.find(spec, arch=arch) if n.version.label == label]
+            if found:
+                return _pick(found, spec, prefer)
+        raise RepositoryError(f"no trove matches {spec} for {arch} on the search path {', '.join(search_path)}")
     if not any(c in spec.name for c in "*?["):
+        if prefer is not None and spec.flavor is None and any(n.flavor.flags for n in repo.find(spec, arch=arch)):
+            return _pick(repo.find(spec, arch=arch), spec, prefer)
         found = repo.find(spec, arch=arch)
         own = [n for n in found if n.version.label == repo.label]
         if own and len(own) < len(found):
@@ -363,6 +483,16 @@ def find_item(repo: Repository, spec: TroveSpec, arch: str) -> NVF:
     if not found:
         raise RepositoryError(f"no trove for {arch} has a name matching {spec.name!r}")
     return max(found, key=lambda n: index.trove_id(repo.db, n))
+
+
+def _pick(found: list[NVF], spec: TroveSpec, prefer: Flavor | None) -> NVF:
+    """The one of *found* (oldest first) to take: best by the flavor asked for, or by
+    *prefer* when none was, else the newest."""
+    if spec.flavor is not None and spec.flavor.flags:
+        return best_match(found, spec.flavor) or found[-1]
+    if prefer is not None and any(n.flavor.flags for n in found):
+        return best_match(found, prefer) or found[-1]
+    return found[-1]
 
 
 def path_conflicts(repo: Repository, members: list[NVF], allowed: list[str], *,

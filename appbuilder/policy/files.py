@@ -42,20 +42,23 @@ class InstalledFile:
 
 @dataclass(frozen=True)
 class FileRules:
+    """Owners and configuration files; the patterns are searched in the path (compile them
+    with :func:`appbuilder.core.pathpattern.path_regex`, conary's anchoring)."""
+
     ownership: tuple[tuple[str, str, re.Pattern], ...] = ()
     config: tuple[re.Pattern, ...] = ()
     sysconfdir: str = "/etc"
 
     def owner_of(self, path: str) -> tuple[str, str]:
         for owner, group, regex in self.ownership:
-            if regex.fullmatch(path):
+            if regex.search(path):
                 return owner, group
         return "root", "root"
 
     def is_config(self, path: str, file_type: str, executable: bool) -> bool:
         if file_type != "file":
             return False
-        if any(r.fullmatch(path) for r in self.config):
+        if any(r.search(path) for r in self.config):
             return True
         return path.startswith(self.sysconfdir.rstrip("/") + "/") and not executable
 

@@ -31,6 +31,7 @@ class ActionContext(Protocol):
     srcdir: Path  # where archives unpack (the parent of builddir)
     builddir: Path  # the main build directory, %(builddir)s
     destdir: Path  # the install root, %(destdir)s
+    env: dict[str, str]  # environment of every build command (r.Environment adds to it)
 
     def run(self, argv: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None) -> None:
         """Run a command in the build sandbox; raises BuildFailed when it fails."""

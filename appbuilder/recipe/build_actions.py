@@ -30,7 +30,7 @@ def compiler_env(ctx: ActionContext) -> dict[str, str]:
         "CC": f"{m.cc} {m.archflags}",
         "CXX": f"{m.cxx} {m.archflags}",
         "CFLAGS": m.cflags,
-        "CXXFLAGS": m.cxxflags,
+        "CXXFLAGS": f"{m.cflags} {m.cxxflags}".strip(),  # conary's: %(cflags)s %(cxxflags)s
         "CPPFLAGS": m.cppflags,
         "LDFLAGS": m.ldflags,
     }
@@ -226,28 +226,65 @@ def _is_dir(tree, path: str) -> bool:
 
 
 class Symlink(Action):
-    """Create a symbolic link ``link`` pointing to ``target`` in the install root.
+    """Create symbolic links in the install root: ``r.Symlink(target, [target, ...,] link)``.
 
-    ``target`` is stored exactly as given (relative or absolute, never resolved on the
-    build host); a ``link`` ending in ``/`` names a directory, and the link gets the
-    target's base name. A file or symlink already at ``link`` is replaced.
+    Each ``target`` is stored exactly as given (relative or absolute, never resolved on
+    the build host). A ``link`` ending in ``/`` is a directory (made when missing): each
+    link in it gets its target's base name; several targets need such a directory, as
+    in conary. A target holding glob characters (``*``, ``?``, ``[``) is expanded: an
+    absolute one in the install root, a relative one from the link's directory; nothing
+    matching is an error unless ``allowNoMatch=True``. A file or symlink already at a
+    link is replaced.
 
     Example::
 
         r.Symlink('busybox', '%(essentialbindir)s/sh')
         r.Symlink('/bin/busybox', '/sbin/init')
+        r.Symlink('busybox', 'ls', 'cat', 'mount', '%(essentialbindir)s/')
+        r.Symlink('%(libexecdir)s/tool/*', '%(bindir)s/')
     """
 
-    def __init__(self, target: str, link: str):
-        self.target, self.link = target, link
+    def __init__(self, *args: str, allowNoMatch: bool = False):
+        if len(args) < 2:
+            raise RecipeError("Symlink: give the target(s) and then the link")
+        if not all(isinstance(a, str) and a for a in args):
+            raise RecipeError(f"Symlink: targets and link must be non-empty strings, not {args!r}")
+        self.targets, self.link, self.allowNoMatch = tuple(args[:-1]), args[-1], allowNoMatch
+        if len(self.targets) > 1 and not self.link.endswith("/"):
+            raise RecipeError(f"Symlink: several targets need a directory to link them in "
+                              f"(end {self.link!r} with '/')")
+
+    @property
+    def target(self) -> str:  # the single target (the two-argument form)
+        return self.targets[0]
 
     def do(self, ctx: ActionContext) -> None:
-        target = ctx.macros.expand(self.target)
         link_text = ctx.macros.expand(self.link)
-        if link_text.endswith("/"):
-            link_text += os.path.basename(target)
+        into_dir = link_text.endswith("/")
+        image_path(link_text)
         with Trees(ctx, self) as trees:
-            trees.root.symlink(target, image_path(link_text))
+            targets: list[str] = []
+            for t in self.targets:
+                target = ctx.macros.expand(t)
+                if not _GLOB.search(target):
+                    targets.append(target)
+                    continue
+                base = "" if target.startswith("/") else (link_text if into_dir else os.path.dirname(link_text))
+                pattern = target if target.startswith("/") else f"{base.rstrip('/')}/{target}"
+                hits = trees.root.glob(image_path(pattern))
+                if not hits and not self.allowNoMatch:
+                    raise RecipeError(f"Symlink: nothing matches {t!r} in the install root")
+                targets += [h if target.startswith("/") else os.path.join(os.path.dirname(target), os.path.basename(h))
+                            for h in hits]
+            if not into_dir and len(targets) > 1:
+                raise RecipeError(f"Symlink: {len(targets)} targets match; end {self.link!r} with '/' to link "
+                                  f"them in a directory")
+            for target in targets:
+                link = link_text + os.path.basename(target.rstrip("/")) if into_dir else link_text
+                trees.root.symlink(target, image_path(link))
+
+
+_GLOB = re.compile(r"[*?\[]")
 
 
 class MakeDirs(Action):
@@ -300,30 +337,62 @@ class Remove(Action):
                         root.unlink(hit)
 
 
-class SetModes(Action):
-    """Set the permission bits (setuid included) of files in the install root.
+# modes written without their leading 0 (decimal 755): conary corrected these, with a warning
+PERMISSION_TYPOS = {1755: 0o1755, 2755: 0o2755, 4755: 0o4755, 4711: 0o4711, 4510: 0o4510, 755: 0o755,
+                    750: 0o750, 644: 0o644, 640: 0o640}
 
-    Paths may be globs. A symlink is followed to its target when that is inside the
-    install root, and refused otherwise (a symlink has no mode of its own).
+
+class SetModes(Action):
+    """Set the permission bits (setuid included): ``r.SetModes(path, [path, ...,] mode)``.
+
+    The mode is the last positional argument, as in conary, or ``mode=``. Paths may be
+    globs; absolute paths are in the install root, relative ones in the build directory
+    (where setuid and setgid bits are refused). A symlink is followed to its target when
+    that is inside the tree, and refused otherwise (a symlink has no mode of its own).
+    Nothing matching is an error unless ``allowNoMatch=True``. A mode that is an octal
+    mode written in decimal (``755`` for ``0o755``) is corrected, with a warning in the
+    build log, as conary did.
 
     Example::
 
-        r.SetModes('%(bindir)s/ping', mode=0o4755)
+        r.SetModes('%(bindir)s/ping', 0o4755)
+        r.SetModes('%(bindir)s/a', '%(bindir)s/b', mode=0o4711)
     """
 
-    def __init__(self, *paths: str, mode: int):
+    def __init__(self, *args, mode: int | None = None, allowNoMatch: bool = False):
+        paths = list(args)
+        if mode is None:
+            if not paths or isinstance(paths[-1], bool) or not isinstance(paths[-1], int):
+                raise RecipeError("SetModes: give the mode last, as a number (0o755), or as mode=")
+            mode = paths.pop()
         if not paths:
             raise RecipeError("SetModes: name at least one path")
-        self.paths, self.mode = paths, mode
+        if not all(isinstance(p, str) for p in paths):
+            raise RecipeError(f"SetModes: paths must be strings, not {paths!r}")
+        if isinstance(mode, bool) or not isinstance(mode, int) or (
+                not 0 <= mode <= 0o7777 and mode not in PERMISSION_TYPOS):
+            raise RecipeError(f"SetModes: bad mode {mode!r}")
+        self.paths, self.mode, self.allowNoMatch = tuple(paths), mode, allowNoMatch
 
     def do(self, ctx: ActionContext) -> None:
+        mode = self.mode
+        if mode in PERMISSION_TYPOS:
+            mode = PERMISSION_TYPOS[mode]
+            ctx.log(f"warning: {self.where}: SetModes: odd mode {self.mode} (decimal), using 0{mode:o}: "
+                    f"write 0o{mode:o}")
         with Trees(ctx, self) as trees:
             for p in self.paths:
-                hits = trees.root.glob(image_path(ctx.macros.expand(p)))
+                tree, pattern = trees.of(ctx.macros.expand(p))
+                hits = tree.glob(pattern)
                 if not hits:
-                    raise RecipeError(f"SetModes: nothing matches {p!r} in the install root")
+                    if self.allowNoMatch:
+                        continue
+                    raise RecipeError(f"SetModes: nothing matches {p!r} in the {tree.label}")
+                if tree is not trees.root and mode & 0o6000:
+                    raise RecipeError(f"SetModes: cannot set setuid/setgid mode 0{mode:o} on {p} in the build "
+                                      f"directory")
                 for hit in hits:
-                    trees.root.chmod(hit, self.mode)
+                    tree.chmod(hit, mode)
 
 
 class Move(Action):

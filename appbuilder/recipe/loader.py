@@ -16,7 +16,6 @@ from appbuilder.core.errors import RecipeError
 from appbuilder.recipe.base import PackageRecipe, check_recipe_class
 from appbuilder.recipe.group import (
     GroupContents,
-    GroupItem,
     GroupRecipe,
     check_group_class,
 )
@@ -51,12 +50,20 @@ class RecipeFile:
     def build_requires(self) -> list[str]:
         return list(self.attrs["buildRequires"])
 
-    def instantiate(self, arch: Arch, *, jobs: int = 2) -> PackageRecipe:
-        """A recipe object for *arch* with its actions recorded (``setup`` runs in the sandbox)."""
+    @property
+    def abstract(self) -> bool:
+        """A superclass only (``abstractBaseClass = True``): recipes load it, nobody cooks it."""
+        return bool(self.attrs.get("abstract"))
+
+    def instantiate(self, arch: Arch, *, jobs: int = 2, use: dict[str, bool] | None = None,
+                    local: dict[str, bool] | None = None) -> PackageRecipe:
+        """A recipe object for *arch* with its actions recorded (``setup`` runs in the sandbox),
+        *use* and *local* the values of its use flags and its own flags
+        (:mod:`appbuilder.recipe.flavor`); ``recipe.used_flags`` are those it read."""
         from appbuilder.recipe.evaluate import evaluate
 
         data = evaluate([{"op": "setup", "kind": "package", "path": str(self.path), "arch": arch.name,
-                          "jobs": jobs}])[0]
+                          "jobs": jobs, "use": use, "local": local}])[0]
         return _package_recipe(data, self.path, arch, jobs)
 
 
@@ -103,10 +110,15 @@ def load_group(groups_dir: Path, name: str) -> GroupFile:
 
 def find_recipes(root: Path | str) -> list[RecipeFile]:
     """Every recipe under *root* (a single recipe directory, or ``recipes/``), read in one
-    sandboxed interpreter."""
+    sandboxed interpreter. Superclasses (``abstractBaseClass = True``) of the recipe
+    library are not among them: they are not cooked on their own."""
     root = Path(root)
     if (root / RECIPE_FILE).is_file() or root.is_file():
-        return [load_recipe(root)]
+        recipe = load_recipe(root)
+        if recipe.abstract:
+            raise RecipeError(f"{recipe.path}: {recipe.name} is a superclass (abstractBaseClass): it is not "
+                              f"cooked on its own; recipes use it with loadSuperClass({recipe.name!r})")
+        return [recipe]
     found = sorted(p.resolve() for p in root.glob(f"*/{RECIPE_FILE}"))
     if not found:
         raise RecipeError(f"no recipes in {root} (expected {root}/NAME/{RECIPE_FILE})")
@@ -116,7 +128,7 @@ def find_recipes(root: Path | str) -> list[RecipeFile]:
         if r.name in seen:
             raise RecipeError(f"two recipes are named {r.name!r}: {seen[r.name]} and {r.path}")
         seen[r.name] = r.path
-    return recipes
+    return [r for r in recipes if not r.abstract]
 
 
 def _load_recipes(paths: list[Path]) -> list[RecipeFile]:
@@ -147,6 +159,7 @@ def _package_recipe(data: dict, path: Path, arch: Arch, jobs: int) -> PackageRec
     for key, value in data["macros"].items():
         recipe.macros._raw[str(key)] = str(value)
     recipe.main_dir = str(data["main_dir"])
+    recipe.used_flags = tuple((str(n), str(sense)) for n, sense in data.get("flavor", []))
     for name, args, kwargs, where in data["actions"]:
         cls = REGISTRY.get(name)
         if cls is None:
@@ -157,7 +170,6 @@ def _package_recipe(data: dict, path: Path, arch: Arch, jobs: int) -> PackageRec
 
 def _group_recipe(data: dict, path: Path, arch: Arch) -> GroupRecipe:
     from appbuilder.core.errors import RepositoryError
-    from appbuilder.repository.versions import TroveSpec
 
     attrs = {k: v for k, v in data["attrs"].items() if k != "class"}
     for k, v in attrs.items():  # tuples travel as lists
@@ -168,14 +180,7 @@ def _group_recipe(data: dict, path: Path, arch: Arch) -> GroupRecipe:
     group = cls(arch)
     c = data["contents"]
     try:
-        group.contents = GroupContents(
-            items=[GroupItem(TroveSpec.parse(spec), tuple(comps) if comps is not None else None, where)
-                   for spec, comps, where in c["items"]],
-            removed=dict(c["removed"]),
-            replaced={k: TroveSpec.parse(v) for k, v in c["replaced"].items()},
-            subgroups=[(n, w) for n, w in c["subgroups"]],
-            allowed_conflicts=list(c["allowed_conflicts"]),
-        )
+        group.contents = GroupContents.from_data(c)
     except (RepositoryError, TypeError, ValueError) as exc:
         raise RecipeError(f"{path}: what setup() recorded cannot be used: {exc}") from None
     return group

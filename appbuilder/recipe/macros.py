@@ -71,54 +71,112 @@ class Macros:
 
 
 def default_macros(arch: Arch, *, name: str, version: str, jobs: int = 2) -> Macros:
-    """The macros every recipe starts with, for one architecture."""
+    """The macros every recipe starts with, for one architecture.
+
+    They are conary's default macros (its ``/etc/conary/macros`` and the architecture's
+    ``targetarch``/``lib``), with conary's values, so that a conary recipe finds every
+    macro it used: ``%(x11prefix)s``, ``%(krbprefix)s``, ``%(servicedir)s``,
+    ``%(cachedir)s``, ``%(thisdocdir)s``, ``%(initdir)s``, ``%(targetarch)s``,
+    ``%(mflags)s``, ... Where appbuild differs it says so below: the compiler flags
+    carry ``%(archflags)s`` (an x86 cook is a ``-m32`` build on an x86_64 build root, so
+    every command must select the instruction set), ``%(ldflags)s`` is
+    ``%(archflags)s`` alone (conary: ``%(dbgflags)s``), ``%(parallelmflags)s`` is
+    ``-jN`` (conary left it to its configuration) and ``%(cxxflags)s`` holds only the
+    C++ specific flags, as in conary: C++ builds get ``%(cflags)s %(cxxflags)s``.
+    appbuild adds ``%(arch)s``, ``%(processor)s``, ``%(elfclass)s``, ``%(debianarch)s``,
+    ``%(dynamiclinker)s`` and ``%(archflags)s``.
+    """
     return Macros(
         {
             "name": name,
             "version": version,
-            # installation directories (FHS, EL library layout)
+            "maindir": "%(name)s-%(version)s",
+            # installation directories (conary's values)
+            "lib": arch.lib,
             "prefix": "/usr",
+            "sysconfdir": "/etc",
+            "initdir": "%(sysconfdir)s/init.d",
             "exec_prefix": "%(prefix)s",
             "bindir": "%(exec_prefix)s/bin",
+            "essentialbindir": "/bin",
             "sbindir": "%(exec_prefix)s/sbin",
-            "lib": arch.lib,
+            "essentialsbindir": "/sbin",
             "libdir": "%(exec_prefix)s/%(lib)s",
+            "essentiallibdir": "/%(lib)s",
             "libexecdir": "%(exec_prefix)s/libexec",
+            "localstatedir": "/var",
+            "servicedir": "/srv",
+            "cachedir": "%(localstatedir)s/cache",
+            "sharedstatedir": "%(prefix)s/com",
             "includedir": "%(prefix)s/include",
             "datadir": "%(prefix)s/share",
             "mandir": "%(datadir)s/man",
             "infodir": "%(datadir)s/info",
             "docdir": "%(datadir)s/doc",
             "thisdocdir": "%(docdir)s/%(name)s-%(version)s",
-            "sysconfdir": "/etc",
-            "localstatedir": "/var",
-            "sharedstatedir": "/var/lib",
-            "initdir": "%(sysconfdir)s/init.d",
-            "essentialbindir": "/bin",
-            "essentialsbindir": "/sbin",
-            "essentiallibdir": "/%(lib)s",
-            "debuglibdir": "/usr/lib/debug",
+            "tagdescriptiondir": "%(sysconfdir)s/conary/tags",
+            "taghandlerdir": "%(libexecdir)s/conary/tags",
+            "tagdatadir": "%(datadir)s/conary/tags",
+            "testdir": "%(localstatedir)s/conary/tests",
+            "thistestdir": "%(testdir)s/%(name)s-%(version)s",
+            "debuglibdir": "/usr/lib/debug",  # no %(prefix)s or %(lib)s, as in conary
             "debugsrcdir": "/usr/src/debug",
-            # architecture
-            "arch": arch.name,
-            "processor": arch.processor,
-            "elfclass": str(arch.elf_class),
-            "debianarch": arch.debian,
-            "target": arch.gnu_triplet,
-            "host": arch.gnu_triplet,
-            "build": arch.gnu_triplet,
-            "dynamiclinker": arch.loader,
-            # compiler
+            "userinfodir": "%(sysconfdir)s/conary/userinfo",
+            "groupinfodir": "%(sysconfdir)s/conary/groupinfo",
+            "buildlogpath": "%(debugsrcdir)s/buildlogs/%(name)s-%(version)s-log.bz2",
+            "buildxmlpath": "%(debugsrcdir)s/buildlogs/%(name)s-%(version)s-xml.bz2",
+            "jvmdir": "%(libdir)s/jvm",
+            "javadir": "%(datadir)s/java",
+            "javadocdir": "%(datadir)s/javadoc",
+            "thisjavadocdir": "%(javadocdir)s/%(name)s-%(version)s",
+            "krbprefix": "%(exec_prefix)s/kerberos",
+            "x11prefix": "%(exec_prefix)s/X11R6",
+            # programs and their options
+            "cc": "gcc",
+            "cxx": "g++",
             "archflags": arch.archflags,
             "optflags": "-O2",
             "dbgflags": "-g",
             "cflags": "%(optflags)s %(dbgflags)s %(archflags)s",
-            "cxxflags": "%(cflags)s",
+            "cxxflags": "",  # C++ specific flags: C++ builds get %(cflags)s %(cxxflags)s
             "cppflags": "",
             "ldflags": "%(archflags)s",
-            "cc": "gcc",
-            "cxx": "g++",
+            "mflags": "",
             "parallelmflags": f"-j{jobs}",
+            "classpath": "",
+            "os": "linux",
+            "debugedit": "debugedit",
+            "strip": "eu-strip",
+            "strip_archive": "strip -g",
+            "monodis": "%(bindir)s/monodis",
+            "ruby": "%(bindir)s/ruby",
+            "make": "make",
+            "archive_name": "%(name)s",
+            "archive_version": "%(version)s",
+            "major_version": "%(version)s",
+            "buildbranch": "",
+            "buildlabel": "",
+            # architecture: conary's target/host/build triplets (no cross builds: all three alike)
+            "targetarch": arch.processor,
+            "hostarch": "%(targetarch)s",
+            "buildarch": "%(targetarch)s",
+            "targetvendor": "unknown",
+            "targetos": "linux",
+            "target": "%(targetarch)s-%(targetvendor)s-%(targetos)s",
+            "hostvendor": "unknown",
+            "hostos": "linux",
+            "host": "%(hostarch)s-%(hostvendor)s-%(hostos)s",
+            "buildvendor": "unknown",
+            "buildos": "linux",
+            "build": "%(buildarch)s-%(buildvendor)s-%(buildos)s",
+            "buildcc": "%(cc)s",
+            "buildcxx": "%(cxx)s",
+            # appbuild's own
+            "arch": arch.name,
+            "processor": arch.processor,
+            "elfclass": str(arch.elf_class),
+            "debianarch": arch.debian,
+            "dynamiclinker": arch.loader,
             # set by the cook for each build
             "builddir": "",
             "destdir": "",

@@ -260,7 +260,14 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 def flavor_key(flavor: Flavor) -> str:
-    return flavor.arch or ""
+    """How a flavor is kept in the index: the architecture alone (or nothing) when the
+    trove has no use flags, as before flags existed; else the flavor as conary writes it."""
+    return str(flavor) if flavor.flags else flavor.arch or ""
+
+
+def key_flavor(key: str) -> Flavor:
+    """The flavor kept in the index as *key* (:func:`flavor_key`)."""
+    return Flavor.parse(key) if key else Flavor(None)
 
 
 def insert_trove(conn: sqlite3.Connection, trove: Trove, committed_at: float) -> int:
@@ -304,7 +311,7 @@ def insert_trove(conn: sqlite3.Connection, trove: Trove, committed_at: float) ->
 def row_nvf(row) -> NVF:
     """NVF of a ``troves`` row selected as (name, label, upstream, source_count, build_count, flavor)."""
     name, label, upstream, sc, bc, flavor = row[:6]
-    return NVF(name, Version(label, upstream, sc, bc), Flavor(flavor or None))
+    return NVF(name, Version(label, upstream, sc, bc), key_flavor(flavor))
 
 
 NVF_COLUMNS = "troves.name, troves.label, troves.upstream, troves.source_count, troves.build_count, troves.flavor"
@@ -337,7 +344,7 @@ def load_trove(conn: sqlite3.Connection, tid: int, *, with_files: bool = True) -
     trove.provides = load_deps(conn, "provides", tid)
     trove.requires = load_deps(conn, "requires", tid)
     trove.members = [
-        NVF(n, Version.parse(v), Flavor(f or None))
+        NVF(n, Version.parse(v), key_flavor(f))
         for n, v, f in conn.execute(
             "SELECT name, version, flavor FROM members WHERE parent_id=? ORDER BY position", (tid,)
         )

@@ -31,7 +31,7 @@ from appbuilder.repository.index import (
 )
 from appbuilder.repository.store import ContentStore
 from appbuilder.repository.trove import COMPONENT, GROUP, PACKAGE, FileEntry, Trove
-from appbuilder.repository.versions import NVF, Flavor, TroveSpec, Version, check_label
+from appbuilder.repository.versions import NVF, Flavor, TroveSpec, Version, best_match, check_label
 
 
 @dataclass
@@ -262,8 +262,10 @@ class Repository:
         found = self.versions(spec.name, arch=arch)
         if spec.version:
             found = [n for n in found if n.version.matches(spec.version)]
-        if spec.flavor is not None:
-            found = [n for n in found if n.flavor == spec.flavor]
+        if spec.flavor is not None:  # conary's rules: the flags must fit, the architecture be the same
+            asked = spec.flavor
+            found = [n for n in found if (n.flavor.arch == asked.arch or asked.arch is None and asked.flags)
+                     and asked.score(n.flavor) is not None]
         return found
 
     def find_one(self, spec: TroveSpec | str, *, arch: str | None = None) -> NVF:
@@ -279,6 +281,10 @@ class Repository:
             if arch and known and not self.versions(spec_name, arch=arch):
                 hint += f" (none for {arch}: cook it with --arch {arch}, or import it for {arch})"
             raise RepositoryError(f"no trove matches {spec}{hint}")
+        if isinstance(spec, str):
+            spec = TroveSpec.parse(spec)
+        if spec.flavor is not None and spec.flavor.flags:
+            return best_match(found, spec.flavor) or found[-1]
         return found[-1]
 
     def providers(self, dep: Dependency) -> list[NVF]:

@@ -7,9 +7,15 @@
   times the recipe (its sources) changed for that upstream version, and how many times
   that source revision was built for this flavor.
 * A **flavor** names the instruction set a trove was built for: ``is: x86_64``,
-  ``is: x86``, or nothing for architecture-independent troves.
+  ``is: x86``, or nothing for architecture-independent troves; before it, as conary
+  wrote them, the use flags the recipe read while it was set up (``Use.ssl``), each
+  with its sense: ``ssl`` (built with it: needs it), ``~ssl`` (prefers it), ``~!ssl``
+  (built without it: prefers a system without it), ``!ssl`` (never with it), e.g.
+  ``~!ipv6,ssl is: x86_64``. A flavor typed to pick troves (``add('x', flavor='ssl')``,
+  ``x[ssl]``) is matched by conary's rules (:meth:`Flavor.score`).
 
-Example: ``busybox=cernvm@cvm:2/1.35.0-1-3[is: x86_64]``.
+Example: ``busybox=cernvm@cvm:2/1.35.0-1-3[is: x86_64]``,
+``hello=cernvm@cvm:2/1.0-1-1[ssl is: x86_64]``.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import re
 from dataclasses import dataclass
 
 from appbuilder.core.arch import get_arch
-from appbuilder.core.errors import RepositoryError
+from appbuilder.core.errors import AppbuildError, RepositoryError
 
 _LABEL_RE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9._-]+:[A-Za-z0-9._-]+$")
 _UPSTREAM_RE = re.compile(r"^[A-Za-z0-9._+~:-]+$")
@@ -88,34 +94,137 @@ class Version:
         return partial in (self.revision, f"{self.upstream}-{self.source_count}", self.upstream)
 
 
+REQUIRED, PREFERRED, PREFERNOT, DISALLOWED = "", "~", "~!", "!"
+SENSES = (REQUIRED, PREFERRED, PREFERNOT, DISALLOWED)
+_FLAG_RE = re.compile(r"^(~!|~|!)?([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)$")
+# conary's flavor scores: (sense of the flag in the asked flavor, in the trove's) -> score,
+# None where the trove cannot be used (None as the first sense: the flag is not asked about)
+_SCORES: dict[tuple[str | None, str], int | None] = {
+    (None, REQUIRED): None, (None, DISALLOWED): 0, (None, PREFERRED): -1, (None, PREFERNOT): 1,
+    (REQUIRED, REQUIRED): 2, (REQUIRED, DISALLOWED): None, (REQUIRED, PREFERRED): 1, (REQUIRED, PREFERNOT): None,
+    (DISALLOWED, REQUIRED): None, (DISALLOWED, DISALLOWED): 2, (DISALLOWED, PREFERRED): None,
+    (DISALLOWED, PREFERNOT): 1,
+    (PREFERRED, REQUIRED): 1, (PREFERRED, DISALLOWED): None, (PREFERRED, PREFERRED): 2, (PREFERRED, PREFERNOT): -1,
+    (PREFERNOT, REQUIRED): -2, (PREFERNOT, DISALLOWED): 1, (PREFERNOT, PREFERRED): -1, (PREFERNOT, PREFERNOT): 1,
+}
+
+
 @dataclass(frozen=True)
 class Flavor:
-    """The instruction set of a trove; ``Flavor(None)`` is architecture-independent."""
+    """The use flags a trove was built with and its instruction set.
+
+    ``Flavor(None)`` is architecture-independent; ``flags`` holds ``(name, sense)`` pairs
+    (sense ``''``, ``'~'``, ``'~!'`` or ``'!'``), kept sorted by name as conary prints them.
+    """
 
     arch: str | None = None
+    flags: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.arch is not None:
             object.__setattr__(self, "arch", get_arch(self.arch).name)
+        flags = tuple(sorted((str(n), str(s)) for n, s in self.flags))
+        names = [n for n, _ in flags]
+        for name, sense in flags:
+            if sense not in SENSES or not _FLAG_RE.match(name):
+                raise RepositoryError(f"bad flavor flag {sense}{name!r}: expected NAME, ~NAME, ~!NAME or !NAME")
+        if len(set(names)) != len(names):
+            raise RepositoryError(f"flavor names a flag twice: {', '.join(s + n for n, s in flags)}")
+        object.__setattr__(self, "flags", flags)
 
     def __str__(self) -> str:
-        return f"is: {self.arch}" if self.arch else ""
+        use = ",".join(sense + name for name, sense in self.flags)
+        arch = f"is: {self.arch}" if self.arch else ""
+        return " ".join(p for p in (use, arch) if p)
 
     @classmethod
     def parse(cls, text: str) -> "Flavor":
-        text = text.strip().strip("[]").strip()
+        """Read a flavor as conary writes it: ``[ssl,~!ipv6 is: x86_64]``, ``is: x86``,
+        ``!ssl``; also ``ssl,is: x86_64`` and a bare architecture name (``x86_64``)."""
+        text = text.strip()
+        if text.startswith("[") and text.endswith("]"):
+            text = text[1:-1].strip()
         if not text:
             return cls(None)
-        if text.startswith("is:"):
-            text = text[3:].strip()
-        return cls(text)
+        use, sep, arch = text.partition("is:")
+        arch = arch.strip() or None if sep else None
+        if arch is not None and not re.match(r"^[A-Za-z0-9_]+$", arch):
+            raise RepositoryError(f"bad flavor {text!r}: after 'is:' comes one architecture "
+                                  f"(sub-architecture flags such as x86(i686) are not supported)")
+        use = use.strip().removeprefix("use:").strip().rstrip(",").strip()
+        words = [w.strip() for w in use.split(",")] if use else []
+        if not sep and len(words) == 1 and _is_arch(words[0]):
+            return cls(words[0])  # a bare architecture name
+        flags = []
+        for word in words:
+            m = _FLAG_RE.match(word)
+            if not m:
+                raise RepositoryError(f"bad flavor {text!r}: {word!r} is not a flag "
+                                      f"(NAME, ~NAME, ~!NAME or !NAME, separated by commas, then 'is: ARCH')")
+            flags.append((m.group(2), m.group(1) or REQUIRED))
+        try:
+            return cls(arch, tuple(flags))
+        except AppbuildError as exc:
+            raise RepositoryError(f"bad flavor {text!r}: {exc}") from None
 
     def __lt__(self, other: "Flavor") -> bool:
-        return (self.arch or "") < (other.arch or "")
+        return ((self.arch or ""), self.flags) < ((other.arch or ""), other.flags)
+
+    @property
+    def use(self) -> dict[str, str]:
+        """The use flags, name -> sense."""
+        return dict(self.flags)
 
     def installable_on(self, arch: str) -> bool:
         """A trove of this flavor may go into a system of *arch*."""
         return self.arch is None or self.arch == get_arch(arch).name
+
+    def score(self, trove: "Flavor") -> int | None:
+        """How well a trove of flavor *trove* fits this asked-for flavor, by conary's rules;
+        None when it does not fit at all. Only the trove's flags count: a flag asked for that
+        the trove's recipe never read does not matter. A trove built with a flag (``ssl``)
+        fits only when the flag is asked for (``ssl`` or ``~ssl``); one built without it
+        (``~!ssl``) fits unless the flag is required (``ssl``); ``!ssl`` excludes troves
+        built with it. Architectures must be the same when both name one."""
+        if self.arch and trove.arch and self.arch != trove.arch:
+            return None
+        asked = self.use
+        total = 0
+        for name, sense in trove.flags:
+            s = _SCORES[(asked.get(name), sense)]
+            if s is None:
+                return None
+            total += s
+        return total
+
+    def with_arch(self, arch: str | None) -> "Flavor":
+        return Flavor(arch, self.flags)
+
+
+def _is_arch(word: str) -> bool:
+    try:
+        get_arch(word)
+    except AppbuildError:
+        return False
+    return True
+
+
+def best_match(found: list["NVF"], asked: Flavor) -> "NVF | None":
+    """The trove of *found* (oldest first) a flavor asks for, as conary picked it: the newest
+    source revision with a trove that fits, then the best score, then the newest."""
+    scored = [(n, asked.score(n.flavor), i) for i, n in enumerate(found)]
+    scored = [t for t in scored if t[1] is not None]
+    if not scored:
+        return None
+    last_seen: dict[tuple, int] = {}
+    for n, _, i in scored:
+        last_seen[(n.version.label, n.version.upstream, n.version.source_count)] = i
+
+    def key(t):
+        n, score, i = t
+        return (last_seen[(n.version.label, n.version.upstream, n.version.source_count)], score, i)
+
+    return max(scored, key=key)[0]
 
 
 @dataclass(frozen=True)

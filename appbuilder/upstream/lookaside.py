@@ -3,9 +3,19 @@
 Layout: ``lookaside/ab/<sha256>/<file name>``. A fetch first looks in the cache, so a
 cook with a warm cache never touches the network. Otherwise it tries the URL, then
 each mirror in order (``mirror://NAME/path`` expands to every base URL listed for NAME
-under ``mirrors:`` in ``repo/config.yaml``); a download is verified against the pinned
-sha256 in a temporary file and only then renamed into the cache, so a bad or
-interrupted download never poisons it.
+under ``mirrors:`` in ``repo/config.yaml``, or built in: see ``appbuild settings``); a
+download is verified against the pinned sha256 in a temporary file and only then
+renamed into the cache, so a bad or interrupted download never poisons it.
+
+A URL that ends in ``/`` names a directory, as in conary: with a *guess* (the file's
+stem, ``NAME-VERSION``) the fetch tries the stem with each of :data:`GUESS_SUFFIXES`
+in that order, for each base URL in turn, and keeps the first whose content has the
+pinned sha256 (an HTML page, what many servers answer for a missing file, is skipped).
+
+Detached OpenPGP signatures (``.sig``, ``.sign``, ``.asc`` beside a source, looked for
+in that order, as conary did) are not pinned by a sha256: :meth:`Lookaside.signature`
+keeps one under ``lookaside/sig/<sha256 of the signed file>/`` once it has been checked,
+and checks it again on every use.
 
 A cached file is checked against its sha256 again every time it is used: a damaged
 entry (a flipped bit on disk, a file someone edited) is removed with a warning and
@@ -29,6 +39,11 @@ from appbuilder.core.errors import ChecksumMismatch, SourceError
 from appbuilder.core.fileio import verify_file
 
 TIMEOUT = 60
+# what a directory URL is completed with, in order: conary's list, then the newer tar.xz
+GUESS_SUFFIXES = ("tar.bz2", "tar.gz", "tbz2", "tgz", "zip", "tar.xz", "txz")
+# a detached signature's names beside the signed file, in conary's order
+SIGNATURE_SUFFIXES = ("sig", "sign", "asc")
+MAX_SIGNATURE = 1 << 20  # bytes: a detached signature is small; anything larger is not one
 
 log = logging.getLogger(__name__)
 
@@ -96,21 +111,33 @@ class Lookaside:
             raise SourceError(f"{url}: no mirror list named {name!r} in repo/config.yaml (mirrors:)")
         return [base.rstrip("/") + "/" + rest for base in bases]
 
-    def fetch(self, url: str, sha256: str, mirrors: Sequence[str] = ()) -> Path:
-        """A verified local copy of the content *sha256*, downloading it if needed."""
+    def fetch(self, url: str, sha256: str, mirrors: Sequence[str] = (), *, guess: str | None = None) -> Path:
+        """A verified local copy of the content *sha256*, downloading it if needed; URLs
+        ending in ``/`` are completed with *guess* and each of :data:`GUESS_SUFFIXES`."""
         sha256 = sha256.lower()
         hit, damaged = self.lookup(sha256)
-        return hit or fetch_again(_basename(url), damaged, lambda: self._fetch(url, sha256, mirrors))
+        what = f"{guess}.{{{','.join(GUESS_SUFFIXES)}}}" if guess else _basename(url)
+        return hit or fetch_again(what, damaged, lambda: self._fetch(url, sha256, mirrors, guess))
 
-    def _fetch(self, url: str, sha256: str, mirrors: Sequence[str]) -> Path:
-        candidates: list[str] = []
-        for u in (url, *mirrors):
-            candidates.extend(self.expand(u))
+    def candidates(self, urls: Sequence[str], guess: str | None = None) -> list[str]:
+        """Every URL to try, in order: mirrors expanded, directory URLs completed with
+        *guess* (for each base URL, each suffix)."""
+        out: list[str] = []
+        for u in urls:
+            for e in self.expand(u):
+                if guess and e.endswith("/"):
+                    out.extend(f"{e}{guess}.{suffix}" for suffix in GUESS_SUFFIXES)
+                else:
+                    out.append(e)
+        return out
+
+    def _fetch(self, url: str, sha256: str, mirrors: Sequence[str], guess: str | None = None) -> Path:
+        candidates = self.candidates((url, *mirrors), guess)
         failures: list[str] = []
         mismatch: ChecksumMismatch | None = None
         for candidate in candidates:
             try:
-                return self._download(candidate, sha256)
+                return self._download(candidate, sha256, skip_html=bool(guess))
             except ChecksumMismatch as exc:
                 mismatch = exc
                 failures.append(f"{candidate}: sha256 {exc.actual}")
@@ -119,11 +146,12 @@ class Lookaside:
         if mismatch and len(failures) == 1:
             raise mismatch
         detail = "\n  ".join(failures)
-        prefix = f"checksum mismatch for {_basename(url)}: expected sha256 {sha256}" if mismatch else (
-            f"missing source: cannot fetch {_basename(url)}")
+        what = f"{guess}.*" if guess else _basename(url)
+        prefix = f"checksum mismatch for {what}: expected sha256 {sha256}" if mismatch else (
+            f"missing source: cannot fetch {what}")
         raise SourceError(f"{prefix}; tried:\n  {detail}")
 
-    def _download(self, url: str, sha256: str) -> Path:
+    def _download(self, url: str, sha256: str, *, skip_html: bool = False) -> Path:
         self.tmp.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="fetch-")
         try:
@@ -131,6 +159,8 @@ class Lookaside:
             with os.fdopen(fd, "wb") as out:
                 try:
                     with urllib.request.urlopen(url, timeout=TIMEOUT) as resp:
+                        if skip_html and "text/html" in (resp.headers.get("Content-Type") or ""):
+                            raise SourceError("an HTML page, not the file")
                         while chunk := resp.read(1 << 20):
                             h.update(chunk)
                             out.write(chunk)
@@ -168,6 +198,54 @@ class Lookaside:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return final_dir
+
+
+    def signature(self, signed_sha256: str, urls: Sequence[str], check: Callable[[Path], None]) -> Path | None:
+        """A detached signature of the file *signed_sha256*: the one kept from an earlier
+        cook, or the first of *urls* (``mirror://`` expanded) that the server has; *check*
+        (which raises when the signature does not hold) runs on it before it is kept, and
+        again on a kept one. None when no URL has a signature."""
+        keep = self.root / "sig" / signed_sha256.lower()
+        if keep.is_dir():
+            for kept in sorted(keep.iterdir()):
+                try:
+                    check(kept)
+                except SourceError as exc:
+                    self.warn(f"the kept signature {kept} no longer holds ({exc}); fetching it again")
+                    kept.unlink(missing_ok=True)
+                    break
+                return kept
+        for candidate in self.candidates(urls):
+            data = _small_download(candidate, MAX_SIGNATURE)
+            if data is None:
+                continue
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(dir=self.tmp, prefix="sig-"))
+            try:
+                path = staging / _basename(candidate)
+                path.write_bytes(data)
+                check(path)  # a bad signature is an error, not a reason to look further
+                keep.mkdir(parents=True, exist_ok=True)
+                fd, tmp_name = tempfile.mkstemp(dir=keep, prefix=".new-")
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
+                os.replace(tmp_name, keep / path.name)
+                return keep / path.name
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        return None
+
+
+def _small_download(url: str, limit: int) -> bytes | None:
+    """The body of *url* when the server has it (at most *limit* bytes), else None."""
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT) as resp:
+            if "text/html" in (resp.headers.get("Content-Type") or ""):
+                return None
+            data = resp.read(limit + 1)
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    return data if 0 < len(data) <= limit else None
 
 
 def fetch_again(what: str, damaged: str | None, fetch: Callable[[], Path]) -> Path:

@@ -65,7 +65,7 @@ def tools(workspace):
     recipe(ws, "app", f"""\
         {script('/usr/bin/app', '/usr/bin/interp')}
         r.Create('/etc/app.conf', contents='x=1\\n')
-        r.Create('/usr/share/doc/app/README', contents='app\\n')
+        r.Create('/usr/share/man/man1/app.1', contents='.TH APP 1\\n')
         """)
     recipe(ws, "tool", script("/usr/bin/tool", "/usr/bin/app"))
     run_appbuild(workspace, "cook", "recipes/")

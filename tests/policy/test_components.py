@@ -27,14 +27,14 @@ def classify32(x86):
     ("/usr/bin/foo-config", "symlink", False, "devel"),
     ("/usr/lib64/libpkg.so.1.0", "file", True, "lib"),
     ("/usr/lib64/libpkg.so.1", "symlink", False, "lib"),
-    ("/usr/lib64/libpkg.so", "symlink", False, "devel"),   # the link-time symlink
+    ("/usr/lib64/libpkg.so", "symlink", False, "devellib"),   # the link-time symlink
     ("/usr/lib64/libpkg.so", "file", False, "lib"),        # a real file named .so is a library (e.g. a plugin)
-    ("/lib64/libpkg.so", "symlink", False, "devel"),
-    ("/usr/lib/x86_64-linux-gnu/libpkg.so", "symlink", False, "devel"),
-    ("/usr/lib64/libpkg.a", "file", False, "devel"),
-    ("/usr/lib64/libpkg.la", "file", False, "devel"),
-    ("/usr/lib64/pkgconfig/pkg.pc", "file", False, "devel"),
-    ("/usr/share/pkgconfig/pkg.pc", "file", False, "devel"),
+    ("/lib64/libpkg.so", "symlink", False, "devellib"),
+    ("/usr/lib/x86_64-linux-gnu/libpkg.so", "symlink", False, "devellib"),
+    ("/usr/lib64/libpkg.a", "file", False, "devellib"),
+    ("/usr/lib64/libpkg.la", "file", False, "lib"),  # RemoveNonPackageFiles removes it first
+    ("/usr/lib64/pkgconfig/pkg.pc", "file", False, "devellib"),
+    ("/usr/share/pkgconfig/pkg.pc", "file", False, "devellib"),
     ("/usr/include/pkg.h", "file", False, "devel"),
     ("/usr/include/pkg/sub/x.h", "file", False, "devel"),
     ("/usr/share/aclocal/pkg.m4", "file", False, "devel"),
@@ -42,7 +42,15 @@ def classify32(x86):
     ("/usr/share/man/man2/x.2", "file", False, "devel"),
     ("/usr/share/man/man1/pkg.1", "file", False, "doc"),
     ("/usr/share/info/pkg.info", "file", False, "doc"),
-    ("/usr/share/doc/pkg-1.0/README", "file", False, "doc"),
+    ("/usr/share/doc/pkg-1.0/README", "file", False, "supdoc"),
+    ("/usr/share/locale/de/LC_MESSAGES/pkg.mo", "file", False, "locale"),
+    ("/usr/share/gnome/help/pkg/de/index.html", "file", False, "locale"),
+    ("/usr/share/gnome/help/pkg/C/index.html", "file", False, "runtime"),
+    ("/usr/lib64/python3.11/site-packages/pkg/__init__.py", "file", False, "python"),
+    ("/usr/lib/perl5/vendor_perl/Pkg.pm", "file", False, "perl"),
+    ("/var/conary/tests/pkg-1.0/run", "file", True, "test"),
+    ("/opt/pkg/lib/helper", "file", True, "lib"),
+    ("/usr/lib64/pkg", "dir", False, "runtime"),  # a directory is never :lib
     ("/usr/share/gtk-doc/html/pkg/index.html", "file", False, "doc"),
     ("/etc/pkg.conf", "file", False, "config"),
     ("/etc/pkg/sub/x.conf", "file", False, "config"),
@@ -64,11 +72,11 @@ def test_default_rules_x86_64(classify64, path, kind, executable, component):
 
 @pytest.mark.parametrize("path, kind, component", [
     ("/usr/lib/libpkg.so.1", "symlink", "lib"),
-    ("/usr/lib/libpkg.so", "symlink", "devel"),
-    ("/usr/lib/i386-linux-gnu/libpkg.so", "symlink", "devel"),
-    ("/usr/lib/i386-linux-gnu/libpkg.a", "file", "devel"),
+    ("/usr/lib/libpkg.so", "symlink", "devellib"),
+    ("/usr/lib/i386-linux-gnu/libpkg.so", "symlink", "devellib"),
+    ("/usr/lib/i386-linux-gnu/libpkg.a", "file", "devellib"),
     ("/usr/lib/libpkg.so.1.0", "file", "lib"),
-    ("/usr/lib32/libpkg.so", "symlink", "devel"),
+    ("/usr/lib32/libpkg.so", "symlink", "devellib"),
 ])
 def test_default_rules_x86(classify32, path, kind, component):
     assert classify32(path, kind, False) == component
@@ -97,4 +105,5 @@ def test_patterns_follow_the_macros(x86_64):
     c = Classifier(macros)
     assert c.component("/opt/pkg/include/pkg.h", "file", False) == "devel"
     assert c.component("/opt/pkg/share/man/man1/pkg.1", "file", False) == "doc"
-    assert c.component("/usr/include/pkg.h", "file", False) == "runtime"
+    assert c.component("/usr/include/pkg.h", "file", False) == "devel"  # conary: any .h below an include/
+    assert c.component("/usr/include/pkg.txt", "file", False) == "runtime"
