@@ -233,8 +233,7 @@ def stage_image(repo: Repository, group: Trove, troves: list[Trove], meta_base: 
     present = {f.path for t in troves for f in t.files if f.path not in absent}
     generated += [GeneratedFile(path, data, info_mode(path)) for path, data in
                   dpkg_database(repo.store, troves, present,
-                                state="unpacked" if scripts and configured_by_dpkg(troves) else "installed",
-                                scripts=scripts)]
+                                state="unpacked" if scripts and configured_by_dpkg(troves) else "installed")]
 
     progress(f"staging {len(troves)} troves")
     staging = work / "root"

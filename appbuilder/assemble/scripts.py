@@ -589,7 +589,14 @@ def _deb_phase(repo: Repository, troves: list[Trove], runner: _Runner, staged: S
         debs.append(_Deb(t, parse_control(members["control"].decode(errors="replace")), members))
     order = deb_order(debs)
     if not configured_by_dpkg(troves):
-        _deb_scripts_without_dpkg(order, runner)
+        # DEB members of a system without dpkg (an EL base holding Debian's kernel and a few
+        # libraries): their maintainer scripts expect a Debian system (linux-update-symlinks,
+        # ldconfig triggers); they are staged as in a group without packageScripts
+        note = (f"== {len(order)} Debian package(s) in a system without dpkg: their maintainer scripts are "
+                f"not run (add the package dpkg to run them): {', '.join(d.name for d in order)} ==\n")
+        runner.report.log += note
+        if runner.log:
+            runner.log(note.rstrip("\n"))
         return
     # conffiles wait as PATH.dpkg-new, as after dpkg's unpack (the database says "newconffile")
     for d in debs:
@@ -623,18 +630,6 @@ def _maintainer_env(d: _Deb, script: str, dpkg_version: str) -> dict[str, str]:
     return {"DPKG_MAINTSCRIPT_PACKAGE": d.name, "DPKG_MAINTSCRIPT_ARCH": d.fields.get("Architecture", ""),
             "DPKG_MAINTSCRIPT_NAME": script, "DPKG_MAINTSCRIPT_PACKAGE_REFCOUNT": "1",
             "DPKG_ADMINDIR": "/var/lib/dpkg", "DPKG_ROOT": "", "DPKG_RUNNING_VERSION": dpkg_version}
-
-
-def _deb_scripts_without_dpkg(order: list[_Deb], runner: _Runner) -> None:
-    """The DEB members of an image without dpkg (an EL system holding a few Debian
-    libraries): each ``preinst install``, then each ``postinst configure``, run directly in
-    dependency order as dpkg would run them; the status database says "installed" from the
-    start (no dpkg is there to read it, or to run triggers)."""
-    for script, argv in (("preinst", ["install"]), ("postinst", ["configure", ""])):
-        for d in order:
-            if script in d.members:
-                runner.run(d.name, f"{script} {argv[0]}", [f"/var/lib/dpkg/info/{d.info}.{script}", *argv],
-                           env=_maintainer_env(d, script, ""))
 
 
 def _trigger_lines(d: _Deb) -> list[tuple[str, str]]:

@@ -60,7 +60,7 @@ def deb_capsules(troves: Iterable[Trove]) -> list[Trove]:
 def configured_by_dpkg(troves: Iterable[Trove]) -> bool:
     """The image's own dpkg (the package ``dpkg`` among the DEB capsules) configures its DEB
     members when their scripts run; without it (an EL system holding a few Debian
-    libraries) their maintainer scripts are run directly, as dpkg would run them."""
+    libraries) their maintainer scripts are not run and the database says "installed"."""
     return any(t.package == "dpkg" for t in deb_capsules(troves))
 
 
@@ -91,15 +91,13 @@ def info_name(fields: dict[str, str]) -> str:
 
 
 def dpkg_database(store: ContentStore, troves: Iterable[Trove], present: set[str] | None = None,
-                  *, state: str = "installed", scripts: bool = False) -> list[tuple[str, bytes]]:
+                  *, state: str = "installed") -> list[tuple[str, bytes]]:
     """``(path, content)`` of the dpkg database files for the DEB capsules among *troves*.
 
     *present* is the set of paths the image holds (``None``: every path of the troves);
     a package's list, md5sums and conffiles name only those. Empty when there are no
     DEB capsules. *state* ``unpacked``: as dpkg leaves it before ``--configure`` (see the
-    module's docstring; :func:`info_mode` gives the files' modes). The maintainer scripts
-    are there when unpacked, or with *scripts* (they run without dpkg, see
-    :func:`configured_by_dpkg`).
+    module's docstring; :func:`info_mode` gives the files' modes).
     """
     if state not in ("installed", "unpacked"):
         raise ValueError(f"bad dpkg state {state!r}")
@@ -123,7 +121,7 @@ def dpkg_database(store: ContentStore, troves: Iterable[Trove], present: set[str
                 for p in conffiles)
         stanzas.append(_stanza(status))
         name = info_name(fields)
-        if state == "unpacked" or scripts:
+        if state == "unpacked":
             for member in INFO_FILES:
                 if member in members:
                     files.append((f"{INFO}/{name}.{member}", members[member]))

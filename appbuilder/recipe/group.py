@@ -129,7 +129,10 @@ from appbuilder.repository.versions import Flavor, TroveSpec, check_label
 GROUP_NAME_RE = re.compile(r"^group-[a-z0-9][a-z0-9+._-]*$")
 LOGIN_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
-DEFAULT_COMPONENTS = ("runtime", "lib", "config", "data", "rpm", "deb")
+# what an image installs of a package unless the group says otherwise: what runs (with
+# conary's :python, :perl and :locale, which conary's groups installed too), not
+# :devel, :devellib, :doc, :supdoc, :debuginfo or :test
+DEFAULT_COMPONENTS = ("runtime", "lib", "config", "data", "python", "perl", "locale", "rpm", "deb")
 
 
 ADD, ADD_ALL, ADD_COPY = "add", "addAll", "addCopy"  # how a GroupItem came in
