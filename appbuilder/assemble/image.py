@@ -29,9 +29,11 @@ from appbuilder.assemble import bootloader, disk, ext4, initramfs
 from appbuilder.assemble import kernel as kernel_mod
 from appbuilder.assemble.accounts import SEED_FILES, Accounts, seed_tables
 from appbuilder.assemble.meta import ImageMeta
+from appbuilder.assemble.rootcache import CachedRoot, RootCache, tree_key
 from appbuilder.assemble.rootfs import (
     GeneratedFile,
     StagedRoot,
+    boot_files,
     owners_and_groups,
     stage_root,
 )
@@ -39,9 +41,10 @@ from appbuilder.assemble.sbom import make_inventory
 from appbuilder.capsule.dpkgdb import configured_by_dpkg, dpkg_database, info_mode
 from appbuilder.capsule.rpmdb import build_rpm_database
 from appbuilder.core.errors import AppbuildError
+from appbuilder.core.fileio import remove_tree_soon
 from appbuilder.policy.elf import read_elf
 from appbuilder.repository.repo import Repository
-from appbuilder.repository.trove import Trove
+from appbuilder.repository.trove import FileEntry, Trove
 from appbuilder.repository.versions import NVF
 
 MIB = 1 << 20
@@ -191,18 +194,29 @@ def account_seed(repo: Repository, troves: list[Trove]) -> tuple[str, str] | Non
     return seed_tables(files)
 
 
-def stage_image(repo: Repository, group: Trove, troves: list[Trove], meta_base: dict, work: Path, *,
-                devices: kernel_mod.DeviceModules, boot: str = "disk", progress=lambda msg: None,
-                script_log=None) -> StagedImage:
-    """Stage the root file system of *group* (its member *troves*) under ``work/root``: members'
-    files, the kernel modules the image keeps, accounts, generated files, inventory, module index
-    and package databases. *boot* ``network``: the tree a network-booting appliance mounts as its
-    root (its fstab names no root or boot partition: the initramfs sets them up).
+@dataclass
+class ImagePlan:
+    """Everything decided about a group version's root file system before anything is staged."""
 
-    A group with ``packageScripts`` (info ``package_scripts``) then has its packages' scripts run
-    in the staged root (:mod:`appbuilder.assemble.scripts`; ``meta_base["scripts_timeout"]``
-    seconds each, setting ``scripts.timeout``; ``meta_base["scripts_cache"]``: the directory
-    keeping runs' results); their output goes to *script_log* (default: *progress*)."""
+    kernel: kernel_mod.Kernel
+    choice: kernel_mod.ModuleChoice
+    provisional: ImageMeta
+    source_date_epoch: int
+    root_uuid: str
+    boot_volume_id: int
+    sboms: dict[str, bytes]
+    accounts: Accounts
+    generated: list[GeneratedFile]
+    skip: set[str]
+    scripts: bool
+    merged_usr: bool
+    hostname: str
+
+
+def plan_image(repo: Repository, group: Trove, troves: list[Trove], meta_base: dict, *,
+               devices: kernel_mod.DeviceModules, boot: str = "disk", progress=lambda msg: None) -> ImagePlan:
+    """The kernel and the modules the image keeps, accounts, generated files and inventory of
+    *group* (its member *troves*): what :func:`stage_planned` writes."""
     sde = int(group.info.get("source_date_epoch") or meta_base["source_date_epoch"])
     arch = group.flavor.arch
     kern, builtin, choice = kernel_choice(repo, group, troves, devices, progress)
@@ -227,38 +241,64 @@ def stage_image(repo: Repository, group: Trove, troves: list[Trove], meta_base: 
                                 boot_uuid=bootloader.fat_volume_uuid(boot_volid), modules=loaded, boot=boot)
     # the inventory (SBOMs, inventory.txt) and the dpkg database name what the image really holds
     absent = skip | {f.path for t in troves for f in t.files if f.path.startswith("/boot/System.map")}
-    inventory = make_inventory(repo, group, troves, arch=arch, source_date_epoch=sde, skip=absent)
+    inventory = make_inventory(repo, group, troves, arch=arch, source_date_epoch=sde, skip=absent,
+                               sha1_cache=meta_base.get("sha1_cache"))
     sboms = inventory.sbom_bytes()
     generated += [GeneratedFile(path, data) for path, data in inventory.image_files(sboms)]
     present = {f.path for t in troves for f in t.files if f.path not in absent}
     generated += [GeneratedFile(path, data, info_mode(path)) for path, data in
                   dpkg_database(repo.store, troves, present,
                                 state="unpacked" if scripts and configured_by_dpkg(troves) else "installed")]
+    return ImagePlan(kern, choice, provisional, sde, root_uuid, boot_volid, sboms, accounts, generated, skip,
+                     scripts, bool(group.info.get("merged_usr")), group.info.get("hostname") or "appliance")
 
+
+def stage_planned(repo: Repository, troves: list[Trove], plan: ImagePlan, meta_base: dict, work: Path, *,
+                  progress=lambda msg: None, script_log=None) -> StagedRoot:
+    """Stage *plan* under ``work/root``: members' files, generated files, module index, package
+    databases, then the package scripts of a group with ``packageScripts``."""
     progress(f"staging {len(troves)} troves")
     staging = work / "root"
-    staged = stage_root(repo.store, troves, staging, accounts=accounts, source_date_epoch=sde, skip=skip,
-                        generated=generated, merged_usr=bool(group.info.get("merged_usr")))
-    kernel_mod.regenerate_module_index(staging, kern.version)
+    staged = stage_root(repo.store, troves, staging, accounts=plan.accounts, source_date_epoch=plan.source_date_epoch,
+                        skip=plan.skip, generated=plan.generated, merged_usr=plan.merged_usr)
+    kernel_mod.regenerate_module_index(staging, plan.kernel.version)
     build_rpm_database(repo.store, troves, staging,  # RPM capsules: `rpm -qa` works in the image
-                       source_date_epoch=sde)
-    _record_new_files(staged, sde)
-    if scripts:
+                       source_date_epoch=plan.source_date_epoch)
+    _record_new_files(staged, plan.source_date_epoch)
+    if plan.scripts:
         from appbuilder.assemble.scripts import run_package_scripts
 
         started = time.monotonic()
-        report = run_package_scripts(repo, troves, staged, hostname=group.info.get("hostname") or "appliance",
-                                     source_date_epoch=sde, timeout=float(meta_base.get("scripts_timeout", 300)),
+        report = run_package_scripts(repo, troves, staged, hostname=plan.hostname,
+                                     source_date_epoch=plan.source_date_epoch,
+                                     timeout=float(meta_base.get("scripts_timeout", 300)),
                                      log=script_log or progress, cache=meta_base.get("scripts_cache"))
         progress(f"package scripts: {'the result of an identical run applied' if report.cached else f'{len(report.ran)} run'}"
                  f" in {time.monotonic() - started:.1f} s")
-    return StagedImage(staged, kern, choice, provisional, sde, root_uuid, boot_volid, sboms)
+    return staged
 
 
-def kernel_config_text(repo: Repository, image: StagedImage) -> str:
-    """The kernel's ``/boot/config-VERSION`` (empty when the package has none)."""
-    config = next((f for f in image.staged.boot_files.values() if f.path == f"/boot/config-{image.kernel.version}"),
-                  None)
+def stage_image(repo: Repository, group: Trove, troves: list[Trove], meta_base: dict, work: Path, *,
+                devices: kernel_mod.DeviceModules, boot: str = "disk", progress=lambda msg: None,
+                script_log=None) -> StagedImage:
+    """Stage the root file system of *group* (its member *troves*) under ``work/root``: members'
+    files, the kernel modules the image keeps, accounts, generated files, inventory, module index
+    and package databases. *boot* ``network``: the tree a network-booting appliance mounts as its
+    root (its fstab names no root or boot partition: the initramfs sets them up).
+
+    A group with ``packageScripts`` (info ``package_scripts``) then has its packages' scripts run
+    in the staged root (:mod:`appbuilder.assemble.scripts`; ``meta_base["scripts_timeout"]``
+    seconds each, setting ``scripts.timeout``; ``meta_base["scripts_cache"]``: the directory
+    keeping runs' results); their output goes to *script_log* (default: *progress*)."""
+    plan = plan_image(repo, group, troves, meta_base, devices=devices, boot=boot, progress=progress)
+    staged = stage_planned(repo, troves, plan, meta_base, work, progress=progress, script_log=script_log)
+    return StagedImage(staged, plan.kernel, plan.choice, plan.provisional, plan.source_date_epoch, plan.root_uuid,
+                       plan.boot_volume_id, plan.sboms)
+
+
+def kernel_config_text(repo: Repository, kern: kernel_mod.Kernel, boot: dict[str, FileEntry]) -> str:
+    """The kernel's ``/boot/config-VERSION`` among the *boot* files (empty when the package has none)."""
+    config = boot.get(f"/boot/config-{kern.version}")
     return repo.store.read(config.sha256).decode(errors="replace") if config else ""
 
 
@@ -280,13 +320,21 @@ def assemble_raw(repo: Repository, group: Trove, troves: list[Trove], meta_base:
     *devices*: the disk and network drivers of the machines the image is for (the caller
     reads them from the device table); a module the kernel lacks is reported through
     *progress* ("target xen: no module xen_blkfront in kernel ...") and in the result."""
-    image = stage_image(repo, group, troves, meta_base, work, devices=devices, progress=progress,
-                        script_log=script_log)
-    staged, kern, choice, sde = image.staged, image.kernel, image.choice, image.source_date_epoch
+    plan = plan_image(repo, group, troves, meta_base, devices=devices, progress=progress)
+    kern, choice, sde = plan.kernel, plan.choice, plan.source_date_epoch
     init_modules, root_modules = choice.initramfs, choice.root
-    root_uuid, boot_volid, arch = image.root_uuid, image.boot_volume_id, group.flavor.arch
+    root_uuid, boot_volid, arch = plan.root_uuid, plan.boot_volume_id, group.flavor.arch
+    boot = boot_files(troves, plan.skip)
+    cache = RootCache(meta_base["rootfs_cache"], int(meta_base.get("rootfs_keep", 0))) \
+        if meta_base.get("rootfs_cache") else None
+    key = cache_key(group, troves, plan) if cache and cache.enabled else ""
+    kept = cache.lookup(key) if key else None
+    staged = None
+    if kept is None:
+        staged = stage_planned(repo, troves, plan, meta_base, work, progress=progress, script_log=script_log)
+        kept = CachedRoot(_root_minimum(staged), staged.installed_size)
 
-    config_text = kernel_config_text(repo, image)
+    config_text = kernel_config_text(repo, kern, boot)
     compression = initramfs.compression_for(config_text) if config_text else "gzip"
     progress(f"initramfs for kernel {kern.version} ({len(init_modules)} modules, {compression})")
     initrd = initramfs.build_initramfs(
@@ -296,7 +344,7 @@ def assemble_raw(repo: Repository, group: Trove, troves: list[Trove], meta_base:
         compression=compression,
     )
     boot_dir, kernel_name, initrd_name = boot_directory(repo, kern, initrd, work)
-    for path, entry in staged.boot_files.items():
+    for path, entry in boot.items():
         name = path.rsplit("/", 1)[1]
         if name != kernel_name and not name.startswith("System.map"):
             repo.store.copy_to(entry.sha256, boot_dir / name)
@@ -307,23 +355,42 @@ def assemble_raw(repo: Repository, group: Trove, troves: list[Trove], meta_base:
         kernel=kernel_name, initrd=initrd_name, cmdline=cmdline, label=f"{meta_base['group']} {group.version.revision}"))
 
     boot_bytes = max(bootloader.MIN_BOOT_BYTES, sum(p.stat().st_size for p in boot_dir.iterdir()) + 4 * MIB)
-    root_bytes = _root_minimum(staged)
-    layout = disk.plan_layout(boot_bytes, root_bytes, size)
+    layout = disk.plan_layout(boot_bytes, kept.root_minimum, size)
     meta = ImageMeta(group.name, str(group.version), arch, layout.total, sde, **meta_base.get("image", {}),
                      drivers=tuple(choice.drivers), kernel_config=kernel_options(config_text))
 
     progress(f"root file system: {layout.root.size // MIB} MiB ext4; boot partition: {layout.boot.size // MIB} MiB FAT")
     root_img, boot_img = work / "root.ext4", work / "boot.fat"
-    ext4.make_ext4(staged, root_img, layout.root.size, uuid=root_uuid, label="root", source_date_epoch=sde)
+    reused = cache.partition(key, layout.root.size, say=progress) if staged is None else None
+    if reused is not None:
+        progress(f"root file system: the partition of an identical earlier build reused ({key[:16]}, "
+                 f"verified): nothing staged, no package script run")
+        root_img = reused
+    else:
+        if staged is None:
+            staged = stage_planned(repo, troves, plan, meta_base, work, progress=progress, script_log=script_log)
+        ext4.make_ext4(staged, root_img, layout.root.size, uuid=root_uuid, label="root", source_date_epoch=sde)
+        remove_tree_soon(staged.directory)  # the partition holds it now
     bootloader.make_boot_partition({p.name: p for p in boot_dir.iterdir()}, boot_img, layout.boot.size,
                                    volume_id=boot_volid, hidden_sectors=layout.boot.first_lba, source_date_epoch=sde)
     raw = work / f"{meta.basename}.raw"
     record = disk.mbr(layout, signature=meta.derived_u32("mbr"), boot_code=bootloader.SYSLINUX_MBR.read_bytes()[:440])
     disk.write_disk(raw, layout, boot_image=boot_img, root_image=root_img, master_boot_record=record)
-    for leftover in (root_img, boot_img):
-        leftover.unlink()
-    return AssembledDisk(raw, meta, kern.version, staged.installed_size, init_modules, root_modules,
-                         choice.missing, layout, sboms=image.sboms)
+    boot_img.unlink()
+    if reused is None:
+        if key:
+            cache.store(key, kept, root_img)  # moved into the cache
+        else:
+            root_img.unlink()
+    return AssembledDisk(raw, meta, kern.version, kept.installed_size, init_modules, root_modules,
+                         choice.missing, layout, sboms=plan.sboms)
+
+
+def cache_key(group: Trove, troves: list[Trove], plan: ImagePlan) -> str:
+    """The root file system cache's key of *plan* (:func:`appbuilder.assemble.rootcache.tree_key`)."""
+    return tree_key(group, troves, [(g.path, g.content, g.mode) for g in plan.generated], skip=plan.skip,
+                    merged_usr=plan.merged_usr, source_date_epoch=plan.source_date_epoch, scripts=plan.scripts,
+                    hostname=plan.hostname, extra={"root_uuid": plan.root_uuid, "kernel": plan.kernel.version})
 
 
 # kernel config options that say where the kernel runs (ImageMeta.kernel_config): the AMI

@@ -136,12 +136,11 @@ def stage_root(
                 raise AppbuildError(f"{path} needs the directory {p}, which a member holds as a {staged.entries[p].type}")
 
     entries = sorted((f for t in troves for f in t.files), key=lambda f: where(f.path))
+    staged.boot_files = boot_files(troves, skip)
     for f in entries:
         if f.path in skip:
             continue
         if f.path.startswith("/boot/"):  # the boot partition holds these; /boot is its mount point
-            if f.type == "file":
-                staged.boot_files[f.path] = f
             continue
         path = where(f.path)
         if merged_usr and is_merged_dir(path):
@@ -186,6 +185,12 @@ def stage_root(
         staged.add(ImageEntry(path, "file", g.mode, mtime=source_date_epoch))
         staged.installed_size += len(g.content)
     return staged
+
+
+def boot_files(troves: list[Trove], skip: set[str] = frozenset()) -> dict[str, FileEntry]:
+    """The members' regular files under ``/boot`` (minus *skip*), which the boot partition holds."""
+    return {f.path: f for f in sorted((f for t in troves for f in t.files), key=lambda f: f.path)
+            if f.path.startswith("/boot/") and f.type == "file" and f.path not in skip}
 
 
 def owners_and_groups(troves: list[Trove]) -> tuple[set[str], set[str]]:

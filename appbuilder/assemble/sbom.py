@@ -34,12 +34,15 @@ reads back); the image store keeps the SBOMs beside the image files
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
+import sqlite3
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from packageurl import PackageURL
 
@@ -509,12 +512,13 @@ def _cdx_source(s: Source) -> dict:
 
 
 def make_inventory(repo: Repository, group: Trove, troves: list[Trove], *, arch: str, source_date_epoch: int,
-                   skip: set[str] = frozenset()) -> Inventory:
-    """The inventory of an image of *group* holding the component *troves* (minus *skip* paths)."""
+                   skip: set[str] = frozenset(), sha1_cache: Path | None = None) -> Inventory:
+    """The inventory of an image of *group* holding the component *troves* (minus *skip* paths);
+    *sha1_cache*: an sqlite file keeping the files' SHA-1s between builds."""
     by_package: dict[tuple, list[Trove]] = {}
     for t in troves:
         by_package.setdefault((t.package, str(t.version), str(t.flavor)), []).append(t)
-    hashes = _Sha1s(repo)
+    hashes = _Sha1s(repo, sha1_cache)
     in_group = {str(n) for n in group.members}
     inv = Inventory(group.name, str(group.version), arch, source_date_epoch)
     for (name, _, _), comps in sorted(by_package.items()):
@@ -536,6 +540,7 @@ def make_inventory(repo: Repository, group: Trove, troves: list[Trove], *, arch:
         else:
             _cooked_member(member, package)
         inv.members.append(member)
+    hashes.keep()
     return inv
 
 
@@ -547,11 +552,26 @@ def _package_trove(repo: Repository, name: str, component: Trove) -> Trove | Non
 
 
 class _Sha1s:
-    """SHA-1 of stored contents (read once per content, verified against its sha256 by the store)."""
+    """SHA-1 of stored contents (read once per content, verified against its sha256 by the store).
 
-    def __init__(self, repo: Repository):
+    With *cache* (an sqlite file), the SHA-1s found are kept by sha256 for the next inventory,
+    so a rebuild does not read every file again; a cache that cannot be read, or a row that
+    is not a SHA-1, is ignored (the content is read instead)."""
+
+    def __init__(self, repo: Repository, cache: Path | None = None):
         self.repo = repo
+        self.cache = cache
         self.known: dict[str, str] = {}
+        self.new: dict[str, str] = {}
+        if cache is not None:
+            try:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                with contextlib.closing(sqlite3.connect(cache, timeout=30)) as db, db:
+                    db.execute("CREATE TABLE IF NOT EXISTS sha1 (sha256 TEXT PRIMARY KEY, sha1 TEXT NOT NULL)")
+                    self.known = {a: b for a, b in db.execute("SELECT sha256, sha1 FROM sha1")
+                                  if isinstance(b, str) and _SHA1.fullmatch(b)}
+            except (sqlite3.Error, OSError):
+                self.known = {}
 
     def of(self, sha256: str) -> str:
         if sha256 not in self.known:
@@ -559,8 +579,22 @@ class _Sha1s:
             with self.repo.store.open(sha256) as f:
                 while chunk := f.read(1 << 20):
                     h.update(chunk)
-            self.known[sha256] = h.hexdigest()
+            self.known[sha256] = self.new[sha256] = h.hexdigest()
         return self.known[sha256]
+
+    def keep(self) -> None:
+        """Write the SHA-1s found since the cache was read (one transaction)."""
+        if self.cache is None or not self.new:
+            return
+        try:
+            with contextlib.closing(sqlite3.connect(self.cache, timeout=30)) as db, db:
+                db.executemany("INSERT OR REPLACE INTO sha1 VALUES (?, ?)", sorted(self.new.items()))
+        except sqlite3.Error:
+            pass
+        self.new.clear()
+
+
+_SHA1 = re.compile(r"[0-9a-f]{40}")
 
 
 def _deb_member(m: Member, repo: Repository, comp: Trove, package: Trove | None) -> None:

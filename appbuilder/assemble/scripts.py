@@ -23,9 +23,10 @@ from being started while it runs.
 **DEB.** The dpkg database is written as dpkg leaves it after unpacking
 (``install ok unpacked``, maintainer scripts in ``/var/lib/dpkg/info``, conffiles as
 ``PATH.dpkg-new``; :mod:`appbuilder.capsule.dpkgdb`). Each ``preinst install`` runs, then
-the image's own dpkg configures one package per sandbox run (``dpkg --configure
---no-triggers PKG``), in dependency order (Pre-Depends and Depends, first present
-alternative), so that a failure or a time limit names the package; then the triggers the
+the image's own dpkg configures them all in one run (``dpkg --configure --no-triggers
+PKG...``, reading its database once), in dependency order (Pre-Depends and Depends, first
+present alternative); its ``Setting up PKG`` lines split the output and the time by package,
+restart the time limit, and name the package of a failure or a hang; then the triggers the
 installation activated (file triggers of the packages' paths too) run with ``dpkg
 --triggers-only --pending``. A closure without dpkg is an error.
 
@@ -136,9 +137,21 @@ def run_package_scripts(repo: Repository, troves: list[Trove], staged: StagedRoo
             log(report.log.rstrip("\n"))
         return report
     _run(repo, debs, rpms, staged, hostname, source_date_epoch, timeout, report, log)
+    if report.ran:
+        report.log += summary(report) + "\n"
+        if log:
+            log(summary(report))
     if cache is not None:
         _record_delta(repo, staged, before, Path(cache) / f"{key}.json")
     return report
+
+
+def summary(report: ScriptReport, slowest: int = 8) -> str:
+    """One line for the build log: how many scripts ran, their time, and the slowest."""
+    total = sum(seconds for _, _, seconds in report.ran)
+    top = sorted(report.ran, key=lambda r: -r[2])[:slowest]
+    return (f"== package scripts: {len(report.ran)} in {total:.1f} s; slowest: "
+            + ", ".join(f"{p} {s} {sec:.2f} s" for p, s, sec in top) + " ==")
 
 
 def _run(repo: Repository, debs: list[Trove], rpms: list[Trove], staged: StagedRoot, hostname: str,
@@ -333,8 +346,55 @@ class _Runner:
         if status != 0:
             raise ScriptError(f"{package} {script} failed (exit {status}){_tail(text)}")
 
-    def _record(self, package: str, script: str, text: str, start: float) -> None:
-        self.report.ran.append((package, script, round(time.monotonic() - start, 3)))
+    def run_steps(self, script: str, argv: list[str], step: re.Pattern[bytes], failed: re.Pattern[str]) -> None:
+        """Run *argv*, one program doing a *script* for many packages (``dpkg --configure P1 P2
+        ...``): each output line matching *step* starts the next package (group 1 names it) and
+        its time limit; what follows is that package's output and run time. A nonzero exit names
+        the package *failed* finds in the output (group 1: package, group 2: exit status), or
+        the one running last."""
+        steps: list[tuple[str, float, list[bytes]]] = [("dpkg", time.monotonic(), [])]
+
+        def seen(line: bytes) -> None:
+            m = step.match(line)
+            if m:
+                steps.append((m.group(1).decode(errors="replace").split(":")[0], time.monotonic(), []))
+            steps[-1][2].append(line)
+
+        def record(last_status: int | None = None, timed_out: bool = False) -> None:
+            for i, (package, started, lines) in enumerate(steps):
+                if i == 0 and not lines:
+                    continue
+                ended = steps[i + 1][1] if i + 1 < len(steps) else time.monotonic()
+                text = b"".join(lines).decode(errors="replace")
+                tail = ""
+                if i == len(steps) - 1 and timed_out:
+                    tail = f"(stopped after {self.timeout:g} s)\n"
+                elif i == len(steps) - 1 and last_status:
+                    tail = f"(exit status {last_status})\n"
+                self._record(package, script if i else "dpkg", f"== {package} {script if i else 'dpkg'} ==\n"
+                             + text + tail, started, ended - started)
+
+        try:
+            status = self.sandbox.run(argv, cwd="/", env=self.env, log=io.BytesIO(), echo=seen, step=step)
+        except TimeLimitExceeded:
+            record(timed_out=True)
+            package, _, lines = steps[-1]
+            raise ScriptError(f"{package} {script} timed out after {self.timeout:g} s (the time limit of one "
+                              f"package script: setting scripts.timeout)"
+                              f"{_tail(b''.join(lines).decode(errors='replace'))}") from None
+        finally:
+            self.clean()
+        record(status)
+        if status != 0:
+            text = b"".join(line for _, _, lines in steps for line in lines).decode(errors="replace")
+            m = failed.search(text)
+            package, code = (m.group(1).split(":")[0], m.group(2)) if m else (steps[-1][0], str(status))
+            own = next((b"".join(lines).decode(errors="replace") for p, _, lines in reversed(steps) if p == package),
+                       text)
+            raise ScriptError(f"{package} {script} failed (exit {code}){_tail(own)}")
+
+    def _record(self, package: str, script: str, text: str, start: float, seconds: float | None = None) -> None:
+        self.report.ran.append((package, script, round(time.monotonic() - start if seconds is None else seconds, 3)))
         self.report.log += text
         if self.log:
             self.log(text.rstrip("\n"))
@@ -612,10 +672,11 @@ def _deb_phase(repo: Repository, troves: list[Trove], runner: _Runner, staged: S
         if "preinst" in d.members:
             runner.run(d.name, "preinst install", [f"/var/lib/dpkg/info/{d.info}.preinst", "install"],
                        env=_maintainer_env(d, "preinst", dpkg_version))
-    for d in order:
-        runner.run(d.name, "postinst configure",
-                   ["dpkg", "--configure", "--no-triggers", "--force-depends", "--force-confdef", "--force-confold",
-                    d.info])
+    # one dpkg configures them all, in this order (it reads its database once): each "Setting up"
+    # line starts a package's share of the output and of the time limit; the first failure stops it
+    runner.run_steps("postinst configure",
+                     ["dpkg", "--configure", "--no-triggers", "--force-depends", "--force-confdef", "--force-confold",
+                      "--abort-after=1", *(d.info for d in order)], SETTING_UP, DPKG_FAILED)
     _activate_file_triggers(root, debs, staged, runner.ns)
     runner.run("dpkg", "triggers", ["dpkg", "--triggers-only", "--pending", "--force-depends"])
     status = (root / "var/lib/dpkg/status").read_text(errors="replace")
@@ -624,6 +685,10 @@ def _deb_phase(repo: Repository, troves: list[Trove], runner: _Runner, staged: S
                   if m.group(2) != "install ok installed"]
     if unfinished:
         raise ScriptError(f"dpkg left {len(unfinished)} packages unfinished: {', '.join(unfinished[:10])}")
+
+
+SETTING_UP = re.compile(rb"Setting up (\S+) \(")  # dpkg, before a package's postinst configure
+DPKG_FAILED = re.compile(r"error processing package (\S+) \(--configure\):\n.*?exit status (\d+)")
 
 
 def _maintainer_env(d: _Deb, script: str, dpkg_version: str) -> dict[str, str]:

@@ -36,7 +36,7 @@ from appbuilder.policy.deps import (
     scan_file,
     script_interpreter,
 )
-from appbuilder.policy.elf import inspect_elf, is_elf
+from appbuilder.policy.elf import inspect_elf, is_elf, relocatable_header
 from appbuilder.repository.deps import SONAME, Dependency, file_dep, soname
 
 # where the dynamic loader looks for libraries (an unnamed shared object there provides its file name)
@@ -77,6 +77,9 @@ def _scan(content: StoredContent, executable: bool) -> FileDeps | None:
     if content.data is None:
         return scan_file(str(content.spool), executable) if content.spool else None
     if is_elf(content.head):
+        relocatable = relocatable_header(content.head)
+        if relocatable is not None:
+            return elf_dependencies(relocatable)
         info, problem = inspect_elf(io.BytesIO(content.data))
         return elf_dependencies(info) if info is not None else FileDeps(problem=problem)
     if executable:

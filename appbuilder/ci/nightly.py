@@ -50,7 +50,7 @@ import yaml
 
 from appbuilder.core.errors import AppbuildError
 from appbuilder.core.fileio import write_atomic
-from appbuilder.core.settings import Settings, load_settings
+from appbuilder.core.settings import Settings, add_flags, load_settings
 from appbuilder.store.manifest import builder_identity, utc_now
 
 DEFAULTS = {"groups": [], "arches": ["x86_64", "x86"], "formats": "all", "to": None, "endpoint_url": None,
@@ -133,6 +133,7 @@ class Nightly:
         self.store = ImageStore(settings.images)
         self.report = Report(utc_now(), config={k: v for k, v in cfg.items() if k not in ("key", "gpg_home")})
         self.t0 = time.monotonic()
+        self.cluster = self.export = None  # set by run() when settings name a cluster (--cluster)
 
     # ------------------------------------------------------------ driving
 
@@ -165,6 +166,15 @@ class Nightly:
         with the status ``interrupted``)."""
         cfg = self.cfg
         interrupted = False
+        from appbuilder.cluster.connect import configured
+
+        if configured(self.settings):
+            from appbuilder.cluster.connect import connect
+            from appbuilder.cluster.schedule import Export
+
+            self.cluster = connect(self.settings)
+            self.say(f"cooking and building on the cluster at {self.cluster.address}")
+            self.export = Export(self.settings, self.repo, self.cluster)
         try:
             has_upstream = bool(self.settings.get("upstream"))
             self.stage("import", self._import, skip=None if cfg["import"] and has_upstream else
@@ -181,6 +191,9 @@ class Nightly:
             interrupted = True
             raise
         finally:
+            if self.cluster is not None:
+                self.export.close()
+                self.cluster.close()
             self._finish(interrupted)
         return self.report
 
@@ -216,8 +229,18 @@ class Nightly:
                 cooked.append(str(res.nvf))
                 self.say(f"cooked {res.nvf} in {res.seconds:.1f} s")
 
-        result = cook_changed(self.settings, self.repo, [get_arch(a) for a in self.cfg["arches"]],
-                              Progress(say=self.say, cooked=report), jobs=self.cfg["jobs"])
+        arches = [get_arch(a) for a in self.cfg["arches"]]
+        if self.cluster is not None:  # --cluster: each cook a task on the cluster's workers
+            from appbuilder.cluster.schedule import cook_on_cluster
+            from appbuilder.recipe.loader import RECIPE_FILE, find_recipes
+
+            recipes = find_recipes(self.settings.recipes_dir) if any(
+                self.settings.recipes_dir.glob(f"*/{RECIPE_FILE}")) else []
+            result = cook_on_cluster(self.settings, self.repo, self.cluster, recipes, arches, report=report,
+                                     say=self.say, export=self.export)
+        else:
+            result = cook_changed(self.settings, self.repo, arches, Progress(say=self.say, cooked=report),
+                                  jobs=self.cfg["jobs"])
         error = failure_summary(result)
         if error:
             raise error
@@ -249,9 +272,16 @@ class Nightly:
                     missing = [s.name for s in specs if recorded is None or s.name not in recorded.formats]
                     if missing:
                         self.say(f"building {group}={revision} ({arch}): {', '.join(missing)}")
-                        build_images(self.settings, self.repo, BuildRequest(
-                            group=group, arches=[arch], formats=",".join(missing), version=revision,
-                            jobs=self.cfg["jobs"], cook=False), say=lambda m: self.say(f"  {m}"))
+                        if self.cluster is not None:  # each format a task on the cluster's workers
+                            from appbuilder.cluster.schedule import build_on_cluster
+
+                            build_on_cluster(self.settings, self.repo, self.cluster, group, [arch],
+                                             ",".join(missing), version=revision, jobs=self.cfg["jobs"],
+                                             say=lambda m: self.say(f"  {m}"), export=self.export)
+                        else:
+                            build_images(self.settings, self.repo, BuildRequest(
+                                group=group, arches=[arch], formats=",".join(missing), version=revision,
+                                jobs=self.cfg["jobs"], cook=False), say=lambda m: self.say(f"  {m}"))
                         recorded = self.store.manifest(group, revision, arch)
                     else:
                         self.say(f"{group}={revision} ({arch}) is already in the image store")
@@ -405,12 +435,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", help="directory for report.json and report.html")
     p.add_argument("--no-import", action="store_true", help="do not import upstream updates")
     p.add_argument("--unsigned", action="store_true", help="publish without signing")
+    add_flags(p, "nightly")  # --cluster
     args = p.parse_args(argv)
     from appbuilder.core.ui import Console
 
     ui = Console()
     try:
-        settings = load_settings()
+        settings = load_settings().with_flags(args)
         config = Path(args.config) if args.config else settings.workspace / "ci" / "nightly.yaml"
         cfg = load_config(config if args.config or config.is_file() else None, {
             "groups": args.groups, "arches": args.arches, "formats": args.formats, "to": args.to,

@@ -15,7 +15,7 @@ import sqlite3
 import sys
 
 from appbuilder import __version__
-from appbuilder.cli import fs, groups, images, packages
+from appbuilder.cli import fs, groups, images, packages, repo
 from appbuilder.cli import settings as settings_area
 from appbuilder.cli.images import build_image_parser
 from appbuilder.core.errors import AppbuildError
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="appbuild", description="Build versioned packages and appliance images from recipes.")
     p.add_argument("--version", action="version", version=f"appbuild {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    for area in (packages, groups, images, fs, settings_area):
+    for area in (packages, groups, images, fs, repo, settings_area):
         area.register(sub)
     return p
 

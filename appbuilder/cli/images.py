@@ -24,6 +24,10 @@ def cmd_build_image(args, settings: Settings, ui: Console) -> int:
     )
     settings = settings.with_flags(args)
     repo = open_repo(settings)
+    from appbuilder.cluster.connect import configured
+
+    if configured(settings):  # --cluster: each (format, arch) a task on the cluster
+        return _build_on_cluster(req, settings, repo, ui)
     for image in build_images(settings, repo, req, say=ui.info):
         ui.success(f"{image.group}: {image.directory}")
         for fmt, paths in sorted(image.files.items()):
@@ -31,6 +35,42 @@ def cmd_build_image(args, settings: Settings, ui: Console) -> int:
                 ui.out(f"  {fmt:12} {path.name}  ({path.stat().st_size / (1 << 20):.1f} MiB)")
         steps = ", ".join(f"{k} {v:.1f} s" for k, v in image.seconds.items())
         ui.info(f"  kernel {image.kernel}; installed size {image.installed_size / (1 << 20):.1f} MiB; {steps}")
+    return 0
+
+
+def _build_on_cluster(req, settings: Settings, repo, ui: Console) -> int:
+    from appbuilder.cluster import schedule
+    from appbuilder.cluster.connect import connect
+    from appbuilder.cook.uptodate import Progress
+
+    if req.output is not None:
+        raise AppbuildError("--output and --cluster do not go together: images built on the cluster go into the "
+                            "image store (copy them from there)")
+    with connect(settings) as cluster:
+        ui.note(f"building on the cluster at {cluster.address} ({cluster.workers()} workers)")
+        export = schedule.Export(settings, repo, cluster)
+        try:
+            if req.cook and req.version is None and settings.recipes_dir.is_dir():
+                def report(res):
+                    if not res.skipped:
+                        ui.info(f"cooked {res.nvf} in {res.seconds:.1f} s")
+
+                schedule.bring_up_to_date(settings, repo, cluster, arches(",".join(req.arches)),
+                                          Progress(say=ui.info, cooked=report, warn=ui.warn), export=export)
+            placed = schedule.build_on_cluster(settings, repo, cluster, req.group, req.arches, req.formats,
+                                               version=req.version, size=req.size, jobs=req.jobs, force=req.force,
+                                               boot=req.boot, say=ui.info, export=export)
+        finally:
+            export.close()
+    by_directory: dict = {}
+    for image in placed:  # one entry per (format, arch): shown per directory, as a local build shows them
+        by_directory.setdefault(image.directory, []).append(image)
+    for directory, images in by_directory.items():
+        ui.success(f"{images[-1].manifest.trove}: {directory}")
+        files = {fmt: paths for image in images for fmt, paths in image.files.items()}
+        for fmt, paths in sorted(files.items()):
+            for path in paths:
+                ui.out(f"  {fmt:12} {path.name}  ({path.stat().st_size / (1 << 20):.1f} MiB)")
     return 0
 
 

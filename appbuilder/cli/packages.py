@@ -24,6 +24,17 @@ def cmd_cook(args, settings: Settings, ui: Console) -> int:
                 ui.warn(f"{res.name}: {m}")
 
     progress = Progress(say=ui.note, cooked=report, warn=ui.warn, echo=ui.build_output if args.verbose else None)
+    from appbuilder.cluster.connect import configured
+
+    if configured(settings):  # --cluster / cluster: in repo/config.yaml: each cook a task on the cluster
+        from appbuilder.cluster import schedule
+        from appbuilder.cluster.connect import connect
+
+        with connect(settings) as cluster:
+            ui.note(f"cooking on the cluster at {cluster.address} ({cluster.workers()} workers)")
+            schedule.bring_up_to_date(settings, open_repo(settings), cluster, arches(args.arch), progress,
+                                      recipes=recipes, force=args.force)
+        return 0
     bring_up_to_date(settings, open_repo(settings), arches(args.arch), progress, recipes=recipes, jobs=args.jobs,
                      force=args.force, keep_work=args.keep_work)
     return 0

@@ -30,6 +30,19 @@ class BatchResult:
     not_attempted: dict[str, str] = field(default_factory=dict)  # "name (arch)" -> because of
 
 
+def work_graph(recipes: list[RecipeFile], arches: list[Arch]) -> nx.DiGraph:
+    """The cooks to do: a ``(recipe name, arch name)`` node (attribute ``arch``) per recipe and
+    architecture, an edge from each build requirement to what needs it; a cycle is an error."""
+    graph = build_graph(recipes)
+    check_acyclic(graph)
+    work = nx.DiGraph()
+    for arch in arches:
+        for name in graph.nodes:
+            work.add_node((name, arch.name), arch=arch)
+        work.add_edges_from(((a, arch.name), (b, arch.name)) for a, b in graph.edges)
+    return work
+
+
 def cook_all(
     cooker: Cooker,
     recipes: list[RecipeFile],
@@ -39,15 +52,8 @@ def cook_all(
     options: Callable[[Arch], CookOptions],
     report: Callable[[CookResult], None] = lambda r: None,
 ) -> BatchResult:
-    graph = build_graph(recipes)
-    check_acyclic(graph)
+    work = work_graph(recipes, arches)
     by_name = {r.name: r for r in recipes}
-    work = nx.DiGraph()
-    for arch in arches:
-        for name in graph.nodes:
-            work.add_node((name, arch.name), arch=arch)
-        for a, b in graph.edges:
-            work.add_edge((a, arch.name), (b, arch.name))
 
     result = BatchResult()
     done: set = set()

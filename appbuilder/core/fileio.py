@@ -14,6 +14,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 
@@ -80,6 +81,23 @@ def remove_tree(path: Path | str) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         os.unlink(path)
+
+
+_removals: list[threading.Thread] = []
+
+
+def remove_tree_soon(path: Path | str) -> None:
+    """Start removing a tree no longer needed on a thread of its own (deleting tens of thousands
+    of staged files takes seconds the build goes on meanwhile); :func:`wait_for_removals` joins."""
+    thread = threading.Thread(target=remove_tree, args=(path,), name="appbuild-remove", daemon=True)
+    thread.start()
+    _removals.append(thread)
+
+
+def wait_for_removals() -> None:
+    """Wait until every tree :func:`remove_tree_soon` was given is gone."""
+    while _removals:
+        _removals.pop().join()
 
 
 def _open_up(directory: str) -> None:

@@ -45,6 +45,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -233,13 +234,16 @@ class Sandbox:
         timeout: float | None = None,
         pass_fds: Sequence[int] = (),
         stdin: int | None = None,
+        step: "re.Pattern[bytes] | None" = None,
     ) -> int:
         """Run *command* (in-sandbox *cwd*); its output goes to *log* (and *echo*).
 
         Returns the exit status. A command that outlives its time limit is killed with
         everything it started, and :class:`BuildFailed` says so. *pass_fds* stay open
         for the command (a pipe it answers on). *stdin*: a file descriptor the command reads
-        (default: nothing, /dev/null).
+        (default: nothing, /dev/null). *step*: the command does many steps, each announced
+        by an output line matching it (dpkg's ``Setting up PKG``); the time limit is then
+        one step's, counted again from each such line.
         """
         limit = timeout if timeout is not None else self.timeout
         fd = _program_fd(self.userns is not None)
@@ -270,10 +274,15 @@ class Sandbox:
             expired.set()
             _kill(proc, wait=False)
 
-        timer = threading.Timer(limit, expire) if limit else None
-        if timer:
-            timer.daemon = True
-            timer.start()
+        def start_timer() -> threading.Timer | None:
+            if not limit:
+                return None
+            started = threading.Timer(limit, expire)
+            started.daemon = True
+            started.start()
+            return started
+
+        timer = start_timer()
         start = time.monotonic()
         try:
             assert proc.stdout is not None
@@ -281,6 +290,10 @@ class Sandbox:
                 log.write(line)
                 if echo:
                     echo(line)
+                if step is not None and timer and not expired.is_set() and step.match(line):
+                    timer.cancel()
+                    timer = start_timer()
+                    start = time.monotonic()
             status = proc.wait()
         except KeyboardInterrupt:
             _kill(proc)

@@ -231,6 +231,23 @@ def _accel(value) -> str:
     return text
 
 
+def _cluster_kind(value) -> str | None:
+    if value is None:
+        return None
+    text = _text(value).lower()
+    if text not in ("htcondor", "slurm"):
+        raise ValueError("expected htcondor or slurm (dask-jobqueue)")
+    return text
+
+
+def _mapping(value) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("expected a mapping of NAME: value")
+    return {str(k): v for k, v in value.items()}
+
+
 # ------------------------------------------------------------------ the table
 
 
@@ -285,6 +302,8 @@ SETTINGS: tuple[Setting, ...] = (
             parse=parse_size),
     Setting("cook.source_keys", "keys/upstream", "the directory of OpenPGP public keys (.asc, .gpg, .pgp files) that "
             "a source action's keyid= checks signatures against (relative to the workspace)"),
+    Setting("cache.root_filesystems", 3, "root file systems (ext4 partitions) kept in the cache for rebuilds of "
+            "identical inputs, --force included (the least recently used go first; 0 keeps none)", parse=_whole),
     Setting("scripts.timeout", 300, "seconds one package script (DEB maintainer script, RPM scriptlet) may run "
             "at image time (groups with packageScripts)", parse=_seconds),
     Setting("rpm.keys", [], "OpenPGP public keys (files) RPM capsules must be signed with", parse=_paths),
@@ -292,6 +311,36 @@ SETTINGS: tuple[Setting, ...] = (
             parse=lambda v: None if v is None else _flag(v)),
     Setting("rpm.label", None, "the label RPM capsules are imported to (default: label)", parse=_optional_text),
     Setting("deb.label", None, "the label DEB capsules are imported to (default: label)", parse=_optional_text),
+    Setting("repository.export_to", "repo/export", "where `repo export` writes the repository as a static tree "
+            "(objects by hash and a signed index snapshot) and `repo serve` serves it from: a directory or "
+            "s3://BUCKET/PREFIX", env="APPBUILD_REPO_EXPORT_TO", cli={"repo export": ("--to",)},
+            metavar="DEST"),
+    Setting("repository.signing_key", None, "the Ed25519 private key (PEM file) exported snapshots, and a cluster "
+            "worker's changesets, are signed with (`appbuild repo keygen` makes one)",
+            env="APPBUILD_REPO_SIGNING_KEY", parse=_optional_text),
+    Setting("repository.trusted_keys", [], "Ed25519 public keys (files) whose signatures a reader of an exported "
+            "repository, and the coordinator of cluster cooks, accept; when it names any, unsigned snapshots and "
+            "changesets are refused", parse=_paths),
+    Setting("cluster.scheduler", None, "the Dask scheduler cooks and image builds run on (tcp://HOST:PORT); unset "
+            "(and no cluster.kind): everything runs on this machine", env="APPBUILD_CLUSTER",
+            cli={"cook": ("--cluster",), "group": ("--cluster",), "nightly": ("--cluster",)}, parse=_optional_text,
+            metavar="tcp://HOST:PORT"),
+    Setting("cluster.kind", None, "without cluster.scheduler: start the workers as batch jobs through dask-jobqueue, "
+            "htcondor or slurm (with cluster.cores, .memory, .jobs, .options)", parse=_cluster_kind),
+    Setting("cluster.cores", 2, "cores of each batch job (one worker per job)", parse=_whole),
+    Setting("cluster.memory", "4GB", "memory of each batch job"),
+    Setting("cluster.jobs", 2, "batch jobs to start (cluster.kind)", parse=_whole),
+    Setting("cluster.options", {}, "more keyword arguments of dask-jobqueue's HTCondorCluster or SLURMCluster "
+            "(queue, account, walltime, disk, job_extra_directives, ...)", parse=_mapping),
+    Setting("cluster.repository", None, "the URL workers read the repository's export (repository.export_to) "
+            "from; default: appbuild serves it itself over HTTP while the run lasts (cluster.serve)",
+            parse=_optional_text),
+    Setting("cluster.serve", None, "HOST or HOST:PORT the coordinator serves the export on for its workers "
+            "(default: the address this machine reaches the scheduler from, a free port)", parse=_optional_text),
+    Setting("cluster.connect_timeout", 10, "seconds to wait for the scheduler (and for batch jobs' first worker)",
+            parse=_seconds),
+    Setting("cluster.retries", 2, "times a task that failed for a reason other than its build (a lost worker, a "
+            "fetch) is run again elsewhere", parse=_whole),
     Setting("publish.to", None, "where `publish`, `rollback` and `serve` work: a directory or s3://BUCKET/PREFIX",
             env="APPBUILD_PUBLISH_TO", cli={"publish": ("--to", "--dest"), "rollback": ("--dest",)},
             parse=_optional_text, metavar="DEST"),

@@ -14,8 +14,6 @@ them with libsodium (``crypto_sign_ed25519_verify_detached``), which it links fo
 
 from __future__ import annotations
 
-import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,15 +25,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from appbuilder.core.errors import AppbuildError
+from appbuilder.repository.keys import key_id, public_pem, write_key_pair  # key_id, public_pem: fs.keys' API too
 
 
 class KeyFileError(AppbuildError):
     """A key file is missing, unreadable or not an Ed25519 key."""
-
-
-def key_id(public: Ed25519PublicKey) -> str:
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -52,21 +46,8 @@ def generate(repo: str, directory: Path, *, force: bool = False) -> KeyPair:
     if not force and (private_path.exists() or public_path.exists()):
         raise KeyFileError(f"{private_path} or {public_path} already exists (use --force to replace the key pair; "
                         f"clients trusting the old public key will refuse the new revisions)")
-    directory.mkdir(parents=True, exist_ok=True)
-    private = Ed25519PrivateKey.generate()
-    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    tmp = private_path.with_name(f".{private_path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-    os.replace(tmp, private_path)
-    public_path.write_bytes(public_pem(private.public_key()))
+    private = write_key_pair(private_path, public_path)
     return KeyPair(private_path, public_path, key_id(private.public_key()))
-
-
-def public_pem(public: Ed25519PublicKey) -> bytes:
-    return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def load_private(path: Path) -> Ed25519PrivateKey:

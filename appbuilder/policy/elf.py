@@ -8,11 +8,13 @@ matter for dependencies are read: the header, ``PT_INTERP``, the dynamic section
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from elftools.elf.dynamic import DynamicSection, DynamicSegment
 from elftools.elf.elffile import ELFFile
+from elftools.elf.enums import ENUM_E_MACHINE
 from elftools.elf.gnuversions import GNUVerDefSection, GNUVerNeedSection
 
 ELF_MAGIC = b"\x7fELF"
@@ -44,6 +46,23 @@ class ElfInfo:
 
 def is_elf(head: bytes) -> bool:
     return head[:4] == ELF_MAGIC
+
+
+_MACHINES = {number: name for name, number in ENUM_E_MACHINE.items() if isinstance(number, int)}
+
+
+def relocatable_header(head: bytes) -> ElfInfo | None:
+    """The ElfInfo of a relocatable object (``ET_REL``: a kernel module, a ``.o``) from its
+    first 20 bytes, or None for any other ELF file. Such an object has no program headers and
+    no dynamic section, so its header says all the dependency scan needs; thousands of
+    kernel modules are not parsed in full."""
+    if len(head) < 20 or not is_elf(head) or head[4] not in (1, 2) or head[5] not in (1, 2):
+        return None
+    order = "<" if head[5] == 1 else ">"
+    e_type, e_machine = struct.unpack(order + "HH", head[16:20])
+    if e_type != 1:
+        return None
+    return ElfInfo(32 if head[4] == 1 else 64, _MACHINES.get(e_machine, f"EM_{e_machine}"), "ET_REL")
 
 
 def read_elf(stream: BinaryIO) -> ElfInfo | None:

@@ -116,31 +116,35 @@ class Repository:
                 raise RepositoryError(f"{comp.name}: contents not in the store: {missing[:3]}")
         self.store.sync()
         with write_transaction(self.db) as db:
-            if build.input_hash and not build.rebuild:
-                done = db.execute(
-                    "SELECT trove_id FROM inputs WHERE input_hash=?", (build.input_hash,)
-                ).fetchone()
-                if done:  # someone committed the very same build meanwhile
-                    return index.load_trove(db, done[0], with_files=False)
-            version = self._allocate_version(db, build, label)
-            now = time.time()
-            components = [
-                Trove(c.name, version, build.flavor, kind=COMPONENT, files=c.files,
-                      provides=c.provides, requires=c.requires, info=c.info)
-                for c in sorted(build.components, key=lambda c: c.name)
-            ]
-            for comp in components:
-                index.insert_trove(db, comp, now)
-            package = Trove(
-                build.name, version, build.flavor, kind=PACKAGE,
-                members=[c.nvf for c in components],
-                info={**build.info, "source_hash": build.source_hash,
-                      "input_hash": build.input_hash},
-            )
-            pid = index.insert_trove(db, package, now)
-            if build.input_hash:  # the newest build of these inputs is the one to reuse
-                db.execute("INSERT OR REPLACE INTO inputs VALUES (?, ?)", (build.input_hash, pid))
-        return package
+            return self._insert_package(db, build, label)[0]
+
+    def _insert_package(self, db, build: PackageBuild, label: str) -> tuple[Trove, bool]:
+        """Inside a write transaction: the package trove of *build* and whether it is new."""
+        if build.input_hash and not build.rebuild:
+            done = db.execute(
+                "SELECT trove_id FROM inputs WHERE input_hash=?", (build.input_hash,)
+            ).fetchone()
+            if done:  # someone committed the very same build meanwhile
+                return index.load_trove(db, done[0], with_files=False), False
+        version = self._allocate_version(db, build, label)
+        now = time.time()
+        components = [
+            Trove(c.name, version, build.flavor, kind=COMPONENT, files=c.files,
+                  provides=c.provides, requires=c.requires, info=c.info)
+            for c in sorted(build.components, key=lambda c: c.name)
+        ]
+        for comp in components:
+            index.insert_trove(db, comp, now)
+        package = Trove(
+            build.name, version, build.flavor, kind=PACKAGE,
+            members=[c.nvf for c in components],
+            info={**build.info, "source_hash": build.source_hash,
+                  "input_hash": build.input_hash},
+        )
+        pid = index.insert_trove(db, package, now)
+        if build.input_hash:  # the newest build of these inputs is the one to reuse
+            db.execute("INSERT OR REPLACE INTO inputs VALUES (?, ?)", (build.input_hash, pid))
+        return package, True
 
     def _allocate_version(self, db, build: "PackageBuild | GroupBuild", label: str) -> Version:
         latest = db.execute(
@@ -171,15 +175,19 @@ class Repository:
         """
         label = check_label(build.label or self.label)
         with write_transaction(self.db) as db:
-            done = db.execute("SELECT trove_id FROM inputs WHERE input_hash=?", (build.input_hash,)).fetchone()
-            if done:
-                return index.load_trove(db, done[0], with_files=False), False
-            version = self._allocate_version(db, build, label)
-            group = Trove(build.name, version, build.flavor, kind=GROUP, members=list(build.members),
-                          requires=set(build.requires),
-                          info={**build.info, "source_hash": build.source_hash, "input_hash": build.input_hash})
-            gid = index.insert_trove(db, group, time.time())
-            db.execute("INSERT INTO inputs VALUES (?, ?)", (build.input_hash, gid))
+            return self._insert_group(db, build, label)
+
+    def _insert_group(self, db, build: "GroupBuild", label: str) -> tuple[Trove, bool]:
+        """Inside a write transaction: the group trove of *build* and whether it is new."""
+        done = db.execute("SELECT trove_id FROM inputs WHERE input_hash=?", (build.input_hash,)).fetchone()
+        if done:
+            return index.load_trove(db, done[0], with_files=False), False
+        version = self._allocate_version(db, build, label)
+        group = Trove(build.name, version, build.flavor, kind=GROUP, members=list(build.members),
+                      requires=set(build.requires),
+                      info={**build.info, "source_hash": build.source_hash, "input_hash": build.input_hash})
+        gid = index.insert_trove(db, group, time.time())
+        db.execute("INSERT INTO inputs VALUES (?, ?)", (build.input_hash, gid))
         return group, True
 
     def restore_group(self, nvf: NVF, members: list[NVF], info: dict) -> Trove:

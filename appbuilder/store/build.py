@@ -33,7 +33,7 @@ from appbuilder.core.errors import AppbuildError, Interrupted
 from appbuilder.core.settings import Settings
 from appbuilder.core.settings import parse_size as settings_size
 from appbuilder.repository.repo import Repository
-from appbuilder.core.fileio import write_atomic
+from appbuilder.core.fileio import wait_for_removals, write_atomic
 from appbuilder.store import manifest as mf
 from appbuilder.store import provenance
 from appbuilder.store.images import ImageStore
@@ -187,7 +187,9 @@ def _build_one(settings: Settings, repo: Repository, req: BuildRequest, arch: st
         troves = staged_troves(repo, group)
         fallback_epoch = settings.get("source_date_epoch")
         meta_base = {"group": req.group, "source_date_epoch": fallback_epoch,
-                     "scripts_timeout": settings.get("scripts.timeout"), "scripts_cache": settings.cache / "scripts"}
+                     "scripts_timeout": settings.get("scripts.timeout"), "scripts_cache": settings.cache / "scripts",
+                     "rootfs_cache": settings.cache / "rootfs", "rootfs_keep": settings.get("cache.root_filesystems"),
+                     "sha1_cache": settings.cache / "sha1.sqlite"}
         out = work / "out"
         out.mkdir()
         produced: dict[str, list[Path]] = {}
@@ -246,6 +248,7 @@ def _build_one(settings: Settings, repo: Repository, req: BuildRequest, arch: st
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted while building {req.group} for {arch}; no image was written") from None
     finally:
+        wait_for_removals()
         shutil.rmtree(work, ignore_errors=True)
 
 

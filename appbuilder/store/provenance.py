@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
+from dataclasses import fields
 
 from packageurl import PackageURL
 
@@ -52,7 +52,7 @@ from appbuilder.core.errors import AppbuildError
 from appbuilder.core.settings import Settings
 from appbuilder.cook.inputs import recipe_files, source_hash
 from appbuilder.repository.repo import Repository
-from appbuilder.repository.trove import Trove
+from appbuilder.repository.trove import FileEntry, Trove
 from appbuilder.repository.versions import NVF
 from appbuilder.store.manifest import Manifest
 
@@ -78,6 +78,9 @@ def file_name(basename: str) -> str:
     return basename + SUFFIX
 
 
+FILE_FIELDS = tuple(f.name for f in fields(FileEntry))  # a file entry's fields are plain values: no asdict() copies
+
+
 def trove_digest(trove: Trove) -> str:
     """sha256 of a trove's canonical manifest: its identity, kind, members, recorded source
     and input hashes, and every file entry (path, type, mode, owners, size, content sha256,
@@ -86,7 +89,7 @@ def trove_digest(trove: Trove) -> str:
     doc = {
         "trove": str(trove.nvf), "kind": trove.kind, "members": sorted(map(str, trove.members)),
         "source_hash": trove.info.get("source_hash"), "input_hash": trove.info.get("input_hash"),
-        "files": [asdict(f) for f in sorted(trove.files, key=lambda f: f.path)],
+        "files": [{name: getattr(f, name) for name in FILE_FIELDS} for f in sorted(trove.files, key=lambda f: f.path)],
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 

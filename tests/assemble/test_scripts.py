@@ -171,7 +171,7 @@ def test_debian_essential_dpkg_and_dbus_scripts_run_without_root(debian, tmp_pat
 
 
 @pytest.mark.parametrize("name, limit, message", [
-    ("appbuild-fail", 300, r"appbuild-fail postinst configure failed \(exit 1\)[\s\S]*about to fail"),
+    ("appbuild-fail", 300, r"appbuild-fail postinst configure failed \(exit 3\)[\s\S]*about to fail"),
     ("appbuild-hang", 5, r"appbuild-hang postinst configure timed out after 5 s"),
 ])
 def test_a_failing_or_hanging_maintainer_script_names_the_package(debian, tmp_path, name, limit, message):

@@ -105,3 +105,21 @@ def test_not_elf_and_damaged_elf(tmp_path):
     assert read_elf_file(str(garbage)) is None
     with open(script, "rb") as f:
         assert read_elf(f) is None
+
+
+def test_a_relocatable_object_is_known_from_its_header(tmp_path):
+    """Kernel modules and .o files (ET_REL) have no dynamic section: the first 20 bytes say
+    what the full parse says (class, machine), for both classes; anything else is not one."""
+    from appbuilder.policy.elf import relocatable_header
+
+    (tmp_path / "m.c").write_text("int answer(void) { return 42; }\n")
+    for bits, machine in ((64, "EM_X86_64"), (32, "EM_386")):
+        obj = tmp_path / f"m{bits}.o"
+        subprocess.run(["gcc", f"-m{bits}", "-c", str(tmp_path / "m.c"), "-o", str(obj)], check=True)
+        head = obj.read_bytes()[:256]
+        quick, full = relocatable_header(head), read_elf_file(str(obj))
+        assert quick is not None and (quick.elf_class, quick.machine, quick.type) == (bits, machine, "ET_REL")
+        assert (full.elf_class, full.machine, full.type) == (quick.elf_class, quick.machine, quick.type)
+        assert not (full.needed or full.soname or full.interp)
+    assert relocatable_header(Path(shutil.which("ls")).read_bytes()[:256]) is None  # an executable
+    assert relocatable_header(b"\x7fELF") is None and relocatable_header(b"#!/bin/sh\n" * 3) is None

@@ -145,3 +145,29 @@ def test_a_rebuild_that_differs_from_the_record_fails_and_keeps_the_store(two_ve
     finally:
         m.files[qcow2]["sha256"] = true_sha
         mf.save(directory, m)
+
+
+@pytest.mark.slow
+def test_a_forced_rebuild_reuses_the_kept_root_file_system_and_checks_it(appliance):
+    """A rebuild of identical inputs writes the ext4 partition an earlier build kept (no staging,
+    no mke2fs): the same bytes. A kept partition that was damaged is noticed and built again."""
+    s, version = appliance.settings, appliance.version["x86_64"]
+    store = ImageStore(s.images)
+    recorded = store.manifest("group-cernvm", version, "x86_64")
+    raw = store.directory("group-cernvm", version, "x86_64") / recorded.formats["raw"][0]
+    args = ("group-cernvm", "--version", version, "--arch", "x86_64", "--format", "raw", "--force")
+    run_appbuild(s, *args)  # keeps the partition again, should later builds have pushed it out
+    again = run_appbuild(s, *args)
+    assert "the partition of an identical earlier build reused" in again.stdout, again.stdout
+    assert "staging" not in again.stdout and "mke2fs" not in again.stdout
+    assert sha256_file(raw) == recorded.files[raw.name]["sha256"]
+    kept = max((s.cache / "rootfs").glob("*.ext4"), key=lambda p: p.stat().st_mtime)
+    with open(kept, "r+b") as f:  # one flipped byte in the superblock
+        f.seek(1024 + 100)
+        byte = f.read(1)
+        f.seek(1024 + 100)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    damaged = run_appbuild(s, *args)
+    assert "is damaged (its sha256 is not the recorded one)" in damaged.stdout, damaged.stdout
+    assert "staging" in damaged.stdout and "reused" not in damaged.stdout
+    assert sha256_file(raw) == recorded.files[raw.name]["sha256"]

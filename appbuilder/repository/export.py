@@ -1,0 +1,352 @@
+"""Exporting the repository as a static tree any HTTP server (or S3 bucket) can serve.
+
+``appbuild repo export --to DIR|s3://BUCKET/PREFIX`` writes::
+
+    snapshot.json                       the pointer: names the newest snapshot (written last)
+    snapshots/<sha256>.json.zst         index snapshots (snapshot.py), named by the sha256 of their JSON
+    objects/ab/<sha256>.zst             every object a trove names, exactly as the store keeps it
+
+Objects are copied as stored (never recompressed), each checked against its name while
+it is copied (a damaged object in the store stops the export: it would be refused by
+every reader anyway). Only objects the destination lacks are written, each to a
+temporary name renamed into place (on S3 a PUT is all-or-nothing), so exporting again
+after a few cooks costs what changed.
+
+The pointer ``snapshot.json`` is written last, after the objects and the snapshot are
+on disk (synced), so a reader never sees a snapshot whose objects are missing::
+
+    {"format": "appbuild-repository-export/1", "serial": 7, "label": "cernvm@cvm:2",
+     "snapshot": "snapshots/<sha256>.json.zst", "sha256": "<sha256 of the JSON>",
+     "size": 123456, "objects": 2048, "created": "2026-12-06T01:02:03Z", "tree": "<random id>",
+     "signature": {"key_id": "...", "ed25519": "..."}}
+
+The serial grows by one with each new snapshot (an export of an unchanged index writes
+nothing new); a reader remembers the highest serial it accepted from a URL and tree (the
+random ``tree`` id the first export into a destination chose) and refuses an older one
+(a replayed pointer); another tree served at the same URL is another repository. The signature (``repository.signing_key``, see keys.py)
+covers every other field, the snapshot's hash among them, and so, through the hashes,
+every object. Without a key the pointer is unsigned, which readers trusting keys refuse.
+
+Two exports into one directory queue up on its ``.lock``; on S3 the pointer is replaced
+only if it is still the one read at the start (``If-Match`` on its ETag).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import zstandard
+
+from appbuilder.core.errors import RepositoryError
+from appbuilder.core.fileio import hold_lock, write_atomic
+from appbuilder.repository import snapshot as snap
+from appbuilder.repository.keys import Signer, sign_document
+from appbuilder.repository.store import CHUNK, DamagedObject, MissingObject
+
+FORMAT = "appbuild-repository-export/1"
+POINTER = "snapshot.json"
+IMMUTABLE = "public, max-age=31536000, immutable"
+NO_CACHE = "no-cache"
+
+
+class ExportError(RepositoryError):
+    """The repository cannot be exported to the destination given."""
+
+
+@dataclass
+class ExportResult:
+    """What one export did."""
+
+    dest: str
+    serial: int  # the snapshot serial the pointer names after the export
+    snapshot_written: bool  # False: the index had not changed since the last export
+    objects_written: int
+    objects_skipped: int
+    bytes_written: int  # bytes of objects and snapshot written
+    seconds: float
+    signed: bool
+    troves: int = 0
+
+    def summary(self) -> str:
+        what = f"snapshot {self.serial}" + ("" if self.snapshot_written else " (unchanged)")
+        return (f"exported {what} to {self.dest}: {self.troves} troves, {self.objects_written} objects written, "
+                f"{self.objects_skipped} already there, {self.bytes_written / 1e6:.1f} MB in {self.seconds:.2f} s"
+                + ("" if self.signed else " (unsigned: no repository.signing_key)"))
+
+
+def object_rel(digest: str) -> str:
+    return f"objects/{digest[:2]}/{digest}.zst"
+
+
+class _Hasher:
+    """A file-like sink hashing what zstd decompresses into it."""
+
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.hash.update(data)
+        return len(data)
+
+
+def copy_verified(src: Path, digest: str, out) -> int:
+    """Copy the stored object *src* byte for byte into the open file *out*, checking on the
+    way that it decompresses to content hashing to *digest*; returns the bytes copied."""
+    sink = _Hasher()
+    size = 0
+    try:
+        with open(src, "rb") as f, zstandard.ZstdDecompressor().stream_writer(sink, closefd=False) as dec:
+            while chunk := f.read(CHUNK):
+                out.write(chunk)
+                dec.write(chunk)
+                size += len(chunk)
+            dec.flush()
+    except FileNotFoundError:
+        raise MissingObject(digest, src, src.parent.parent.parent) from None
+    except zstandard.ZstdError as exc:
+        raise DamagedObject(digest, src, f"its compressed data is damaged (zstd: {exc})") from None
+    if sink.hash.hexdigest() != digest:
+        raise DamagedObject(digest, src, f"its content hashes to {sink.hash.hexdigest()}, not to its name")
+    return size
+
+
+# ------------------------------------------------------------------ destinations
+
+
+class _DirTarget:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.url = str(self.root)
+        self._lock = None
+
+    def __enter__(self):
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._lock = hold_lock(self.root)
+        except OSError as exc:
+            raise ExportError(f"cannot export to {self.root}: {exc.strerror or exc}") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+
+    def read(self, rel: str) -> bytes | None:
+        try:
+            return (self.root / rel).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def present(self) -> set[str]:
+        """Digests of the objects already there."""
+        found: set[str] = set()
+        objects = self.root / "objects"
+        if objects.is_dir():
+            for sub in os.scandir(objects):
+                if sub.is_dir():
+                    found.update(e.name[:-4] for e in os.scandir(sub.path)
+                                 if e.name.endswith(".zst") and not e.name.startswith("."))
+        return found
+
+    def put_object(self, digest: str, src: Path) -> int:
+        final = self.root / object_rel(digest)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{digest[:12]}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                size = copy_verified(src, digest, out)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, final)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return size
+
+    def sync(self) -> None:
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            import ctypes
+
+            if ctypes.CDLL(None, use_errno=True).syncfs(fd) != 0:
+                os.sync()
+        finally:
+            os.close(fd)
+
+    def put_bytes(self, rel: str, data: bytes, *, pointer: bool = False) -> None:
+        write_atomic(self.root / rel, data)
+
+
+class _S3Target:
+    def __init__(self, url: str, endpoint_url: str | None):
+        import boto3
+        from botocore.config import Config
+
+        self.bucket, _, prefix = url[len("s3://"):].partition("/")
+        if not self.bucket:
+            raise ExportError(f"bad destination {url!r}: expected s3://BUCKET[/PREFIX]")
+        self.prefix = prefix.strip("/")
+        self.url = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+        self.endpoint_url = (endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
+                             or os.environ.get("AWS_ENDPOINT_URL"))
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        self.s3 = boto3.client("s3", endpoint_url=self.endpoint_url, region_name=region,
+                               config=Config(retries={"max_attempts": 5, "mode": "standard"},
+                                             max_pool_connections=16))
+        self._pointer_etag: str | None = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def key(self, rel: str) -> str:
+        return f"{self.prefix}/{rel}" if self.prefix else rel
+
+    def _fail(self, exc: Exception, doing: str) -> ExportError:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+        return ExportError(f"{self.url}: {doing}: {code or exc}")
+
+    def read(self, rel: str) -> bytes | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            obj = self.s3.get_object(Bucket=self.bucket, Key=self.key(rel))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise self._fail(exc, f"reading {rel}") from None
+        except BotoCoreError as exc:
+            raise self._fail(exc, f"reading {rel}") from None
+        if rel == POINTER:
+            self._pointer_etag = obj["ETag"]
+        return obj["Body"].read()
+
+    def present(self) -> set[str]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        found: set[str] = set()
+        base = self.key("objects/")
+        try:
+            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base):
+                for obj in page.get("Contents", []):
+                    name = obj["Key"].rsplit("/", 1)[-1]
+                    if name.endswith(".zst"):
+                        found.add(name[:-4])
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(exc, "listing the objects") from None
+        return found
+
+    def put_object(self, digest: str, src: Path) -> int:
+        import io
+
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        buf = io.BytesIO()
+        size = copy_verified(src, digest, buf)
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=self.key(object_rel(digest)), Body=buf.getvalue(),
+                               ContentType="application/zstd", CacheControl=IMMUTABLE)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(exc, f"uploading object {digest}") from None
+        return size
+
+    def sync(self) -> None:
+        pass  # a completed PUT is durable
+
+    def put_bytes(self, rel: str, data: bytes, *, pointer: bool = False) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        extra = {}
+        if pointer:  # replace only the pointer read at the start
+            extra = {"IfMatch": self._pointer_etag} if self._pointer_etag else {"IfNoneMatch": "*"}
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=self.key(rel), Body=data,
+                               ContentType="application/json" if rel.endswith(".json") else "application/zstd",
+                               CacheControl=NO_CACHE if pointer else IMMUTABLE, **extra)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise ExportError(f"{self.url}/{rel} was replaced by another export meanwhile; the objects and "
+                                  f"snapshot written are harmless, export again") from None
+            raise self._fail(exc, f"writing {rel}") from None
+        except BotoCoreError as exc:
+            raise self._fail(exc, f"writing {rel}") from None
+
+
+def _target(dest: str | Path, endpoint_url: str | None):
+    text = str(dest)
+    if text.startswith("s3://"):
+        return _S3Target(text, endpoint_url)
+    if "://" in text:
+        raise ExportError(f"cannot export to {text}: give a directory or s3://BUCKET/PREFIX")
+    return _DirTarget(Path(text))
+
+
+# ------------------------------------------------------------------ exporting
+
+
+def export_repository(repo, dest: str | Path, *, signer: Signer | None = None, endpoint_url: str | None = None,
+                      jobs: int = 4) -> ExportResult:
+    """Export *repo* into *dest* (a directory or ``s3://BUCKET/PREFIX``); see the module text."""
+    started = time.monotonic()
+    doc = snap.dump(repo.db)
+    body = snap.encode(doc)
+    digest = hashlib.sha256(body).hexdigest()
+    wanted = sorted(snap.referenced(doc))
+    with _target(dest, endpoint_url) as target:
+        old = _current_pointer(target)
+        present = target.present()
+        missing = [d for d in wanted if d not in present]
+        written_bytes = 0
+        if missing:
+            with ThreadPoolExecutor(max(1, jobs)) as pool:
+                for size in pool.map(lambda d: target.put_object(d, repo.store.path_of(d)), missing):
+                    written_bytes += size
+        target.sync()
+        key = signer.key_id if signer else None
+        old_key = (old.get("signature") or {}).get("key_id") if old else None
+        serial = int(old.get("serial", 0)) if old else 0
+        fresh = not (old and old.get("sha256") == digest and old_key == key and old.get("label") == repo.label)
+        if fresh:
+            rel = f"snapshots/{digest}.json.zst"
+            compressed = snap.compress(body)
+            target.put_bytes(rel, compressed)
+            written_bytes += len(compressed)
+            serial += 1
+            pointer = sign_document({
+                "format": FORMAT, "serial": serial, "label": repo.label, "snapshot": rel, "sha256": digest,
+                # the export tree's identity: serials count within one tree (another tree served at the
+                # same URL later, a coordinator's fresh export on a reused port, is not a rollback)
+                "tree": (old or {}).get("tree") if isinstance((old or {}).get("tree"), str) else uuid.uuid4().hex,
+                "size": len(body), "objects": len(wanted), "troves": len(doc["troves"]),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }, signer)
+            target.sync()
+            target.put_bytes(POINTER, json.dumps(pointer, indent=1, sort_keys=True).encode() + b"\n", pointer=True)
+        return ExportResult(dest=target.url, serial=serial, snapshot_written=fresh, objects_written=len(missing),
+                            objects_skipped=len(wanted) - len(missing), bytes_written=written_bytes,
+                            seconds=time.monotonic() - started, signed=signer is not None,
+                            troves=len(doc["troves"]))
+
+
+def _current_pointer(target) -> dict | None:
+    data = target.read(POINTER)
+    if data is None:
+        return None
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("serial"), int):
+        raise ExportError(f"{target.url}/{POINTER} is not an appbuild export pointer: the destination holds "
+                          f"something else; export to an empty directory or prefix")
+    return doc

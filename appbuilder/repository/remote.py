@@ -1,0 +1,353 @@
+"""A repository read from an exported tree (export.py) over HTTP, fetching objects on demand.
+
+``open_remote("http://coordinator:8700/", cache)`` reads ``snapshot.json``, checks its
+signature against the trusted keys (``repository.trusted_keys``; without any, unsigned
+pointers are accepted and only the hashes are checked), downloads the snapshot it names,
+checks its sha256 and rebuilds an index from it under ``cache/snapshots/<sha256>.sqlite``
+(kept: the next open of the same snapshot costs one small request). The result is a
+:class:`Repository` like a local one; its content store fetches an object the first time
+something reads it (``objects/ab/<sha256>.zst``), checks that it decompresses to content
+hashing to its name, and keeps it under ``cache/objects`` (written to a temporary name,
+renamed into place). So a worker fetches only the objects its builds read.
+
+What a worker commits (its own cooks) goes into that local index and store and stays
+local (:meth:`RemoteRepository.local_commits` lists it): the coordinator learns of it
+through a changeset (changeset.py). A newer snapshot opened later starts from the
+coordinator's index again. With ``scratch=DIR`` the index is a private copy in ``DIR``,
+so one task's commits are not seen by the others sharing the cache. Indexes of old
+snapshots stay in ``cache/snapshots`` (small); remove them when no reader runs.
+
+Everything read is hostile until checked: a tampered object, a snapshot whose hash
+differs from the pointer's, a bad signature or a pointer older than one already
+accepted from the same URL (a replay) is a :class:`RemoteRefused` naming the URL.
+Transient failures (connection refused or reset, timeouts, HTTP 5xx) are retried a few
+times with a growing pause; a missing file (404) is not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from appbuilder.core.errors import RepositoryError
+from appbuilder.core.fileio import write_atomic
+from appbuilder.repository import index
+from appbuilder.repository import snapshot as snap
+from appbuilder.repository.export import FORMAT, POINTER, object_rel
+from appbuilder.repository.keys import SignatureRefused, TrustedKeys, check_document
+from appbuilder.repository.repo import Repository
+from appbuilder.repository.store import ContentStore, DamagedObject, VerifiedReader
+from appbuilder.repository.trove import GROUP, PACKAGE
+from appbuilder.repository.versions import NVF
+
+RETRIES = 4
+TIMEOUT = 60
+STATE = "remote.json"
+
+
+class RemoteError(RepositoryError):
+    """The exported repository cannot be reached or read."""
+
+
+class RemoteRefused(RepositoryError):
+    """What the exported repository sent fails verification (hash, signature, serial)."""
+
+
+class Source:
+    """Reads files of an exported tree: ``http(s)://...`` or a local directory (``file://`` or a path)."""
+
+    def __init__(self, url: str):
+        text = str(url)
+        self.http = text.startswith(("http://", "https://"))
+        if self.http:
+            self.base = text.rstrip("/") + "/"
+        elif "://" in text and not text.startswith("file://"):
+            raise RemoteError(f"cannot read a repository from {text}: give http(s)://..., file://... or a directory")
+        else:
+            self.base = text.removeprefix("file://")
+        self.url = text.rstrip("/")
+
+    def where(self, rel: str) -> str:
+        return f"{self.url}/{rel}"
+
+    def fetch(self, rel: str, out, *, limit: int | None = None) -> int:
+        """Write the file *rel* into the open binary file *out*; returns its size.
+
+        Raises :class:`RemoteError` (``missing`` set when the file does not exist)."""
+        if not self.http:
+            try:
+                with open(Path(self.base) / rel, "rb") as f:
+                    return _copy(f, out, limit, self.where(rel))
+            except FileNotFoundError:
+                raise _missing(self.where(rel)) from None
+            except OSError as exc:
+                raise RemoteError(f"cannot read {self.where(rel)}: {exc.strerror or exc}") from None
+        pause = 0.2
+        for attempt in range(RETRIES + 1):
+            out.seek(0)
+            out.truncate()
+            try:
+                with urllib.request.urlopen(self.base + rel, timeout=TIMEOUT) as resp:
+                    return _copy(resp, out, limit, self.where(rel))
+            except urllib.error.HTTPError as exc:
+                if exc.code in (404, 410):
+                    raise _missing(self.where(rel)) from None
+                if exc.code < 500 or attempt == RETRIES:
+                    raise RemoteError(f"{self.where(rel)}: the server answered HTTP {exc.code} {exc.reason}") from None
+            except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as exc:
+                # refused, reset, timed out, or the answer cut short (IncompleteRead): try again
+                if attempt == RETRIES:
+                    reason = getattr(exc, "reason", None) or exc
+                    raise RemoteError(f"cannot fetch {self.where(rel)}: {reason} (tried {RETRIES + 1} times)") from None
+            time.sleep(pause)
+            pause *= 2
+        raise AssertionError("unreachable")
+
+    def get(self, rel: str, *, limit: int) -> bytes:
+        import io
+
+        buf = io.BytesIO()
+        self.fetch(rel, buf, limit=limit)
+        return buf.getvalue()
+
+
+def _missing(where: str) -> RemoteError:
+    error = RemoteError(f"{where} does not exist (is this an exported appbuild repository? "
+                        f"`appbuild repo export` or `appbuild repo serve` makes one)")
+    error.missing = True
+    return error
+
+
+def _copy(src, out, limit: int | None, where: str) -> int:
+    size = 0
+    while chunk := src.read(1 << 20):
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise RemoteRefused(f"{where} is larger than the {limit} bytes expected: refused")
+        out.write(chunk)
+    return size
+
+
+class RemoteStore(ContentStore):
+    """A content store that fetches an object it lacks from the exported tree, verified."""
+
+    def __init__(self, root: Path, source: Source):
+        super().__init__(root)
+        self.source = source
+        self.fetched = 0  # objects fetched by this instance
+        self.fetched_bytes = 0
+        self._lock = threading.Lock()
+
+    def open(self, digest: str) -> VerifiedReader:
+        if not self.has(digest):
+            self.fetch(digest)
+        return super().open(digest)
+
+    def fetch(self, digest: str) -> None:
+        """Download one object into the cache, refusing it unless it is the content *digest* names."""
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise RemoteRefused(f"bad object name {digest!r}")
+        rel = object_rel(digest)
+        final = self.path_of(digest)
+        final.parent.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="fetch-")
+        try:
+            with os.fdopen(fd, "w+b") as out:
+                size = self.source.fetch(rel, out)
+                out.flush()
+                out.seek(0)
+                try:
+                    with VerifiedReader(digest, Path(tmp), open(tmp, "rb")) as check:
+                        while check.read(1 << 20):
+                            pass
+                except DamagedObject as exc:
+                    raise RemoteRefused(f"object {digest} from {self.source.where(rel)} is damaged or was "
+                                        f"tampered with ({exc.problem}): refused") from None
+            os.replace(tmp, final)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        with self._lock:
+            self.fetched += 1
+            self.fetched_bytes += size
+
+
+class RemoteRepository(Repository):
+    """A repository whose index is a verified snapshot and whose store fetches on demand."""
+
+    def __init__(self, cache: Path, label: str, index_path: Path, source: Source, pointer: dict):
+        self.index_path = Path(index_path)
+        self.source = source
+        self.pointer = pointer
+        super().__init__(cache, label)
+        self.store = RemoteStore(self.path, source)
+        self._remote_contents: set[str] | None = None
+
+    @property
+    def db(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = index.connect(self.index_path)
+            self._connections.append(conn)
+        return conn
+
+    @property
+    def url(self) -> str:
+        return self.source.url
+
+    @property
+    def serial(self) -> int:
+        return self.pointer["serial"]
+
+    def local_commits(self) -> list[NVF]:
+        """Packages and groups committed here since the snapshot was loaded (this worker's own
+        cooks: what a changeset carries to the coordinator), in commit order."""
+        first = int(self.db.execute("SELECT value FROM meta WHERE key='snapshot_troves'").fetchone()[0])
+        rows = self.db.execute(f"SELECT {index.NVF_COLUMNS} FROM troves WHERE id > ? AND kind IN (?, ?) ORDER BY id",
+                               (first, PACKAGE, GROUP))
+        return [index.row_nvf(r) for r in rows]
+
+    def remote_contents(self) -> set[str]:
+        """Every object the exported tree holds (what the snapshot's troves name)."""
+        if self._remote_contents is None:
+            self._remote_contents = set(json.loads(
+                self.db.execute("SELECT value FROM meta WHERE key='snapshot_contents'").fetchone()[0]))
+        return self._remote_contents
+
+
+def read_pointer(source: Source, trusted: TrustedKeys | None) -> dict:
+    """The export's ``snapshot.json``, checked (shape and signature)."""
+    where = source.where(POINTER)
+    data = source.get(POINTER, limit=1 << 20)
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        raise RemoteRefused(f"{where} is not JSON: refused") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise RemoteRefused(f"{where} is not an appbuild export pointer (format {FORMAT}): refused")
+    ok = (isinstance(doc.get("serial"), int) and isinstance(doc.get("size"), int) and doc["size"] >= 0
+          and isinstance(doc.get("label"), str) and isinstance(doc.get("sha256"), str)
+          and doc.get("snapshot") == f"snapshots/{doc.get('sha256')}.json.zst")
+    if not ok:
+        raise RemoteRefused(f"{where} lacks a serial, label, size or snapshot name: refused")
+    try:
+        check_document(doc, trusted, what=where)
+    except SignatureRefused as exc:
+        raise RemoteRefused(str(exc)) from None
+    return doc
+
+
+def open_remote(url: str, cache: Path | str, *, trusted: TrustedKeys | None = None,
+                scratch: Path | str | None = None) -> RemoteRepository:
+    """The repository exported at *url* (see the module text), cached under *cache*.
+
+    With *scratch* (a directory), the index is a private copy in ``scratch/index.sqlite``:
+    what is committed through this repository is seen by it alone (one task's cooks), while
+    fetched objects are still shared through *cache*."""
+    source = Source(url)
+    cache = Path(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    pointer = read_pointer(source, trusted)
+    _check_serial(cache, source, pointer)
+    digest = pointer["sha256"]
+    index_path = cache / "snapshots" / f"{digest}.sqlite"
+    if not index_path.exists():
+        _build_index(source, pointer, index_path)
+    _remember(cache, source, pointer)
+    if scratch is not None:
+        private = Path(scratch) / "index.sqlite"
+        private.parent.mkdir(parents=True, exist_ok=True)
+        _copy_index(index_path, private)
+        index_path = private
+    return RemoteRepository(cache, pointer["label"], index_path, source, pointer)
+
+
+def _copy_index(src: Path, dest: Path) -> None:
+    """A private copy of the built snapshot index (SQLite's backup: consistent while others write)."""
+    import sqlite3
+
+    for old in (dest, Path(f"{dest}-wal"), Path(f"{dest}-shm")):
+        old.unlink(missing_ok=True)
+    with sqlite3.connect(src) as a, sqlite3.connect(dest) as b:
+        a.backup(b)
+    a.close()
+    b.close()
+
+
+def _build_index(source: Source, pointer: dict, index_path: Path) -> None:
+    rel = pointer["snapshot"]
+    where = source.where(rel)
+    data = source.get(rel, limit=max(pointer["size"] + (1 << 20), 1 << 20))
+    body = snap.decompress(data, what=where, limit=pointer["size"])
+    actual = hashlib.sha256(body).hexdigest()
+    if actual != pointer["sha256"]:
+        raise RemoteRefused(f"snapshot {where} hashes to {actual}, not to the {pointer['sha256']} its pointer names: "
+                            f"it is damaged or was tampered with; refused")
+    doc = snap.parse(body, what=where)
+    index_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = index_path.with_name(f".{index_path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
+    for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+        leftover.unlink(missing_ok=True)
+    try:
+        snap.load(doc, tmp)
+        conn = index.connect(tmp)
+        try:
+            with index.write_transaction(conn) as db:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot_contents', ?)",
+                           (json.dumps(sorted(snap.referenced(doc))),))
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot_troves', ?)",
+                           (str(db.execute("SELECT COALESCE(MAX(id), 0) FROM troves").fetchone()[0]),))
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot_source', ?)",
+                           (json.dumps({"url": source.url, "serial": pointer["serial"], "sha256": actual}),))
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            conn.close()
+        os.replace(tmp, index_path)
+    finally:
+        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm"), Path(f"{tmp}-journal")):
+            leftover.unlink(missing_ok=True)
+
+
+def _state(cache: Path) -> dict:
+    try:
+        state = json.loads((cache / STATE).read_text())
+        return state if isinstance(state, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _state_key(source: Source, pointer: dict) -> str:
+    """Serials are remembered per URL and export tree (the pointer's signed ``tree``)."""
+    tree = pointer.get("tree")
+    return f"{source.url}#{tree}" if isinstance(tree, str) and tree else source.url
+
+
+def _check_serial(cache: Path, source: Source, pointer: dict) -> None:
+    seen = _state(cache).get(_state_key(source, pointer))
+    if not isinstance(seen, dict):
+        return
+    if pointer["serial"] < seen.get("serial", 0):
+        raise RemoteRefused(f"{source.where(POINTER)} names snapshot {pointer['serial']}, older than snapshot "
+                            f"{seen['serial']} already read from there (a replayed or rolled-back export): refused")
+    if pointer["serial"] == seen.get("serial") and pointer["sha256"] != seen.get("sha256"):
+        raise RemoteRefused(f"{source.where(POINTER)} names another snapshot under serial {pointer['serial']} than "
+                            f"the one read before: refused")
+
+
+def _remember(cache: Path, source: Source, pointer: dict) -> None:
+    state = _state(cache)
+    key = _state_key(source, pointer)
+    seen = state.get(key)
+    if isinstance(seen, dict) and seen.get("serial", 0) >= pointer["serial"]:
+        return
+    state[key] = {"serial": pointer["serial"], "sha256": pointer["sha256"]}
+    write_atomic(cache / STATE, json.dumps(state, indent=1, sort_keys=True).encode())

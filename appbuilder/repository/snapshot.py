@@ -1,0 +1,201 @@
+"""Index snapshots: the whole repository index as one JSON document, and back.
+
+A snapshot is what an exported repository (``export.py``) publishes beside its objects
+and what a remote reader (``remote.py``) rebuilds its own index from. It holds every
+trove in commit order (name, version, flavor, kind, info, commit time, files,
+provides, requires, members), the source revisions (which the version allocation
+reads) and the input hashes (which decide that a cook is already done), so a
+repository opened from it answers every question, and allocates the same next
+versions, as the one exported::
+
+    {"format": "appbuild-index-snapshot/1", "label": "cernvm@cvm:2",
+     "troves": [{"name": ..., "version": ..., "flavor": ..., "kind": ..., "info": {...},
+                 "committed_at": ..., "files": [[path, type, mode, owner, group, size,
+                 sha256, target, config, rdev, mtime], ...], "provides": [[cls, name,
+                 flags], ...], "requires": [...], "members": [[name, version, flavor], ...]}],
+     "source_revisions": [[name, label, upstream, source_count, source_hash], ...],
+     "inputs": [[input_hash, trove index in "troves"], ...]}
+
+The JSON is canonical (sorted keys, no spaces), so the same index gives the same bytes
+and an export whose index did not change writes no new snapshot. It is stored
+zstd-compressed; its name and the pointer carry the sha256 of the uncompressed JSON.
+Loading checks the document's shape and every value's type: a snapshot read over the
+network is hostile until checked (its hash and signature are checked before, by the
+caller).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import zstandard
+
+from appbuilder.core.errors import RepositoryError
+from appbuilder.repository import index
+from appbuilder.repository.deps import Dependency
+from appbuilder.repository.trove import FILE_TYPES
+
+FORMAT = "appbuild-index-snapshot/1"
+MAX_SNAPSHOT = 4 << 30  # uncompressed bytes a reader accepts
+
+
+class BadSnapshot(RepositoryError):
+    """A snapshot document is not what an exported index looks like."""
+
+
+def dump(conn) -> dict:
+    """The index behind *conn* as a snapshot document (one read transaction)."""
+    conn.execute("BEGIN")
+    try:
+        rows = conn.execute("SELECT id, name, label, upstream, source_count, build_count, flavor, kind, info,"
+                            " committed_at FROM troves ORDER BY id").fetchall()
+        position = {row[0]: i for i, row in enumerate(rows)}
+        troves = [{"name": r[1], "version": f"{r[2]}/{r[3]}-{r[4]}-{r[5]}", "flavor": r[6], "kind": r[7],
+                   "info": json.loads(r[8]), "committed_at": r[9], "files": [], "provides": [], "requires": [],
+                   "members": []} for r in rows]
+        for tid, *f in conn.execute("SELECT trove_id, path, type, mode, owner, grp, size, sha256, target, config,"
+                                    " rdev, mtime FROM files ORDER BY trove_id, path"):
+            troves[position[tid]]["files"].append(f)
+        for table in ("provides", "requires"):
+            for tid, cls, name, flags in conn.execute(
+                    f"SELECT trove_id, cls, name, flags FROM {table} ORDER BY trove_id, cls, name, flags"):
+                troves[position[tid]][table].append([cls, name, flags])
+        for tid, name, version, flavor in conn.execute(
+                "SELECT parent_id, name, version, flavor FROM members ORDER BY parent_id, position"):
+            troves[position[tid]]["members"].append([name, version, flavor])
+        revisions = [list(r) for r in conn.execute(
+            "SELECT name, label, upstream, source_count, source_hash FROM source_revisions"
+            " ORDER BY name, label, upstream, source_count")]
+        inputs = [[h, position[tid]] for h, tid in conn.execute("SELECT input_hash, trove_id FROM inputs"
+                                                                 " ORDER BY input_hash")]
+    finally:
+        conn.execute("COMMIT")
+    return {"format": FORMAT, "troves": troves, "source_revisions": revisions, "inputs": inputs}
+
+
+def encode(doc: dict) -> bytes:
+    """The canonical JSON bytes of a snapshot document."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def compress(data: bytes) -> bytes:
+    return zstandard.ZstdCompressor(level=9, write_content_size=True, write_checksum=True).compress(data)
+
+
+def decompress(data: bytes, *, what: str, limit: int = MAX_SNAPSHOT) -> bytes:
+    """Uncompress a stored snapshot, refusing more than *limit* bytes (a zip bomb) or damage."""
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(data)
+        out = reader.read(limit + 1)
+    except zstandard.ZstdError as exc:
+        raise BadSnapshot(f"{what} is not a zstd-compressed snapshot ({exc})") from None
+    if len(out) > limit:
+        raise BadSnapshot(f"{what} expands to more than {limit} bytes: refused")
+    return out
+
+
+def referenced(doc: dict) -> set[str]:
+    """Every content digest the snapshot's troves name (files and ``*_blob`` info entries)."""
+    found = {f[6] for t in doc["troves"] for f in t["files"] if f[6]}
+    for t in doc["troves"]:
+        found.update(v for k, v in t["info"].items() if k.endswith("_blob") and isinstance(v, str))
+    return found
+
+
+def parse(data: bytes, *, what: str) -> dict:
+    """A snapshot document from its JSON bytes, its shape checked."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadSnapshot(f"{what} is not JSON ({exc})") from None
+    check(doc, what=what)
+    return doc
+
+
+def _is_digest(value) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def check(doc, *, what: str) -> None:
+    """Refuse a document that is not a well-formed snapshot (a :class:`BadSnapshot` naming the problem)."""
+    def bad(problem: str) -> BadSnapshot:
+        return BadSnapshot(f"{what} is not a valid index snapshot: {problem}")
+
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise bad(f"its format is not {FORMAT}")
+    troves, revisions, inputs = doc.get("troves"), doc.get("source_revisions"), doc.get("inputs")
+    if not isinstance(troves, list) or not isinstance(revisions, list) or not isinstance(inputs, list):
+        raise bad("troves, source_revisions and inputs must be lists")
+    for i, t in enumerate(troves):
+        if not isinstance(t, dict) or not all(isinstance(t.get(k), str) for k in ("name", "version", "flavor", "kind")):
+            raise bad(f"trove #{i} lacks a name, version, flavor or kind")
+        if not isinstance(t.get("info"), dict) or not isinstance(t.get("committed_at"), (int, float)):
+            raise bad(f"trove {t['name']} has no info or commit time")
+        for key in ("files", "provides", "requires", "members"):
+            if not isinstance(t.get(key), list) or not all(isinstance(x, list) for x in t[key]):
+                raise bad(f"trove {t['name']}: {key} must be a list of lists")
+        for f in t["files"]:
+            if (len(f) != 11 or not isinstance(f[0], str) or not f[0].startswith("/") or f[1] not in FILE_TYPES
+                    or "\0" in f[0] or ".." in f[0].split("/")
+                    or not all(isinstance(f[j], int) and not isinstance(f[j], bool) for j in (2, 5, 8, 9, 10))
+                    or not isinstance(f[3], str) or not isinstance(f[4], str)
+                    or not (f[6] is None or _is_digest(f[6])) or not (f[7] is None or isinstance(f[7], str))):
+                raise bad(f"trove {t['name']}: bad file entry {str(f)[:120]}")
+        for key in ("provides", "requires", "members"):
+            for d in t[key]:
+                if len(d) != 3 or not all(isinstance(x, str) for x in d):
+                    raise bad(f"trove {t['name']}: bad {key} entry {str(d)[:120]}")
+    for r in revisions:
+        if (len(r) != 5 or not all(isinstance(r[j], str) for j in (0, 1, 2, 4)) or not isinstance(r[3], int)):
+            raise bad(f"bad source revision {str(r)[:120]}")
+    for h in inputs:
+        if len(h) != 2 or not isinstance(h[0], str) or not isinstance(h[1], int) or not 0 <= h[1] < len(troves):
+            raise bad(f"bad input entry {str(h)[:120]}")
+
+
+def load(doc: dict, path: Path) -> None:
+    """Write the snapshot *doc* (checked) as a new index at *path* (which must not exist yet)."""
+    from appbuilder.repository.versions import Version
+
+    conn = index.connect(path)
+    try:
+        with index.write_transaction(conn) as db:
+            ids = []
+            for t in doc["troves"]:
+                try:
+                    v = Version.parse(t["version"])
+                    index.key_flavor(t["flavor"])
+                    for k in ("provides", "requires"):
+                        for c, n, fl in t[k]:
+                            Dependency(c, n, frozenset(fl.split()))
+                    for _, version, flavor in t["members"]:
+                        Version.parse(version)
+                        index.key_flavor(flavor)
+                except (RepositoryError, ValueError) as exc:
+                    raise BadSnapshot(f"trove {t['name']} in the snapshot: {exc}") from None
+                cur = db.execute(
+                    "INSERT INTO troves (name, label, upstream, source_count, build_count, flavor, kind, info,"
+                    " committed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (t["name"], v.label, v.upstream, v.source_count, v.build_count, t["flavor"], t["kind"],
+                     json.dumps(t["info"], sort_keys=True), t["committed_at"]))
+                tid = cur.lastrowid
+                ids.append(tid)
+                db.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                               [(tid, *f) for f in t["files"]])
+                for table in ("provides", "requires"):  # as they were: checked above, kept byte for byte
+                    db.executemany(f"INSERT INTO {table} VALUES (?, ?, ?, ?)", [(tid, *d) for d in t[table]])
+                db.executemany("INSERT INTO members VALUES (?, ?, ?, ?, ?)",
+                               [(tid, i, *m) for i, m in enumerate(t["members"])])
+            db.executemany("INSERT INTO source_revisions VALUES (?, ?, ?, ?, ?)", doc["source_revisions"])
+            db.executemany("INSERT INTO inputs VALUES (?, ?)", [(h, ids[i]) for h, i in doc["inputs"]])
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot_loaded', ?)", (str(time.time()),))
+    except Exception as exc:
+        import sqlite3
+
+        conn.close()
+        if isinstance(exc, sqlite3.IntegrityError):
+            raise BadSnapshot(f"the snapshot is inconsistent ({exc})") from None
+        raise
+    conn.close()
