@@ -18,14 +18,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
 
 from appbuilder.core.errors import AppbuildError
-from appbuilder.repository.keys import key_id, public_pem, write_key_pair  # key_id, public_pem: fs.keys' API too
+from appbuilder.repository.keys import (  # key_id, public_pem: fs.keys' API too
+    key_id,
+    public_pem,
+    read_private_key,
+    read_public_key,
+    write_key_pair,
+)
 
 
 class KeyFileError(AppbuildError):
@@ -51,32 +56,12 @@ def generate(repo: str, directory: Path, *, force: bool = False) -> KeyPair:
 
 
 def load_private(path: Path) -> Ed25519PrivateKey:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise KeyFileError(f"cannot read the repository key {path}: {exc.strerror} "
-                        f"(make one with 'appbuild fs keygen --repo NAME -o DIR')") from None
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as exc:
-        raise KeyFileError(f"{path} is not an unencrypted PEM private key ({exc})") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise KeyFileError(f"{path} is a {type(key).__name__}, not an Ed25519 key")
-    return key
+    return read_private_key(path, KeyFileError, "the repository key",
+                            "make one with 'appbuild fs keygen --repo NAME -o DIR'")
 
 
 def load_public(path: Path) -> Ed25519PublicKey:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise KeyFileError(f"cannot read the public key {path}: {exc.strerror}") from None
-    try:
-        key = serialization.load_pem_public_key(data)
-    except ValueError as exc:
-        raise KeyFileError(f"{path} is not a PEM public key ({exc})") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise KeyFileError(f"{path} is a {type(key).__name__}, not an Ed25519 key")
-    return key
+    return read_public_key(path, KeyFileError, "the public key")
 
 
 def sign(private: Ed25519PrivateKey, data: bytes) -> bytes:

@@ -66,18 +66,39 @@ class Signer:
     @classmethod
     def load(cls, path: Path | str) -> "Signer":
         path = Path(path)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise RepositoryKeyError(f"cannot read the repository signing key {path}: {exc.strerror or exc} "
-                                     f"(make one with `appbuild repo keygen -o DIR`)") from None
-        try:
-            key = serialization.load_pem_private_key(data, password=None)
-        except (ValueError, TypeError) as exc:
-            raise RepositoryKeyError(f"{path} is not an unencrypted PEM private key ({exc})") from None
-        if not isinstance(key, Ed25519PrivateKey):
-            raise RepositoryKeyError(f"{path} is a {type(key).__name__}, not an Ed25519 key")
-        return cls(key, path)
+        return cls(read_private_key(path, RepositoryKeyError, "the repository signing key",
+                                    "make one with `appbuild repo keygen -o DIR`"), path)
+
+
+def read_private_key(path: Path | str, error: type[Exception], what: str, hint: str) -> Ed25519PrivateKey:
+    """The Ed25519 private key in the PEM file *path*; *error* (naming *what*, with *hint* on
+    how to make one) when it cannot be read or is not one."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc.strerror or exc} ({hint})") from None
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise error(f"{path} is not an unencrypted PEM private key ({exc})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise error(f"{path} is a {type(key).__name__}, not an Ed25519 key")
+    return key
+
+
+def read_public_key(path: Path | str, error: type[Exception], what: str) -> Ed25519PublicKey:
+    """The Ed25519 public key in the PEM file *path*; *error* (naming *what*) otherwise."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    try:
+        key = serialization.load_pem_public_key(data)
+    except ValueError as exc:
+        raise error(f"{path} is not a PEM public key ({exc})") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise error(f"{path} is a {type(key).__name__}, not an Ed25519 key")
+    return key
 
 
 @dataclass(frozen=True)
@@ -94,16 +115,7 @@ class TrustedKeys:
     def load(cls, paths) -> "TrustedKeys":
         keys: dict[str, Ed25519PublicKey] = {}
         for path in (Path(p) for p in paths):
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise RepositoryKeyError(f"cannot read the trusted key {path}: {exc.strerror or exc}") from None
-            try:
-                key = serialization.load_pem_public_key(data)
-            except ValueError as exc:
-                raise RepositoryKeyError(f"{path} is not a PEM public key ({exc})") from None
-            if not isinstance(key, Ed25519PublicKey):
-                raise RepositoryKeyError(f"{path} is a {type(key).__name__}, not an Ed25519 key")
+            key = read_public_key(path, RepositoryKeyError, "the trusted key")
             keys[key_id(key)] = key
         return cls(keys, ", ".join(str(p) for p in paths))
 
