@@ -192,16 +192,24 @@ def open_repository(url: str, home: Path, trusted: bytes | None, scratch: Path):
 
 
 def _in_scratch(work, task, reply, prefix: str):
-    """Run ``work(task, workspace, home, reply)`` in a scratch workspace of the worker's home,
-    removed afterwards; a build's failure becomes the reply's error (not an exception, which
-    Dask would retry); the reply's seconds are the task's."""
+    """Run ``work(task, settings, repo, reply)`` in a scratch workspace of the worker's home
+    holding the task's files, with the repository of the task's export (closed afterwards);
+    the workspace is removed afterwards. A build's failure becomes the reply's error (not an
+    exception, which Dask would retry); the reply's seconds are the task's."""
     start = time.monotonic()
     home = worker_home()
     (home / "tasks").mkdir(exist_ok=True)
     workspace = Path(tempfile.mkdtemp(dir=home / "tasks", prefix=prefix))
     try:
         try:
-            work(task, workspace, home, reply)
+            write_files(workspace, task.files)
+            (workspace / "repo").mkdir(exist_ok=True)
+            settings = _settings(workspace, home, task.values)
+            repo = open_repository(task.repository, home, task.trusted, workspace)
+            try:
+                work(task, settings, repo, reply)
+            finally:
+                repo.close()
         except AppbuildError as exc:
             reply.error = str(exc)
     finally:
@@ -215,7 +223,7 @@ def cook_task(task: CookTask) -> CookReply:
     return _in_scratch(_cook, task, CookReply(task.name, task.arch, worker_name()), f"{task.name}-{task.arch}-")
 
 
-def _cook(task: CookTask, workspace: Path, home: Path, reply: CookReply) -> None:
+def _cook(task: CookTask, settings, repo, reply: CookReply) -> None:
     from appbuilder.cook.cook import Cooker, CookOptions
     from appbuilder.cook.toolchain import Toolchain
     from appbuilder.core.arch import get_arch
@@ -223,49 +231,42 @@ def _cook(task: CookTask, workspace: Path, home: Path, reply: CookReply) -> None
     from appbuilder.repository.changeset import make_changeset
     from appbuilder.repository.versions import NVF
 
-    write_files(workspace, task.files)
-    (workspace / "repo").mkdir(exist_ok=True)
-    settings = _settings(workspace, home, task.values)
-    repo = open_repository(task.repository, home, task.trusted, workspace)
-    try:
-        pin = NVF.parse(task.toolchain)
-        group = repo.get(pin, with_files=False)
+    pin = NVF.parse(task.toolchain)
+    group = repo.get(pin, with_files=False)
 
-        class WorkerCooker(Cooker):
-            """Cooks with the toolchain the coordinator resolved (no group recipe here)."""
+    class WorkerCooker(Cooker):
+        """Cooks with the toolchain the coordinator resolved (no group recipe here)."""
 
-            def toolchain(self):
-                return Toolchain(repo, group.nvf, list(group.members), dict(group.info.get("links") or {}))
+        def toolchain(self):
+            return Toolchain(repo, group.nvf, list(group.members), dict(group.info.get("links") or {}))
 
-        cooker = WorkerCooker(settings, repo)
-        path = workspace / task.recipe / RECIPE_FILE
-        rf = RecipeFile(path, dict(task.attrs)) if task.attrs else load_recipe(path)
-        arch = get_arch(task.arch)
-        _, in_hash, _ = cooker.input_hash(rf, arch)
-        if in_hash != task.input_hash:
-            raise AppbuildError(f"{task.name} ({task.arch}): the worker {reply.worker} computes the input hash "
-                                f"{in_hash[:16]}, the coordinator {task.input_hash[:16]}: is the same appbuild "
-                                "installed on both?")
-        before = set(repo.packages())
-        t = time.monotonic()
-        jobs = task.make_jobs or os.cpu_count() or 2
-        result = cooker.cook(rf, CookOptions(arch=arch, force=task.force, make_jobs=jobs))
-        reply.build_seconds = time.monotonic() - t
-        reply.nvf = str(result.nvf)
-        if result.skipped:
-            reply.skipped = True
-            return
-        # the cook's packages: its own, and those its r.PackageSpec made (recorded "made_with")
-        made = [n for n in set(repo.packages()) - before
-                if n == result.nvf or repo.get(n, with_files=False).info.get("made_with") == rf.name]
-        made = sorted(made, key=lambda n: (n != result.nvf, str(n)))
-        reply.troves = [str(n) for n in made]
-        reply.changeset = _bytes(make_changeset(repo, made, signer=_signer(), rebuild=task.force))
-        reply.components = result.components
-        reply.warnings = result.warnings
-        reply.missing_build_requires = result.missing_build_requires
-    finally:
-        repo.close()
+    cooker = WorkerCooker(settings, repo)
+    path = settings.workspace / task.recipe / RECIPE_FILE
+    rf = RecipeFile(path, dict(task.attrs)) if task.attrs else load_recipe(path)
+    arch = get_arch(task.arch)
+    _, in_hash, _ = cooker.input_hash(rf, arch)
+    if in_hash != task.input_hash:
+        raise AppbuildError(f"{task.name} ({task.arch}): the worker {reply.worker} computes the input hash "
+                            f"{in_hash[:16]}, the coordinator {task.input_hash[:16]}: is the same appbuild "
+                            "installed on both?")
+    before = set(repo.packages())
+    t = time.monotonic()
+    jobs = task.make_jobs or os.cpu_count() or 2
+    result = cooker.cook(rf, CookOptions(arch=arch, force=task.force, make_jobs=jobs))
+    reply.build_seconds = time.monotonic() - t
+    reply.nvf = str(result.nvf)
+    if result.skipped:
+        reply.skipped = True
+        return
+    # the cook's packages: its own, and those its r.PackageSpec made (recorded "made_with")
+    made = [n for n in set(repo.packages()) - before
+            if n == result.nvf or repo.get(n, with_files=False).info.get("made_with") == rf.name]
+    made = sorted(made, key=lambda n: (n != result.nvf, str(n)))
+    reply.troves = [str(n) for n in made]
+    reply.changeset = _bytes(make_changeset(repo, made, signer=_signer(), rebuild=task.force))
+    reply.components = result.components
+    reply.warnings = result.warnings
+    reply.missing_build_requires = result.missing_build_requires
 
 
 def _bytes(changeset) -> bytes:
@@ -314,21 +315,14 @@ def image_task(task: ImageTask) -> ImageReply:
     return _in_scratch(_build, task, ImageReply(task.group, task.arch, worker_name()), f"{task.group}-{task.arch}-")
 
 
-def _build(task: ImageTask, workspace: Path, home: Path, reply: ImageReply) -> None:
+def _build(task: ImageTask, settings, repo, reply: ImageReply) -> None:
     from appbuilder.store import manifest as mf
     from appbuilder.store.build import BuildRequest, build_images
 
-    write_files(workspace, task.files)
-    (workspace / "repo").mkdir(exist_ok=True)
-    settings = _settings(workspace, home, task.values)
-    repo = open_repository(task.repository, home, task.trusted, workspace)
     lines: list[str] = []
-    try:
-        built = build_images(settings, repo, BuildRequest(
-            group=task.group, arches=[task.arch], formats=task.formats, version=task.revision, size=task.size,
-            jobs=task.jobs, cook=False, boot=task.boot), say=lines.append)
-    finally:
-        repo.close()
+    built = build_images(settings, repo, BuildRequest(
+        group=task.group, arches=[task.arch], formats=task.formats, version=task.revision, size=task.size,
+        jobs=task.jobs, cook=False, boot=task.boot), say=lines.append)
     directory = built[0].directory
     reply.directory = directory.relative_to(settings.images).as_posix()
     for path in sorted(directory.iterdir()):
