@@ -138,9 +138,10 @@ def run_package_scripts(repo: Repository, troves: list[Trove], staged: StagedRoo
         return report
     _run(repo, debs, rpms, staged, hostname, source_date_epoch, timeout, report, log)
     if report.ran:
-        report.log += summary(report) + "\n"
+        line = summary(report)
+        report.log += line + "\n"
         if log:
-            log(summary(report))
+            log(line)
     if cache is not None:
         _record_delta(repo, staged, before, Path(cache) / f"{key}.json")
     return report
