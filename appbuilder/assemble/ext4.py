@@ -12,6 +12,7 @@ always gives the same bytes. ``e2fsck -fn`` checks the result.
 from __future__ import annotations
 
 import os
+import posixpath
 import subprocess
 import tempfile
 from pathlib import Path
@@ -59,19 +60,52 @@ def _q(path: str) -> str:
     return f'"{path}"'
 
 
-def fixup_script(entries: dict[str, ImageEntry]) -> str:
-    """debugfs commands giving every path its owner, mode and times; creating devices."""
+def fixup_script(entries: dict[str, ImageEntry], inodes: dict[str, int] | None = None) -> str:
+    """debugfs commands giving every path its owner, mode and times; creating devices.
+
+    *inodes* (path -> inode number in the image, :func:`inode_numbers`) lets each command
+    name its inode directly: debugfs looks a path up by reading every directory on the way
+    from its start, which in a directory of thousands of entries costs more than the rest."""
+    inodes = inodes or {}
     lines: list[str] = []
     for e in sorted(entries.values(), key=lambda e: e.path):
         if e.type in ("char", "block"):
             parent, name = os.path.split(e.path)
             kind = "c" if e.type == "char" else "b"
             lines += [f"cd {_q(parent)}", f"mknod {_q(name)} {kind} {os.major(e.rdev)} {os.minor(e.rdev)}", "cd /"]
-        p = _q(e.path)
+        p = f"<{inodes[e.path]}>" if e.path in inodes and e.type not in ("char", "block") else _q(e.path)
         full_mode = TYPE_BITS[e.type] | (e.mode & 0o7777)
         lines += [f"sif {p} mode 0{full_mode:o}", f"sif {p} uid {e.uid}", f"sif {p} gid {e.gid}"]
         lines += [f"sif {p} {field} @{e.mtime}" for field in ("mtime", "atime", "ctime", "crtime")]
     return "\n".join(lines) + "\n"
+
+
+def inode_numbers(image: Path, entries: dict[str, ImageEntry], env: dict[str, str]) -> dict[str, int]:
+    """The inode number of every path mke2fs wrote into *image* (one ``debugfs ls -p`` per
+    directory, in one debugfs run); a path missing from the answer is named by its path."""
+    dirs = sorted(p for p, e in entries.items() if e.type == "dir")
+    with tempfile.NamedTemporaryFile("w", suffix=".debugfs", delete=False) as script:
+        script.write("".join(f"ls -p {_q(d)}\n" for d in dirs))
+    try:
+        proc = subprocess.run(["debugfs", "-f", script.name, str(image)], capture_output=True, env=env)
+    finally:
+        os.unlink(script.name)
+    numbers: dict[str, int] = {"/": 2}  # EXT2_ROOT_INO
+    if proc.returncode != 0:
+        return {}
+    current, k = None, -1
+    for raw in proc.stdout.split(b"\n"):
+        if raw.startswith(b"debugfs: "):  # the echo of the next command: the next directory's listing
+            k += 1
+            current = dirs[k] if k < len(dirs) else None
+            continue
+        parts = raw.split(b"/")  # /INO/MODE/UID/GID/NAME/SIZE/ (a name holds no slash)
+        if current is None or len(parts) < 7 or parts[0] or not parts[1].isdigit():
+            continue
+        name = parts[5].decode("utf-8", "surrogateescape")
+        if name not in (".", ".."):
+            numbers[posixpath.join(current, name)] = int(parts[1])
+    return numbers
 
 
 def make_ext4(staged: StagedRoot, image: Path, size: int, *, uuid: str, label: str, source_date_epoch: int) -> None:
@@ -91,8 +125,9 @@ def make_ext4(staged: StagedRoot, image: Path, size: int, *, uuid: str, label: s
         if "Could not allocate" in msg or "No space left" in msg:
             raise AppbuildError(f"the root file system of {size >> 20} MiB is too small for the closure: {msg}")
         raise AppbuildError(f"mke2fs failed: {msg}")
+    inodes = inode_numbers(image, staged.entries, env)
     with tempfile.NamedTemporaryFile("w", suffix=".debugfs", delete=False) as script:
-        script.write(fixup_script(staged.entries))
+        script.write(fixup_script(staged.entries, inodes))
     try:
         proc = subprocess.run(["debugfs", "-w", "-f", script.name, str(image)], capture_output=True, text=True, env=env)
     finally:

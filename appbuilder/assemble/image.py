@@ -21,6 +21,7 @@ import json
 import os
 import stat
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -323,17 +324,57 @@ def assemble_raw(repo: Repository, group: Trove, troves: list[Trove], meta_base:
     plan = plan_image(repo, group, troves, meta_base, devices=devices, progress=progress)
     kern, choice, sde = plan.kernel, plan.choice, plan.source_date_epoch
     init_modules, root_modules = choice.initramfs, choice.root
-    root_uuid, boot_volid, arch = plan.root_uuid, plan.boot_volume_id, group.flavor.arch
+    root_uuid, arch = plan.root_uuid, group.flavor.arch
     boot = boot_files(troves, plan.skip)
     cache = RootCache(meta_base["rootfs_cache"], int(meta_base.get("rootfs_keep", 0))) \
         if meta_base.get("rootfs_cache") else None
     key = cache_key(group, troves, plan) if cache and cache.enabled else ""
     kept = cache.lookup(key) if key else None
-    staged = None
-    if kept is None:
-        staged = stage_planned(repo, troves, plan, meta_base, work, progress=progress, script_log=script_log)
-        kept = CachedRoot(_root_minimum(staged), staged.installed_size)
+    # the boot partition (initramfs, kernel, bootloader; FAT) needs nothing of the root file
+    # system: it is made on a thread while the root is staged, its scripts run and mke2fs writes it
+    with ThreadPoolExecutor(1, thread_name_prefix="boot") as pool:
+        boot_side = pool.submit(_boot_partition, repo, group, troves, plan, boot, meta_base, work, progress)
+        staged = None
+        if kept is None:
+            staged = stage_planned(repo, troves, plan, meta_base, work, progress=progress, script_log=script_log)
+            kept = CachedRoot(_root_minimum(staged), staged.installed_size)
+        boot_bytes, boot_img = boot_side.result()
+    layout = disk.plan_layout(boot_bytes, kept.root_minimum, size)
+    meta = ImageMeta(group.name, str(group.version), arch, layout.total, sde, **meta_base.get("image", {}),
+                     drivers=tuple(choice.drivers), kernel_config=kernel_options(kernel_config_text(repo, kern, boot)))
 
+    progress(f"root file system: {layout.root.size // MIB} MiB ext4; boot partition: {layout.boot.size // MIB} MiB FAT")
+    root_img = work / "root.ext4"
+    reused = cache.partition(key, layout.root.size, say=progress) if staged is None else None
+    if reused is not None:
+        progress(f"root file system: the partition of an identical earlier build reused ({key[:16]}, "
+                 f"verified): nothing staged, no package script run")
+        root_img = reused
+    else:
+        if staged is None:
+            staged = stage_planned(repo, troves, plan, meta_base, work, progress=progress, script_log=script_log)
+        ext4.make_ext4(staged, root_img, layout.root.size, uuid=root_uuid, label="root", source_date_epoch=sde)
+        remove_tree_soon(staged.directory)  # the partition holds it now
+    raw = work / f"{meta.basename}.raw"
+    record = disk.mbr(layout, signature=meta.derived_u32("mbr"), boot_code=bootloader.SYSLINUX_MBR.read_bytes()[:440])
+    disk.write_disk(raw, layout, boot_image=boot_img, root_image=root_img, master_boot_record=record)
+    boot_img.unlink()
+    if reused is None:
+        if key:
+            cache.store(key, kept, root_img)  # moved into the cache
+        else:
+            root_img.unlink()
+    return AssembledDisk(raw, meta, kern.version, kept.installed_size, init_modules, root_modules,
+                         choice.missing, layout, sboms=plan.sboms)
+
+
+def _boot_partition(repo: Repository, group: Trove, troves: list[Trove], plan: ImagePlan,
+                    boot: dict[str, FileEntry], meta_base: dict, work: Path, progress) -> tuple[int, Path]:
+    """The boot partition's FAT image (``work/boot.fat``): the kernel, the initramfs (its
+    modules and appbuild's static busybox), the other /boot files and syslinux's
+    configuration; returns the bytes the partition must hold and the image."""
+    kern, sde = plan.kernel, plan.source_date_epoch
+    init_modules = plan.choice.initramfs
     config_text = kernel_config_text(repo, kern, boot)
     compression = initramfs.compression_for(config_text) if config_text else "gzip"
     progress(f"initramfs for kernel {kern.version} ({len(init_modules)} modules, {compression})")
@@ -348,42 +389,17 @@ def assemble_raw(repo: Repository, group: Trove, troves: list[Trove], meta_base:
         name = path.rsplit("/", 1)[1]
         if name != kernel_name and not name.startswith("System.map"):
             repo.store.copy_to(entry.sha256, boot_dir / name)
-    cmdline = f"root=UUID={root_uuid} ro console=tty0 console=ttyS0,115200 quiet panic=10"
+    cmdline = f"root=UUID={plan.root_uuid} ro console=tty0 console=ttyS0,115200 quiet panic=10"
     if runs_systemd(troves):  # an appliance is configured by contextualization, never by prompts on its console
         cmdline += " systemd.firstboot=off"
     (boot_dir / "syslinux.cfg").write_text(bootloader.syslinux_config(
         kernel=kernel_name, initrd=initrd_name, cmdline=cmdline, label=f"{meta_base['group']} {group.version.revision}"))
-
     boot_bytes = max(bootloader.MIN_BOOT_BYTES, sum(p.stat().st_size for p in boot_dir.iterdir()) + 4 * MIB)
-    layout = disk.plan_layout(boot_bytes, kept.root_minimum, size)
-    meta = ImageMeta(group.name, str(group.version), arch, layout.total, sde, **meta_base.get("image", {}),
-                     drivers=tuple(choice.drivers), kernel_config=kernel_options(config_text))
-
-    progress(f"root file system: {layout.root.size // MIB} MiB ext4; boot partition: {layout.boot.size // MIB} MiB FAT")
-    root_img, boot_img = work / "root.ext4", work / "boot.fat"
-    reused = cache.partition(key, layout.root.size, say=progress) if staged is None else None
-    if reused is not None:
-        progress(f"root file system: the partition of an identical earlier build reused ({key[:16]}, "
-                 f"verified): nothing staged, no package script run")
-        root_img = reused
-    else:
-        if staged is None:
-            staged = stage_planned(repo, troves, plan, meta_base, work, progress=progress, script_log=script_log)
-        ext4.make_ext4(staged, root_img, layout.root.size, uuid=root_uuid, label="root", source_date_epoch=sde)
-        remove_tree_soon(staged.directory)  # the partition holds it now
-    bootloader.make_boot_partition({p.name: p for p in boot_dir.iterdir()}, boot_img, layout.boot.size,
-                                   volume_id=boot_volid, hidden_sectors=layout.boot.first_lba, source_date_epoch=sde)
-    raw = work / f"{meta.basename}.raw"
-    record = disk.mbr(layout, signature=meta.derived_u32("mbr"), boot_code=bootloader.SYSLINUX_MBR.read_bytes()[:440])
-    disk.write_disk(raw, layout, boot_image=boot_img, root_image=root_img, master_boot_record=record)
-    boot_img.unlink()
-    if reused is None:
-        if key:
-            cache.store(key, kept, root_img)  # moved into the cache
-        else:
-            root_img.unlink()
-    return AssembledDisk(raw, meta, kern.version, kept.installed_size, init_modules, root_modules,
-                         choice.missing, layout, sboms=plan.sboms)
+    part = disk.plan_layout(boot_bytes, 0).boot  # where it goes does not depend on the root's size
+    boot_img = work / "boot.fat"
+    bootloader.make_boot_partition({p.name: p for p in boot_dir.iterdir()}, boot_img, part.size,
+                                   volume_id=plan.boot_volume_id, hidden_sectors=part.first_lba, source_date_epoch=sde)
+    return boot_bytes, boot_img
 
 
 def cache_key(group: Trove, troves: list[Trove], plan: ImagePlan) -> str:

@@ -20,6 +20,8 @@ manifest) are added last and win over members' files of the same path.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import stat
 from dataclasses import dataclass, field
@@ -61,20 +63,55 @@ class StagedRoot:
     entries: dict[str, ImageEntry] = field(default_factory=dict)
     boot_files: dict[str, FileEntry] = field(default_factory=dict)  # /boot/NAME -> entry
     installed_size: int = 0
+    # path -> (sha256 of the content written there, the file's state right after): while its
+    # state (see file_state) is unchanged the path still holds that content, unread
+    known: dict[str, tuple[str, tuple]] = field(default_factory=dict)
 
     def add(self, entry: ImageEntry) -> None:
         self.entries[entry.path] = entry
 
+    def known_digest(self, path: str, host: Path) -> str | None:
+        """The sha256 of the file *host* (the staged *path*) if it is still what was written there."""
+        known = self.known.get(path)
+        if known is None:
+            return None
+        try:
+            return known[0] if file_state(os.lstat(host)) == known[1] else None
+        except OSError:
+            return None
 
-def _host(root: Path, real_root: str, path: str) -> Path:
-    pure = PurePosixPath(path)
-    if not pure.is_absolute() or ".." in pure.parts:
-        raise AppbuildError(f"refusing to stage {path!r}")
-    host = root.joinpath(*pure.parts[1:])
-    parent = os.path.realpath(host.parent)
-    if parent != real_root and not parent.startswith(real_root + os.sep):
-        raise AppbuildError(f"{path} would be staged outside the image root (through a symlink)")
-    return host
+
+def file_state(st: os.stat_result) -> tuple:
+    """What changes whenever a file's content may have: its inode, size and change time.
+
+    A write, truncation, rename onto the path or a new file there sets the change time to the
+    present, which no unprivileged program can set back; the staged tree's writers make sure
+    the clock has moved on before code they do not trust runs (see assemble/scripts.py)."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_ctime_ns, stat.S_IFMT(st.st_mode))
+
+
+class _Root:
+    """The staging directory: where an image path is on the host, never outside it."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.real = os.path.realpath(directory)
+        # parents found inside the root: a staged directory never becomes a symlink later (a
+        # member doing that is refused), so each parent is resolved once, not once per file
+        self.inside: set[str] = set()
+
+    def host(self, path: str) -> Path:
+        pure = PurePosixPath(path)
+        if not pure.is_absolute() or ".." in pure.parts:
+            raise AppbuildError(f"refusing to stage {path!r}")
+        host = self.directory.joinpath(*pure.parts[1:])
+        parent = str(pure.parent)
+        if parent not in self.inside:
+            real = os.path.realpath(host.parent)
+            if real != self.real and not real.startswith(self.real + os.sep):
+                raise AppbuildError(f"{path} would be staged outside the image root (through a symlink)")
+            self.inside.add(parent)
+        return host
 
 
 def _make_dir(host: Path, path: str, conflict: str) -> None:
@@ -112,7 +149,7 @@ def stage_root(
     """Write *troves* (minus *skip* paths and ``/boot``) and *generated* files under *dest*;
     *merged_usr*: the top-level ``/bin``, ``/sbin``, ``/lib``... are links into ``/usr``."""
     dest.mkdir(parents=True, exist_ok=True)
-    real_root = os.path.realpath(dest)
+    root = _Root(dest)
     staged = StagedRoot(dest)
     staged.add(ImageEntry("/", "dir", DIR_MODE, mtime=source_date_epoch))
     where = merged_path if merged_usr else (lambda path: path)
@@ -131,12 +168,69 @@ def stage_root(
             p = str(parent)
             if p not in staged.entries:
                 staged.add(ImageEntry(p, "dir", DIR_MODE, mtime=source_date_epoch))
-                _make_dir(_host(dest, real_root, p), p, f"{path} needs the directory {p}")
+                _make_dir(root.host(p), p, f"{path} needs the directory {p}")
             elif staged.entries[p].type not in ("dir", "symlink"):
                 raise AppbuildError(f"{path} needs the directory {p}, which a member holds as a {staged.entries[p].type}")
 
     entries = sorted((f for t in troves for f in t.files), key=lambda f: where(f.path))
     staged.boot_files = boot_files(troves, skip)
+    with _Writers(staged) as writers:
+        _stage_entries(store, entries, root, staged, accounts, skip, where, merged_usr, clamp, parents, writers)
+
+    for g in generated:
+        path = where(g.path)
+        parents(path)
+        host = root.host(path)
+        if host.is_symlink() or host.exists():
+            host.unlink()
+        host.write_bytes(g.content)
+        staged.known[path] = (hashlib.sha256(g.content).hexdigest(), file_state(os.lstat(host)))
+        staged.add(ImageEntry(path, "file", g.mode, mtime=source_date_epoch))
+        staged.installed_size += len(g.content)
+    return staged
+
+
+class _Writers:
+    """File contents written by a few threads while the tree is laid out (decompressing,
+    checking and writing release the interpreter): a path's pending write is waited for
+    before anything else touches that path, every write before the block ends."""
+
+    def __init__(self, staged: StagedRoot):
+        from concurrent.futures import ThreadPoolExecutor
+
+        from appbuilder.core.cpus import usable_cpus
+
+        self.staged = staged
+        self.pool = ThreadPoolExecutor(max(2, usable_cpus()), thread_name_prefix="stage")
+        self.pending: dict[str, tuple[object, str]] = {}
+
+    def write(self, path: str, digest: str, job) -> None:
+        """Run *job* (writing the content *digest* at *path*; it returns the file's stat)."""
+        self.pending[path] = (self.pool.submit(job), digest)
+
+    def settle(self, path: str) -> None:
+        """The write of *path*, if one is pending, is done (its error raised) and known."""
+        pending = self.pending.pop(path, None)
+        if pending is not None:
+            future, digest = pending
+            self.staged.known[path] = (digest, file_state(future.result()))
+
+    def __enter__(self) -> "_Writers":
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        try:
+            for path in list(self.pending):
+                if kind is None:
+                    self.settle(path)
+                else:
+                    self.pending.pop(path)[0].cancel()
+        finally:
+            self.pool.shutdown(wait=True)
+
+
+def _stage_entries(store, entries, root: _Root, staged, accounts, skip, where, merged_usr, clamp, parents,
+                   writers: _Writers) -> None:
     for f in entries:
         if f.path in skip:
             continue
@@ -146,7 +240,11 @@ def stage_root(
         if merged_usr and is_merged_dir(path):
             continue  # a member's /bin or /lib64 itself: the link into /usr stands for it
         parents(path)
-        host = _host(dest, real_root, path)
+        host = root.host(path)
+        writers.settle(path)  # a member written before at this path
+        # what the host may do with it while staging (its owner reads and writes it; the image
+        # gets the entry's real mode); never through a symlink
+        host_mode = stat.S_IMODE(f.mode) | (0o600 if f.type != "dir" else 0o700)
         if f.type == "dir":
             _make_dir(host, path, f"{path} is a directory in one member and a "
                                   f"{staged.entries[path].type if path in staged.entries else 'file'} in another")
@@ -156,35 +254,30 @@ def stage_root(
                     raise AppbuildError(f"{path} is a directory in one member and a {f.type} in another")
                 host.unlink()
             if f.type == "file":
-                store.copy_to(f.sha256, host)
+                writers.write(path, f.sha256, functools.partial(_write_file, store, f.sha256, host, host_mode))
                 staged.installed_size += f.size
             elif f.type == "symlink":
                 os.symlink(f.target, host)
             elif f.type == "hardlink":
-                source = _host(dest, real_root, where(f.target))
+                target = where(f.target)
+                writers.settle(target)
+                source = root.host(target)
                 if not (os.path.lexists(source) and stat.S_ISREG(os.lstat(source).st_mode)):
                     raise AppbuildError(f"{path} is a hard link to {f.target}, which is not in the image")
                 os.link(source, host, follow_symlinks=False)
             elif f.type == "fifo":
                 os.mkfifo(host)
             # char and block devices exist only inside the image (see ImageEntry)
-        if f.type in ("file", "hardlink", "fifo", "dir"):
-            # what the host may do with it while staging (its owner reads and writes it; the image
-            # gets the entry's real mode); never through a symlink
-            _chmod_here(host, stat.S_IMODE(f.mode) | (0o600 if f.type != "dir" else 0o700))
+        if f.type in ("hardlink", "fifo", "dir"):
+            _chmod_here(host, host_mode)
         staged.add(ImageEntry(path, "file" if f.type == "hardlink" else f.type, f.mode,
                               accounts.uid(f.owner), accounts.gid(f.group), clamp(f.mtime), f.rdev))
 
-    for g in generated:
-        path = where(g.path)
-        parents(path)
-        host = _host(dest, real_root, path)
-        if host.is_symlink() or host.exists():
-            host.unlink()
-        host.write_bytes(g.content)
-        staged.add(ImageEntry(path, "file", g.mode, mtime=source_date_epoch))
-        staged.installed_size += len(g.content)
-    return staged
+
+def _write_file(store, digest: str, host: Path, mode: int) -> os.stat_result:
+    store.copy_to(digest, host)
+    _chmod_here(host, mode)
+    return os.lstat(host)
 
 
 def boot_files(troves: list[Trove], skip: set[str] = frozenset()) -> dict[str, FileEntry]:

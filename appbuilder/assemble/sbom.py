@@ -519,6 +519,8 @@ def make_inventory(repo: Repository, group: Trove, troves: list[Trove], *, arch:
     for t in troves:
         by_package.setdefault((t.package, str(t.version), str(t.flavor)), []).append(t)
     hashes = _Sha1s(repo, sha1_cache)
+    hashes.prefetch(f.sha256 for t in troves for f in t.files
+                    if f.type in ("file", "hardlink") and f.sha256 and f.path not in skip)
     in_group = {str(n) for n in group.members}
     inv = Inventory(group.name, str(group.version), arch, source_date_epoch)
     for (name, _, _), comps in sorted(by_package.items()):
@@ -575,12 +577,29 @@ class _Sha1s:
 
     def of(self, sha256: str) -> str:
         if sha256 not in self.known:
-            h = hashlib.sha1()
-            with self.repo.store.open(sha256) as f:
-                while chunk := f.read(1 << 20):
-                    h.update(chunk)
-            self.known[sha256] = self.new[sha256] = h.hexdigest()
+            self.known[sha256] = self.new[sha256] = self._read(sha256)
         return self.known[sha256]
+
+    def _read(self, sha256: str) -> str:
+        h = hashlib.sha1()
+        with self.repo.store.open(sha256) as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        return h.hexdigest()
+
+    def prefetch(self, digests) -> None:
+        """Find the SHA-1s of *digests* not known yet, a few at once (decompressing and
+        hashing leave the interpreter free: on two processors, nearly twice as fast)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from appbuilder.core.cpus import usable_cpus
+
+        wanted = sorted({d for d in digests if d not in self.known})
+        if not wanted:
+            return
+        with ThreadPoolExecutor(usable_cpus(), thread_name_prefix="sha1") as pool:
+            for digest, sha1 in zip(wanted, pool.map(self._read, wanted)):
+                self.known[digest] = self.new[digest] = sha1
 
     def keep(self) -> None:
         """Write the SHA-1s found since the cache was read (one transaction)."""

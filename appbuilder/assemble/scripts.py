@@ -78,7 +78,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 
-from appbuilder.assemble.rootfs import ImageEntry, StagedRoot
+from appbuilder.assemble.rootfs import ImageEntry, StagedRoot, file_state
 from appbuilder.capsule.deb import parse_control
 from appbuilder.capsule.dpkgdb import configured_by_dpkg, control_members, deb_capsules, info_name
 from appbuilder.capsule.rpmdb import rpm_capsules
@@ -89,6 +89,7 @@ from appbuilder.repository.repo import Repository
 from appbuilder.repository.trove import Trove
 
 RUNNER_VERSION = "2"  # part of the cache key: change it when what a run produces changes
+CLOCK_TICK = 0.02  # longer than the file system clock's step (a jiffy at HZ=100 is 10 ms)
 SCRIPT_CAPS = ("CAP_CHOWN", "CAP_FOWNER", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_SETUID", "CAP_SETGID")
 POLICY_RC_D = "/usr/sbin/policy-rc.d"
 SCRATCH = "/.appbuild-script"  # a scriptlet's body or stdin, written into the root for one run
@@ -201,8 +202,10 @@ def _snapshot(staged: StagedRoot) -> Snapshot:
         host = _host(staged.directory, path)
         what = ""
         if e.type == "file" and os.path.isfile(host) and not os.path.islink(host):
-            with open(host, "rb") as f:
-                what = hashlib.file_digest(f, "sha256").hexdigest()
+            what = staged.known_digest(path, host)  # written by staging, unchanged since: not read again
+            if what is None:
+                with open(host, "rb") as f:
+                    what = hashlib.file_digest(f, "sha256").hexdigest()
         elif e.type == "symlink" and os.path.islink(host):
             what = os.readlink(host)
         out[path] = (e.type, e.mode, e.uid, e.gid, e.mtime, e.rdev, what)
@@ -470,15 +473,25 @@ def _host(root: Path, path: str) -> Path:
 
 
 def _prepare(root: Path, staged: StagedRoot, ns: MappedUserNamespace) -> None:
-    """Give every staged path its image owner (in the namespace's range), mode and time."""
+    """Give every staged path its image owner (in the namespace's range), mode and time.
+
+    The contents staging wrote and knows (``staged.known``) stay known: each file's state is
+    taken again after its owner and mode are set, and the clock is let pass a tick at the
+    end, so whatever a script then writes has a later change time than any state taken here."""
     for entry in sorted(staged.entries.values(), key=lambda e: e.path):
         host = _host(root, entry.path)
         if entry.type in ("char", "block") or not os.path.lexists(host):
             continue
+        digest = staged.known_digest(entry.path, host) if entry.type == "file" else None
         os.lchown(host, ns.host_uid(entry.uid), ns.host_gid(entry.gid))
         if entry.type != "symlink":
             os.chmod(host, stat.S_IMODE(entry.mode))
         os.utime(host, (entry.mtime, entry.mtime), follow_symlinks=False)
+        if digest is not None:
+            staged.known[entry.path] = (digest, file_state(os.lstat(host)))
+        else:
+            staged.known.pop(entry.path, None)
+    time.sleep(CLOCK_TICK)
     # anything staged without an entry yet (the caller records those first): root's
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:

@@ -46,6 +46,7 @@ from appbuilder.repository.versions import Flavor, check_upstream
 
 AR_MAGIC = b"!<arch>\n"
 SCRIPTS = ("preinst", "postinst", "prerm", "postrm", "config")
+PIPE_BUFFER = 1 << 20  # read the data archive from dpkg-deb in large pieces (fewer system calls)
 DEPENDS_NOTE = ("Debian Depends/Pre-Depends are recorded as upstream requires, not resolved: "
                 "appbuild's ELF scan decides what this package needs")
 
@@ -76,7 +77,8 @@ def check_magic(path: Path) -> None:
 
 
 def _dpkg_deb(path: Path, option: str) -> subprocess.Popen:
-    return subprocess.Popen(["dpkg-deb", option, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(["dpkg-deb", option, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            bufsize=PIPE_BUFFER)
 
 
 def _control_archive(path: Path) -> tuple[bytes, dict[str, bytes]]:

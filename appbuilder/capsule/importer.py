@@ -92,20 +92,22 @@ class Importer:
         """Commit read capsules (all were read without error); returns one result per package."""
         results = list(unchanged)
         seen: set[str] = set()
+        todo, builds = [], []
         for c in capsules:
             if c.file_sha256 in seen:
                 continue
             seen.add(c.file_sha256)
-            before = self.existing(c.file_sha256)
-            build = PackageBuild(
+            todo.append((c, self.existing(c.file_sha256)))
+            builds.append(PackageBuild(
                 name=c.name, upstream=c.upstream, flavor=c.flavor, source_hash=c.source_id,
                 components=[ComponentContents(c.component, c.files, c.provides, c.requires, c.info)],
                 input_hash=self.input_hash(c.file_sha256),
                 info={"capsule": c.kind, "upstream_name": c.upstream_name, "source": c.file_name,
                       "capsule_sha256": c.file_sha256},
                 label=self.label,
-            )
-            trove = self.repo.commit_package(build)
+            ))
+        # one transaction: a package that fails to commit leaves none of the others committed
+        for (c, before), trove in zip(todo, self.repo.commit_packages(builds)):
             status = UNCHANGED if before else IMPORTED
             results.append(ImportResult(c.file_name, trove.nvf, status, len(c.files), c.stored_bytes))
         return results

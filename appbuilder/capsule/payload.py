@@ -151,10 +151,10 @@ class ContentWriter:
         self.stored_bytes += len(data)
         if digest not in self._queued and not self.store.has(digest):
             if self._pool is None:
-                self.store.put_bytes(data)
+                self.store.put_bytes(data, digest=digest)
             else:
                 self._queued.add(digest)
-                self._pending.append((self._pool.submit(self.store.put_bytes, data), len(data)))
+                self._pending.append((self._pool.submit(self.store.put_bytes, data, digest=digest), len(data)))
                 self._pending_bytes += len(data)
                 while self._pending_bytes > self.PENDING_LIMIT:
                     self._finish_one()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from appbuilder.cli.common import arches, open_repo
 from appbuilder.core.arch import DEFAULT_ARCH
+from appbuilder.core.cpus import usable_cpus
 from appbuilder.core.errors import AppbuildError
 from appbuilder.core.settings import Settings, add_flags
 from appbuilder.core.ui import Console
@@ -96,7 +96,7 @@ def build_image_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="write into this directory instead of the image store")
     p.add_argument("--force", action="store_true", help="replace images that already exist")
     p.add_argument("--size", help="disk size (e.g. 512M, 2G); default: what the closure needs plus headroom")
-    p.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 2, help="parallel conversions")
+    p.add_argument("-j", "--jobs", type=int, default=usable_cpus(), help="parallel conversions")
     p.add_argument("--no-cook", action="store_true", help="do not cook changed recipes first")
     p.add_argument("--boot", choices=("disk", "network"), default="disk",
                    help="disk: the OS on the image (default); network: a small image (kernel, initramfs with the "

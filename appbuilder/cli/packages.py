@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from appbuilder.cli.common import arches, open_repo
 from appbuilder.core.arch import DEFAULT_ARCH, get_arch
 from appbuilder.core.settings import Settings, add_flags
@@ -9,28 +11,35 @@ from appbuilder.core.ui import Console
 
 
 def cmd_cook(args, settings: Settings, ui: Console) -> int:
+    from appbuilder.cluster.connect import configured, connect_soon
     from appbuilder.cook.uptodate import Progress, bring_up_to_date
     from appbuilder.recipe.loader import find_recipes
 
     settings = settings.with_flags(args)  # --flavor
-    recipes = [r for path in args.paths for r in find_recipes(path)]
+    # --cluster / cluster: in repo/config.yaml: each cook a task on the cluster, which this
+    # connects to while the recipes are read
+    pending = connect_soon(settings) if configured(settings) else None
+    try:
+        recipes = [r for path in args.paths for r in find_recipes(path)]
+    except BaseException:
+        if pending is not None:
+            with contextlib.suppress(Exception):
+                pending().close()
+        raise
 
     def report(res):
         if res.skipped:
             ui.info(f"{res.name} ({res.arch}) is up to date: {res.nvf}")
         else:
-            ui.success(f"cooked {res.nvf} in {res.seconds:.1f} s  [{', '.join(c.split(':')[1] for c in res.components)}]")
+            ui.success(f"cooked {res.nvf} in {res.seconds:.2f} s  [{', '.join(c.split(':')[1] for c in res.components)}]")
             for m in [*res.missing_build_requires, *res.warnings]:
                 ui.warn(f"{res.name}: {m}")
 
     progress = Progress(say=ui.note, cooked=report, warn=ui.warn, echo=ui.build_output if args.verbose else None)
-    from appbuilder.cluster.connect import configured
-
-    if configured(settings):  # --cluster / cluster: in repo/config.yaml: each cook a task on the cluster
+    if pending is not None:
         from appbuilder.cluster import schedule
-        from appbuilder.cluster.connect import connect
 
-        with connect(settings) as cluster:
+        with pending() as cluster:
             ui.note(f"cooking on the cluster at {cluster.address} ({cluster.workers()} workers)")
             schedule.bring_up_to_date(settings, open_repo(settings), cluster, arches(args.arch), progress,
                                       recipes=recipes, force=args.force)

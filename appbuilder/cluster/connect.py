@@ -16,7 +16,7 @@ import logging
 import re
 import shutil
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from appbuilder.core.errors import AppbuildError
 from appbuilder.core.settings import Settings
@@ -95,6 +95,32 @@ def connect(settings: Settings) -> Cluster:
         raise ClusterError("no cluster configured: give --cluster tcp://HOST:PORT, or cluster.scheduler or "
                            "cluster.kind in repo/config.yaml")
     return _batch_jobs(settings, kind, timeout)
+
+
+def connect_soon(settings: Settings) -> Callable[[], Cluster]:
+    """Start :func:`connect` on a thread; the function returned waits for it and gives the
+    :class:`Cluster` (or raises what connecting raised). Importing Dask and the handshake
+    with the scheduler then overlap what the caller does meanwhile (reading recipes)."""
+    import threading
+
+    done: dict = {}
+
+    def run() -> None:
+        try:
+            done["cluster"] = connect(settings)
+        except BaseException as exc:  # handed to the caller
+            done["error"] = exc
+
+    thread = threading.Thread(target=run, name="cluster-connect", daemon=True)
+    thread.start()
+
+    def wait() -> Cluster:
+        thread.join()
+        if "error" in done:
+            raise done["error"]
+        return done["cluster"]
+
+    return wait
 
 
 def _reason(exc: BaseException, address: str) -> str:

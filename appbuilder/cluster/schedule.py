@@ -68,6 +68,7 @@ class Export:
         self.dest = dest if "://" in dest else str(_place(settings, dest))
         self.server = None
         self._mark = None  # nothing exported yet by this process
+        self._last = None  # this process's last export (its snapshot: the base of the next delta)
         self.url = settings.get("cluster.repository")
         if not self.url:
             if "://" in self.dest:
@@ -110,8 +111,8 @@ class Export:
         else:
             from appbuilder.repository.export import export_repository
 
-            export_repository(self.repo, self.dest, signer=self.signer,
-                              endpoint_url=self.settings.get("publish.endpoint_url"))
+            self._last = export_repository(self.repo, self.dest, signer=self.signer, previous=self._last,
+                                           endpoint_url=self.settings.get("publish.endpoint_url"))
         self._mark = mark
 
     @property
@@ -289,8 +290,8 @@ def cook_on_cluster(settings: Settings, repo: Repository, cluster: Cluster, reci
             result.cooked.append(res)
             report(res)
             if not reply.skipped:
-                say(f"  {node[0]} ({node[1]}) on {reply.worker}: build {reply.build_seconds:.1f} s, "
-                    f"task {reply.seconds:.1f} s, changeset {len(reply.changeset) / 1e6:.2f} MB"
+                say(f"  {node[0]} ({node[1]}) on {reply.worker}: build {reply.build_seconds:.2f} s, "
+                    f"task {reply.seconds:.2f} s, changeset {len(reply.changeset) / 1e6:.2f} MB"
                     + (f" ({len(theirs)} troves)" if len(theirs) > 1 else ""))
             if any(s not in done and s not in blocked for s in work.successors(node)):
                 export.update()  # dependents must see this commit

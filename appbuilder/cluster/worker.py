@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from appbuilder.core.cpus import usable_cpus
 from appbuilder.core.errors import AppbuildError
 
 WORKER_DIR_ENV = "APPBUILD_WORKER_DIR"
@@ -251,7 +252,7 @@ def _cook(task: CookTask, settings, repo, reply: CookReply) -> None:
                             "installed on both?")
     before = set(repo.packages())
     t = time.monotonic()
-    jobs = task.make_jobs or os.cpu_count() or 2
+    jobs = task.make_jobs or usable_cpus()
     result = cooker.cook(rf, CookOptions(arch=arch, force=task.force, make_jobs=jobs))
     reply.build_seconds = time.monotonic() - t
     reply.nvf = str(result.nvf)

@@ -31,7 +31,6 @@ import json
 import os
 import posixpath
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -133,11 +132,15 @@ class BuildRoots:
         """The root directory of *plan* (the cached one, or a new one made now), kept from
         the sweep for as long as the caller is in the ``with`` block.
 
-        *finish* runs on a new root before it is published.
+        *finish* runs on a new root before it is published. *log* gets one line naming the
+        root, the same whether it was made now or found (a build log must not depend on
+        what a machine's cache held).
         """
         self.roots.mkdir(parents=True, exist_ok=True)
         with _flocked(self.top / ".lock", fcntl.LOCK_SH):  # no sweep while roots are being made
-            root = self._get(plan, log, finish)
+            root = self._get(plan, finish)
+            log(f"build root {plan.key[:16]}: {self._entries(root)} entries, {plan.size / 1e6:.1f} MB from "
+                f"{len(plan.members)} troves")
             in_use = os.open(root.parent / ".lock", os.O_RDONLY | os.O_CLOEXEC)
             fcntl.flock(in_use, fcntl.LOCK_SH)
         try:
@@ -146,21 +149,26 @@ class BuildRoots:
             os.close(in_use)
         self.sweep()
 
-    def _get(self, plan: RootPlan, log: Callable[[str], None], finish: Callable[[Path], None] | None) -> Path:
+    def _entries(self, root: Path) -> object:
+        try:
+            return json.loads((root.parent / "manifest.json").read_text())["entries"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return "?"
+
+    def _get(self, plan: RootPlan, finish: Callable[[Path], None] | None) -> Path:
         root = self.path_of(plan.key)
         if not (root.parent / "manifest.json").is_file():
             with _flocked(self.roots / f".{plan.key}.making", fcntl.LOCK_EX):  # one maker per root
                 if not (root.parent / "manifest.json").is_file():
-                    self._make(plan, log, finish)
+                    self._make(plan, finish)
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.roots / f".{plan.key}.making")
         os.utime(root.parent / "manifest.json")  # most recently used
         return root
 
-    def _make(self, plan: RootPlan, log: Callable[[str], None], finish: Callable[[Path], None] | None) -> None:
+    def _make(self, plan: RootPlan, finish: Callable[[Path], None] | None) -> None:
         root = self.path_of(plan.key)
         self.files.mkdir(parents=True, exist_ok=True)
-        started = time.monotonic()
         tmp = Path(tempfile.mkdtemp(dir=self.roots, prefix="tmp-"))
         lock = hold_lock(tmp)
         try:
@@ -179,8 +187,6 @@ class BuildRoots:
             os.close(lock)
             if tmp.exists():
                 remove_tree(tmp)
-        log(f"build root {plan.key[:16]}: {count} entries, {plan.size / 1e6:.1f} MB from {len(plan.members)} troves, "
-            f"made in {time.monotonic() - started:.1f} s")
 
     def _write(self, plan: RootPlan, top: Path) -> int:
         symlinks = {p.lstrip("/"): e.target for p, e in plan.entries.items() if e.type == "symlink"}

@@ -92,6 +92,24 @@ class CookResult:
     components: list[str] = field(default_factory=list)
 
 
+def portable_where(where: str, recipe_dir: Path, workspace: Path) -> str:
+    """*where* (``/abs/path/recipe.py:7``) as the build log records it: the same on every
+    machine, so a cook's log (and so its trove) does not depend on where the workspace is.
+    A recipe directory's files are named from the directory's own name (``hello/recipe.py:7``),
+    recipe library files from the workspace; anything else stays as it is."""
+    path, sep, line = where.rpartition(":")
+    if not sep or not line.isdigit():
+        return where
+    file = Path(path)
+    for top, prefix in ((recipe_dir, recipe_dir.name), (workspace, "")):
+        try:
+            rel = file.relative_to(top)
+        except ValueError:
+            continue
+        return f"{Path(prefix, rel).as_posix()}:{line}"
+    return where
+
+
 class BuildContext:
     """What actions see while they run (see ``appbuilder.recipe.actions.ActionContext``).
 
@@ -376,10 +394,10 @@ class Cooker:
             self.repo.commit_package(PackageBuild(
                 name=name, upstream=recipe.version, flavor=Flavor(arch.name, getattr(recipe, "used_flags", ())),
                 source_hash=src_hash, components=packages[name], rebuild=opts.force,
-                input_hash=hashlib.sha256(f"{in_hash} package {name}".encode()).hexdigest(),
+                input_hash=hashlib.sha256(f"{in_hash} package {name}".encode()).hexdigest(), build_log=log_blob,
                 info={"recipe": rf.path.parent.name, "made_with": rf.name, "build_requires": [str(n) for n in reqs],
                       "toolchain": str(toolchain.group), "build_root": plan.key, "cook_code": code_digest(),
-                      "build_log_blob": log_blob, "recipe_files": recipe_files(rf.directory),
+                      "recipe_files": recipe_files(rf.directory),
                       **({"license": rf.attrs["license"]} if rf.attrs.get("license") else {})}))
         package = self.repo.commit_package(PackageBuild(
             name=names[-1],
@@ -394,7 +412,6 @@ class Cooker:
                 "toolchain": str(toolchain.group),
                 "build_root": plan.key,
                 "cook_code": code_digest(),
-                "build_log_blob": log_blob,
                 "missing_build_requires": [str(m) for m in result.missing_build_requires],
                 "policy_warnings": result.warnings,
                 # what the SBOM names as its upstream source and license
@@ -406,6 +423,7 @@ class Cooker:
                 "recipe_text": recipe_texts(rf.directory),  # for `appbuild diff recipes/NAME`
             },
             rebuild=opts.force,
+            build_log=log_blob,  # kept beside the package: its bytes are the same wherever it is cooked
         ))
         return CookResult(rf.name, arch.name, package.nvf, skipped=False,
                           missing_build_requires=[str(m) for m in result.missing_build_requires],
@@ -451,7 +469,7 @@ class Cooker:
     def _run_action(self, ctx: BuildContext, action: Action) -> None:
         self._check_cancelled()
         ctx.current = action
-        ctx.log(f"== {action.where}: {action.describe()}")
+        ctx.log(f"== {portable_where(action.where, ctx.recipe_dir, self.settings.workspace)}: {action.describe()}")
         try:
             action.do(ctx)
         except BuildFailed:

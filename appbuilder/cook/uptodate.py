@@ -14,7 +14,6 @@ run (:func:`failure_summary`), so a user never sees only a name.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -23,6 +22,7 @@ from appbuilder.capsule.importer import ImportResult, group_packages, import_ups
 from appbuilder.cook.batch import BatchResult, cook_all
 from appbuilder.cook.cook import Cooker, CookOptions, CookResult
 from appbuilder.core.arch import Arch, get_arch
+from appbuilder.core.cpus import usable_cpus
 from appbuilder.core.errors import BuildFailed
 from appbuilder.core.settings import Settings
 from appbuilder.recipe.loader import RECIPE_FILE, RecipeFile, find_recipes
@@ -103,7 +103,7 @@ def cook_changed(settings: Settings, repo: Repository, arches: list[Arch], progr
         has_any = any(settings.recipes_dir.glob(f"*/{RECIPE_FILE}"))
         recipes = find_recipes(settings.recipes_dir) if has_any else []
     cooker = Cooker(settings, repo, warn=progress.warn)
-    make_jobs = max(1, os.cpu_count() or 2)
+    make_jobs = usable_cpus()
 
     def options(arch: Arch) -> CookOptions:
         return CookOptions(arch=arch, force=force, make_jobs=make_jobs, keep_work=keep_work, echo=progress.echo)

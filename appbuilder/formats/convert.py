@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from appbuilder.assemble.meta import ImageMeta
+from appbuilder.core.cpus import usable_cpus
 from appbuilder.core.errors import AppbuildError, Interrupted
 from appbuilder.core.fileio import sha256_file
 from appbuilder.formats import qemu
@@ -121,7 +122,7 @@ def convert_all(
     _check_raw(raw, meta)
     out_dir.mkdir(parents=True, exist_ok=True)
     _refuse_existing(specs, out_dir, meta, force)
-    jobs = max(1, jobs or os.cpu_count() or 1)
+    jobs = max(1, jobs or usable_cpus())
 
     work = Path(tempfile.mkdtemp(prefix=".appbuild-convert-", dir=out_dir))
     try:

@@ -24,6 +24,7 @@ import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from appbuilder.core.cpus import usable_cpus
 from appbuilder.core.errors import AppbuildError
 
 SECTOR = 512
@@ -134,7 +135,7 @@ def write_stream_optimized(raw: Path, dest: Path, *, cid: int, extent_name: str,
     text = descriptor(capacity, cid=cid, extent_name=extent_name, adapter=adapter).encode()
     if len(text) >= DESCRIPTOR_SECTORS * SECTOR:
         raise StreamWriteError("the VMDK descriptor is too long")
-    jobs = max(1, jobs or os.cpu_count() or 1)
+    jobs = max(1, jobs or usable_cpus())
     directory = [0] * n_tables  # sector offset of each written grain table
     table = [0] * GTES_PER_GT
     table_no = 0

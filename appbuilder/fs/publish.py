@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from appbuilder.core.cpus import usable_cpus
 from appbuilder.core.errors import AppbuildError
 from appbuilder.core.fileio import write_atomic
 from appbuilder.fs import catalog as catalog_mod
@@ -369,7 +370,7 @@ def publish(source: Path, repository: str, out: Path, private_key: Path, *, reha
     repo_dir = Path(out) / repository
     with repository_lock(repo_dir, repository, create=True):
         report = _publish_locked(Path(source), repository, repo_dir, private, rehash=rehash, ttl=ttl,
-                                 jobs=jobs or min(8, os.cpu_count() or 2), progress=progress, metadata=metadata,
+                                 jobs=jobs or min(8, usable_cpus()), progress=progress, metadata=metadata,
                                  tag=tag, valid_days=valid_days)
     report.seconds = time.monotonic() - start
     return report

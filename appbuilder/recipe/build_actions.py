@@ -378,7 +378,7 @@ class SetModes(Action):
         mode = self.mode
         if mode in PERMISSION_TYPOS:
             mode = PERMISSION_TYPOS[mode]
-            ctx.log(f"warning: {self.where}: SetModes: odd mode {self.mode} (decimal), using 0{mode:o}: "
+            ctx.log(f"warning: SetModes: odd mode {self.mode} (decimal), using 0{mode:o}: "
                     f"write 0o{mode:o}")
         with Trees(ctx, self) as trees:
             for p in self.paths:

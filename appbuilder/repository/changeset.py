@@ -28,7 +28,7 @@ The bytes::
     APPBUILD-CHANGESET/1\\n
     8 bytes: length of the manifest (big-endian), the manifest (JSON, signed as in keys.py):
         {"format": "appbuild-changeset/1", "troves": [...], "objects": [[sha256, size], ...],
-         "signature": {...}}
+         "signature": {...}}        (a package's build log: its "build_log" digest)
     the objects, in the manifest's order, each exactly as the store keeps it (zstd)
 """
 
@@ -72,9 +72,9 @@ def _deps(deps: set[Dependency]) -> list:
     return [[d.cls, d.name, d.flags_text] for d in sorted(deps)]
 
 
-def _contents(trove: Trove) -> set[str]:
+def _contents(repo: Repository, trove: Trove) -> set[str]:
     found = {f.sha256 for f in trove.files if f.sha256}
-    found.update(v for k, v in trove.info.items() if k.endswith("_blob") and isinstance(v, str))
+    found.update(repo.blobs(trove).values())
     return found
 
 
@@ -100,8 +100,9 @@ def make_changeset(repo: Repository, troves: list[NVF], *, base_snapshot=None, s
         trove = repo.get(nvf)
         entry = {"kind": trove.kind, "name": trove.name, "version": str(trove.version),
                  "flavor": index.flavor_key(trove.flavor), "info": trove.info}
-        wanted |= _contents(trove)
+        wanted |= _contents(repo, trove)
         if trove.kind == PACKAGE:
+            entry["build_log"] = repo.build_log(nvf)
             comps = []
             for member in trove.members:
                 comp = repo.get(member)
@@ -109,7 +110,7 @@ def make_changeset(repo: Repository, troves: list[NVF], *, base_snapshot=None, s
                     raise RepositoryError(f"{trove} has a member {member} that is not one of its components")
                 comps.append({"name": comp.name, "info": comp.info, "files": [_file_row(f) for f in comp.files],
                               "provides": _deps(comp.provides), "requires": _deps(comp.requires)})
-                wanted |= _contents(comp)
+                wanted |= _contents(repo, comp)
             entry.update(components=comps, rebuild=bool(rebuild))
         elif trove.kind == GROUP:
             entry.update(members=[[m.name, str(m.version), index.flavor_key(m.flavor)] for m in trove.members],
@@ -227,9 +228,13 @@ def _builds(manifest: dict) -> list[tuple[dict, PackageBuild | GroupBuild]]:
                         requires={Dependency(a, b, frozenset(fl.split())) for a, b, fl in c["requires"]}))
                 if not comps:
                     raise ValueError(f"{t['name']} has no components")
+                log = t.get("build_log")
+                if not (log is None or _is_digest(log)):
+                    raise ValueError(f"{t['name']}: bad build log {str(log)[:80]!r}")
                 build = PackageBuild(name=t["name"], upstream=version.upstream, flavor=flavor,
                                      source_hash=source_hash, components=comps, input_hash=input_hash, info=info,
-                                     label=check_label(version.label), rebuild=bool(t.get("rebuild")))
+                                     label=check_label(version.label), rebuild=bool(t.get("rebuild")),
+                                     build_log=log)
             elif t["kind"] == GROUP:
                 if not isinstance(input_hash, str):
                     raise ValueError(f"{t['name']} has no input hash")
@@ -267,6 +272,8 @@ def commit_changeset(repo: Repository, data: bytes, *, trusted: TrustedKeys | No
             named.update(f.sha256 for c in build.components for f in c.files if f.sha256)
             for info in [build.info] + [c.info for c in build.components]:
                 named.update(v for k, v in info.items() if k.endswith("_blob") and isinstance(v, str))
+            if build.build_log:
+                named.add(build.build_log)
         else:
             named.update(v for k, v in build.info.items() if k.endswith("_blob") and isinstance(v, str))
     extra = set(blobs) - named

@@ -53,7 +53,7 @@ def show_lines(repo: Repository, nvf: NVF, *, files: bool = False, deps: bool = 
         lines.append("  build requirements not declared (EnforceSonameBuildRequirements):")
         lines += [f"    {m}" for m in missing]
     if check is not None:
-        lines += _check_lines(check, [trove, *members])
+        lines += _check_lines(repo, check, [trove, *members])
     return lines
 
 
@@ -62,11 +62,11 @@ def _mark(digest: str | None, check: ContentCheck | None) -> str:
     return f"  << DAMAGED: {damage.problem}" if damage else ""
 
 
-def _check_lines(check: ContentCheck, troves: list[Trove]) -> list[str]:
+def _check_lines(repo: Repository, check: ContentCheck, troves: list[Trove]) -> list[str]:
     lines = []
     for t in troves:  # contents kept beside the files: build logs, package headers
-        for key, digest in sorted(t.info.items()):
-            if key.endswith("_blob") and isinstance(digest, str) and digest in check.damaged:
+        for key, digest in sorted(repo.blobs(t).items()):
+            if digest in check.damaged:
                 lines.append(f"  {key.replace('_', ' ')} of {t.name}:{_mark(digest, check)}")
     if check.damaged:
         lines.append(f"  {len(check.damaged)} of {check.checked} stored contents are damaged: run `appbuild verify` "

@@ -4,6 +4,7 @@
 
     snapshot.json                       the pointer: names the newest snapshot (written last)
     snapshots/<sha256>.json.zst         index snapshots (snapshot.py), named by the sha256 of their JSON
+    snapshots/<sha256>.from-<base>.json.zst   the delta to that snapshot from the one before
     objects/ab/<sha256>.zst             every object a trove names, exactly as the store keeps it
 
 Objects are copied as stored (never recompressed), each checked against its name while
@@ -18,7 +19,14 @@ on disk (synced), so a reader never sees a snapshot whose objects are missing::
     {"format": "appbuild-repository-export/1", "serial": 7, "label": "cernvm@cvm:2",
      "snapshot": "snapshots/<sha256>.json.zst", "sha256": "<sha256 of the JSON>",
      "size": 123456, "objects": 2048, "created": "2026-12-06T01:02:03Z", "tree": "<random id>",
+     "delta": {"base": "<sha256 of the previous snapshot's JSON>", "snapshot": "snapshots/...from-...",
+               "sha256": "<sha256 of the delta's JSON>", "size": 2345},
      "signature": {"key_id": "...", "ed25519": "..."}}
+
+``delta`` is there when the new snapshot starts with every trove of the one before (troves
+are only appended, so nearly always): a reader holding the previous snapshot's index
+fetches the delta and appends what it adds instead of loading the whole snapshot again
+(see snapshot.py).
 
 The serial grows by one with each new snapshot (an export of an unchanged index writes
 nothing new); a reader remembers the highest serial it accepted from a URL and tree (the
@@ -40,7 +48,7 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import zstandard
@@ -74,6 +82,9 @@ class ExportResult:
     seconds: float
     signed: bool
     troves: int = 0
+    digest: str = ""  # the sha256 of the snapshot the pointer names
+    doc: dict | None = field(default=None, repr=False)  # that snapshot (for the next export's delta)
+    delta_bytes: int = 0  # the delta written beside a new snapshot (0: none)
 
     def summary(self) -> str:
         what = f"snapshot {self.serial}" + ("" if self.snapshot_written else " (unchanged)")
@@ -295,8 +306,11 @@ def _target(dest: str | Path, endpoint_url: str | None):
 
 
 def export_repository(repo, dest: str | Path, *, signer: Signer | None = None, endpoint_url: str | None = None,
-                      jobs: int = 4) -> ExportResult:
-    """Export *repo* into *dest* (a directory or ``s3://BUCKET/PREFIX``); see the module text."""
+                      jobs: int = 4, previous: ExportResult | None = None) -> ExportResult:
+    """Export *repo* into *dest* (a directory or ``s3://BUCKET/PREFIX``); see the module text.
+
+    *previous*, the result of this process's last export into *dest*, spares reading its
+    snapshot back to make the delta."""
     started = time.monotonic()
     doc = snap.dump(repo.db)
     body = snap.encode(doc)
@@ -316,12 +330,23 @@ def export_repository(repo, dest: str | Path, *, signer: Signer | None = None, e
         old_key = (old.get("signature") or {}).get("key_id") if old else None
         serial = int(old.get("serial", 0)) if old else 0
         fresh = not (old and old.get("sha256") == digest and old_key == key and old.get("label") == repo.label)
+        delta_bytes = 0
         if fresh:
             rel = f"snapshots/{digest}.json.zst"
             compressed = snap.compress(body)
             target.put_bytes(rel, compressed)
             written_bytes += len(compressed)
             serial += 1
+            delta = _delta(target, old, doc, previous) if old and old.get("label") == repo.label else None
+            if delta is not None:
+                delta_body = snap.encode(delta)
+                delta_rel = f"snapshots/{digest}.from-{delta['base']}.json.zst"
+                delta_data = snap.compress(delta_body)
+                target.put_bytes(delta_rel, delta_data)
+                written_bytes += len(delta_data)
+                delta_bytes = len(delta_body)
+                delta = {"base": delta["base"], "snapshot": delta_rel, "size": len(delta_body),
+                         "sha256": hashlib.sha256(delta_body).hexdigest()}
             pointer = sign_document({
                 "format": FORMAT, "serial": serial, "label": repo.label, "snapshot": rel, "sha256": digest,
                 # the export tree's identity: serials count within one tree (another tree served at the
@@ -329,13 +354,36 @@ def export_repository(repo, dest: str | Path, *, signer: Signer | None = None, e
                 "tree": (old or {}).get("tree") if isinstance((old or {}).get("tree"), str) else uuid.uuid4().hex,
                 "size": len(body), "objects": len(wanted), "troves": len(doc["troves"]),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                **({"delta": delta} if delta else {}),
             }, signer)
             target.sync()
             target.put_bytes(POINTER, json.dumps(pointer, indent=1, sort_keys=True).encode() + b"\n", pointer=True)
         return ExportResult(dest=target.url, serial=serial, snapshot_written=fresh, objects_written=len(missing),
                             objects_skipped=len(wanted) - len(missing), bytes_written=written_bytes,
                             seconds=time.monotonic() - started, signed=signer is not None,
-                            troves=len(doc["troves"]))
+                            troves=len(doc["troves"]), digest=digest, doc=doc, delta_bytes=delta_bytes)
+
+
+def _delta(target, old: dict, doc: dict, previous: ExportResult | None) -> dict | None:
+    """The delta from the snapshot *old* names to *doc*; None when there can be none (the old
+    snapshot gone, damaged, or not a prefix of the new one)."""
+    base = old.get("sha256")
+    if not isinstance(base, str):
+        return None
+    if previous is not None and previous.digest == base and previous.doc is not None:
+        before = previous.doc
+    else:
+        data = target.read(f"snapshots/{base}.json.zst")
+        if data is None:
+            return None
+        try:
+            body = snap.decompress(data, what=base)
+            if hashlib.sha256(body).hexdigest() != base:
+                return None
+            before = snap.parse(body, what=base)
+        except RepositoryError:
+            return None
+    return snap.make_delta(before, doc, base)
 
 
 def _current_pointer(target) -> dict | None:

@@ -91,6 +91,10 @@ CREATE TABLE IF NOT EXISTS inputs (
     input_hash TEXT PRIMARY KEY,
     trove_id INTEGER NOT NULL REFERENCES troves (id)
 );
+CREATE TABLE IF NOT EXISTS build_logs (
+    trove_id INTEGER PRIMARY KEY REFERENCES troves (id),
+    sha256 TEXT NOT NULL
+);
 """
 
 
@@ -362,13 +366,25 @@ def load_deps(conn: sqlite3.Connection, table: str, tid: int) -> set[Dependency]
 # ------------------------------------------------------------------ stored contents
 
 
+BUILD_LOG = "build_log_blob"  # how a build log is named among a trove's stored contents
+
+
 def info_blobs(conn: sqlite3.Connection) -> Iterator[tuple[NVF, str, str]]:
-    """(trove, info key, digest) for every ``*_blob`` entry of trove info (build logs,
-    RPM headers, Debian control archives: contents kept beside the files)."""
+    """(trove, key, digest) for every content kept beside the files: ``*_blob`` entries of
+    trove info (RPM headers, Debian control archives) and build logs (``build_log_blob``)."""
     for row in conn.execute(f"SELECT {NVF_COLUMNS}, info FROM troves ORDER BY id"):
         for key, value in json.loads(row[6]).items():
             if key.endswith("_blob") and isinstance(value, str):
                 yield row_nvf(row), key, value
+    for row in conn.execute(f"SELECT {NVF_COLUMNS}, build_logs.sha256 FROM build_logs"
+                            " JOIN troves ON troves.id = build_logs.trove_id ORDER BY troves.id"):
+        yield row_nvf(row), BUILD_LOG, row[6]
+
+
+def build_log(conn: sqlite3.Connection, tid: int) -> str | None:
+    """The digest of trove *tid*'s build log (kept beside it, not part of it), if it has one."""
+    row = conn.execute("SELECT sha256 FROM build_logs WHERE trove_id=?", (tid,)).fetchone()
+    return row[0] if row else None
 
 
 def file_contents(conn: sqlite3.Connection) -> set[str]:

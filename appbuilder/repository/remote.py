@@ -4,7 +4,10 @@
 signature against the trusted keys (``repository.trusted_keys``; without any, unsigned
 pointers are accepted and only the hashes are checked), downloads the snapshot it names,
 checks its sha256 and rebuilds an index from it under ``cache/snapshots/<sha256>.sqlite``
-(kept: the next open of the same snapshot costs one small request). The result is a
+(kept: the next open of the same snapshot costs one small request). When the pointer
+names a delta from a snapshot whose index is in the cache, only the delta is fetched
+(checked against the sha256 the signed pointer gives) and applied to a copy of that
+index: after a commit, a worker reads what the commit added, not the whole index. The result is a
 :class:`Repository` like a local one; its content store fetches an object the first time
 something reads it (``objects/ab/<sha256>.zst``), checks that it decompresses to content
 hashing to its name, and keeps it under ``cache/objects`` (written to a temporary name,
@@ -26,6 +29,7 @@ times with a growing pause; a missing file (404) is not.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
@@ -259,7 +263,7 @@ def open_remote(url: str, cache: Path | str, *, trusted: TrustedKeys | None = No
     _check_serial(cache, source, pointer)
     digest = pointer["sha256"]
     index_path = cache / "snapshots" / f"{digest}.sqlite"
-    if not index_path.exists():
+    if not index_path.exists() and not _index_from_delta(source, pointer, cache, index_path):
         _build_index(source, pointer, index_path)
     _remember(cache, source, pointer)
     if scratch is not None:
@@ -284,37 +288,105 @@ def _copy_index(src: Path, dest: Path) -> None:
 
 def _build_index(source: Source, pointer: dict, index_path: Path) -> None:
     rel = pointer["snapshot"]
-    where = source.where(rel)
-    data = source.get(rel, limit=max(pointer["size"] + (1 << 20), 1 << 20))
-    body = snap.decompress(data, what=where, limit=pointer["size"])
-    actual = hashlib.sha256(body).hexdigest()
-    if actual != pointer["sha256"]:
-        raise RemoteRefused(f"snapshot {where} hashes to {actual}, not to the {pointer['sha256']} its pointer names: "
-                            f"it is damaged or was tampered with; refused")
-    doc = snap.parse(body, what=where)
-    index_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = index_path.with_name(f".{index_path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
-    for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
-        leftover.unlink(missing_ok=True)
+    body = _fetch_checked(source, rel, pointer["size"], pointer["sha256"], "snapshot")
+    doc = snap.parse(body, what=source.where(rel))
+    with _new_index(index_path) as new:
+        snap.load(doc, new.tmp)
+        _finish_index(new.tmp, snap.referenced(doc), source, pointer)
+        new.done = True
+
+
+def _index_from_delta(source: Source, pointer: dict, cache: Path, index_path: Path) -> bool:
+    """Make the pointer's snapshot index from the index of its delta's base, if the cache
+    holds that; False when there is no delta to use (then the whole snapshot is loaded)."""
+    delta = pointer.get("delta")
+    if not isinstance(delta, dict):
+        return False
+    base, rel = delta.get("base"), delta.get("snapshot")
+    if (not isinstance(base, str) or len(base) != 64 or any(c not in "0123456789abcdef" for c in base)
+            or rel != f"snapshots/{pointer['sha256']}.from-{base}.json.zst"
+            or not isinstance(delta.get("size"), int) or not isinstance(delta.get("sha256"), str)):
+        return False
+    base_index = cache / "snapshots" / f"{base}.sqlite"
+    if not base_index.exists():
+        return False
+    body = _fetch_checked(source, rel, delta["size"], delta["sha256"], "delta")
+    doc = snap.parse_delta(body, what=source.where(rel))
+    if doc["base"] != base:
+        raise RemoteRefused(f"{source.where(rel)} is a delta from {doc['base']}, not from {base} as its pointer "
+                            f"says: refused")
+    import sqlite3
+
     try:
-        snap.load(doc, tmp)
-        conn = index.connect(tmp)
+        with contextlib.closing(sqlite3.connect(f"file:{base_index}?mode=ro", uri=True)) as conn:
+            contents = set(json.loads(conn.execute(
+                "SELECT value FROM meta WHERE key='snapshot_contents'").fetchone()[0]))
+    except (sqlite3.Error, TypeError, ValueError):
+        return False  # not an index this module built: load the whole snapshot
+    with _new_index(index_path) as new:
+        _copy_index(base_index, new.tmp)
         try:
-            with index.write_transaction(conn) as db:
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot_contents', ?)",
-                           (json.dumps(sorted(snap.referenced(doc))),))
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot_troves', ?)",
-                           (str(db.execute("SELECT COALESCE(MAX(id), 0) FROM troves").fetchone()[0]),))
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot_source', ?)",
-                           (json.dumps({"url": source.url, "serial": pointer["serial"], "sha256": actual}),))
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            conn.execute("PRAGMA journal_mode=DELETE")
-        finally:
-            conn.close()
-        os.replace(tmp, index_path)
-    finally:
-        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm"), Path(f"{tmp}-journal")):
+            snap.apply_delta(doc, new.tmp)
+        except snap.BadSnapshot:
+            return False  # the base index is not the delta's base after all
+        _finish_index(new.tmp, contents | snap.referenced(doc), source, pointer)
+        new.done = True
+    return True
+
+
+def _fetch_checked(source: Source, rel: str, size: int, digest: str, what: str) -> bytes:
+    """A snapshot or delta, uncompressed, refused unless it hashes to *digest*."""
+    where = source.where(rel)
+    data = source.get(rel, limit=max(size + (1 << 20), 1 << 20))
+    body = snap.decompress(data, what=where, limit=size)
+    actual = hashlib.sha256(body).hexdigest()
+    if actual != digest:
+        raise RemoteRefused(f"{what} {where} hashes to {actual}, not to the {digest} its pointer names: "
+                            f"it is damaged or was tampered with; refused")
+    return body
+
+
+class _new_index:
+    """A temporary index path (``.tmp``) beside *index_path*, renamed into place when the
+    block ends with ``done`` set (an index whose block failed or gave up is removed)."""
+
+    def __init__(self, index_path: Path):
+        self.final = index_path
+        index_path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = index_path.with_name(f".{index_path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
+        self.done = False
+
+    def _leftovers(self) -> list[Path]:
+        return [self.tmp, Path(f"{self.tmp}-wal"), Path(f"{self.tmp}-shm"), Path(f"{self.tmp}-journal")]
+
+    def __enter__(self) -> "_new_index":
+        for leftover in self._leftovers():
             leftover.unlink(missing_ok=True)
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        try:
+            if kind is None and self.done:
+                os.replace(self.tmp, self.final)
+        finally:
+            for leftover in self._leftovers():
+                leftover.unlink(missing_ok=True)
+
+
+def _finish_index(tmp: Path, contents: set[str], source: Source, pointer: dict) -> None:
+    """Record in the built index what the snapshot names and where it came from."""
+    conn = index.connect(tmp)
+    try:
+        with index.write_transaction(conn) as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot_contents', ?)", (json.dumps(sorted(contents)),))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot_troves', ?)",
+                       (str(db.execute("SELECT COALESCE(MAX(id), 0) FROM troves").fetchone()[0]),))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot_source', ?)",
+                       (json.dumps({"url": source.url, "serial": pointer["serial"], "sha256": pointer["sha256"]}),))
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        conn.close()
 
 
 def _state(cache: Path) -> dict:

@@ -58,6 +58,9 @@ class PackageBuild:
     info: dict = field(default_factory=dict)
     label: str | None = None
     rebuild: bool = False  # a forced rebuild of the same inputs: new build count
+    # the digest of the stored build log: kept beside the package, not part of it (two cooks of
+    # the same inputs make the same package; their logs differ, a parallel make's order alone)
+    build_log: str | None = None
 
 
 @dataclass
@@ -109,14 +112,20 @@ class Repository:
 
         File contents must already be in the content store.
         """
-        label = check_label(build.label or self.label)
-        for comp in build.components:
-            missing = [f.path for f in comp.files if f.sha256 and not self.store.has(f.sha256)]
-            if missing:
-                raise RepositoryError(f"{comp.name}: contents not in the store: {missing[:3]}")
+        return self.commit_packages([build])[0]
+
+    def commit_packages(self, builds: list[PackageBuild]) -> list[Trove]:
+        """Record several packages in one transaction (all or none), after one sync of the
+        store: what an import of many upstream packages commits."""
+        labels = [check_label(b.label or self.label) for b in builds]
+        for build in builds:
+            for comp in build.components:
+                missing = [f.path for f in comp.files if f.sha256 and not self.store.has(f.sha256)]
+                if missing:
+                    raise RepositoryError(f"{comp.name}: contents not in the store: {missing[:3]}")
         self.store.sync()
         with write_transaction(self.db) as db:
-            return self._insert_package(db, build, label)[0]
+            return [self._insert_package(db, build, label)[0] for build, label in zip(builds, labels)]
 
     def _insert_package(self, db, build: PackageBuild, label: str) -> tuple[Trove, bool]:
         """Inside a write transaction: the package trove of *build* and whether it is new."""
@@ -142,6 +151,8 @@ class Repository:
                   "input_hash": build.input_hash},
         )
         pid = index.insert_trove(db, package, now)
+        if build.build_log:
+            db.execute("INSERT INTO build_logs VALUES (?, ?)", (pid, build.build_log))
         if build.input_hash:  # the newest build of these inputs is the one to reuse
             db.execute("INSERT OR REPLACE INTO inputs VALUES (?, ?)", (build.input_hash, pid))
         return package, True
@@ -325,6 +336,27 @@ class Repository:
         return self.of_kind(GROUP)
 
     # ------------------------------------------------------------------ upkeep
+
+    def build_log(self, nvf: NVF) -> str | None:
+        """The digest of the build log of the package *nvf* (read it with ``store.read``); None
+        when it has none (imported capsules). Kept beside the package: not in its info."""
+        tid = index.trove_id(self.db, nvf)
+        if tid is None:
+            raise RepositoryError(f"no trove {nvf} in the repository")
+        log = index.build_log(self.db, tid)
+        if log is None:  # committed before logs were kept beside troves
+            legacy = self.get(nvf, with_files=False).info.get(index.BUILD_LOG)
+            log = legacy if isinstance(legacy, str) else None
+        return log
+
+    def blobs(self, trove: Trove) -> dict[str, str]:
+        """The contents kept beside *trove*'s files, by name: ``*_blob`` info entries and its build log."""
+        found = {k: v for k, v in trove.info.items() if k.endswith("_blob") and isinstance(v, str)}
+        if trove.kind == PACKAGE:
+            log = self.build_log(trove.nvf)
+            if log:
+                found[index.BUILD_LOG] = log
+        return found
 
     def referenced_contents(self) -> set[str]:
         """Every content digest a trove names: file contents and ``*_blob`` info entries."""

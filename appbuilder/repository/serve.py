@@ -2,7 +2,7 @@
 
 A threading HTTP server (Python's ``http.server``) that serves the export tree
 (export.py) of a repository and nothing else: ``snapshot.json``,
-``snapshots/<sha256>.json.zst`` and ``objects/ab/<sha256>.zst``. Objects and snapshots
+``snapshots/<sha256>.json.zst`` (and the deltas beside them) and ``objects/ab/<sha256>.zst``. Objects and snapshots
 never change once written and are sent with ``Cache-Control: immutable``; the pointer
 ``snapshot.json`` is sent with ``no-cache`` and always in full (never a 304). Dot files
 (the export lock, temporary files of a running export) and anything else are never served.
@@ -27,7 +27,8 @@ from pathlib import Path
 from appbuilder.core.errors import AppbuildError
 from appbuilder.repository.export import IMMUTABLE, NO_CACHE, POINTER, ExportResult, export_repository
 
-_SERVED = re.compile(r"^/(snapshot\.json|snapshots/[0-9a-f]{64}\.json\.zst|objects/[0-9a-f]{2}/[0-9a-f]{64}\.zst)$")
+_SERVED = re.compile(r"^/(snapshot\.json|snapshots/[0-9a-f]{64}(\.from-[0-9a-f]{64})?\.json\.zst"
+                     r"|objects/[0-9a-f]{2}/[0-9a-f]{64}\.zst)$")
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -103,7 +104,7 @@ class RepositoryServer:
         mark = self._index_mark()
         if not force and mark == self._mark:
             return None
-        self.last = export_repository(self.repo, self.tree, signer=self.signer)
+        self.last = export_repository(self.repo, self.tree, signer=self.signer, previous=self.last)
         self._mark = mark
         return self.last
 

@@ -14,7 +14,8 @@ versions, as the one exported::
                  sha256, target, config, rdev, mtime], ...], "provides": [[cls, name,
                  flags], ...], "requires": [...], "members": [[name, version, flavor], ...]}],
      "source_revisions": [[name, label, upstream, source_count, source_hash], ...],
-     "inputs": [[input_hash, trove index in "troves"], ...]}
+     "inputs": [[input_hash, trove index in "troves"], ...],
+     "build_logs": [[trove index in "troves", sha256], ...]}
 
 The JSON is canonical (sorted keys, no spaces), so the same index gives the same bytes
 and an export whose index did not change writes no new snapshot. It is stored
@@ -22,6 +23,19 @@ zstd-compressed; its name and the pointer carry the sha256 of the uncompressed J
 Loading checks the document's shape and every value's type: a snapshot read over the
 network is hostile until checked (its hash and signature are checked before, by the
 caller).
+
+**Deltas.** Troves are only ever appended to an index, so the next snapshot usually
+starts with every trove of the last one. A delta from snapshot A to snapshot B holds just
+B's troves beyond A's (and their build logs), and B's source revisions and input hashes
+whole (small)::
+
+    {"format": "appbuild-index-delta/1", "base": "<sha256 of A's JSON>", "base_troves": 123,
+     "troves": [...], "source_revisions": [...], "inputs": [[input_hash, position in B], ...],
+     "build_logs": [[position in B, sha256], ...]}
+
+A reader holding A's index applies it (:func:`apply_delta`) instead of loading B whole:
+what a cluster worker reads after each commit is what the commit added, not the whole
+repository again.
 """
 
 from __future__ import annotations
@@ -38,6 +52,7 @@ from appbuilder.repository.deps import Dependency
 from appbuilder.repository.trove import FILE_TYPES
 
 FORMAT = "appbuild-index-snapshot/1"
+DELTA_FORMAT = "appbuild-index-delta/1"
 MAX_SNAPSHOT = 4 << 30  # uncompressed bytes a reader accepts
 
 
@@ -70,9 +85,12 @@ def dump(conn) -> dict:
             " ORDER BY name, label, upstream, source_count")]
         inputs = [[h, position[tid]] for h, tid in conn.execute("SELECT input_hash, trove_id FROM inputs"
                                                                  " ORDER BY input_hash")]
+        logs = [[position[tid], h] for tid, h in conn.execute("SELECT trove_id, sha256 FROM build_logs"
+                                                               " ORDER BY trove_id")]
     finally:
         conn.execute("COMMIT")
-    return {"format": FORMAT, "troves": troves, "source_revisions": revisions, "inputs": inputs}
+    return {"format": FORMAT, "troves": troves, "source_revisions": revisions, "inputs": inputs,
+            "build_logs": logs}
 
 
 def encode(doc: dict) -> bytes:
@@ -81,7 +99,7 @@ def encode(doc: dict) -> bytes:
 
 
 def compress(data: bytes) -> bytes:
-    return zstandard.ZstdCompressor(level=9, write_content_size=True, write_checksum=True).compress(data)
+    return zstandard.ZstdCompressor(level=3, write_content_size=True, write_checksum=True).compress(data)
 
 
 def decompress(data: bytes, *, what: str, limit: int = MAX_SNAPSHOT) -> bytes:
@@ -97,8 +115,9 @@ def decompress(data: bytes, *, what: str, limit: int = MAX_SNAPSHOT) -> bytes:
 
 
 def referenced(doc: dict) -> set[str]:
-    """Every content digest the snapshot's troves name (files and ``*_blob`` info entries)."""
+    """Every content digest the snapshot's troves name (files, ``*_blob`` info entries, build logs)."""
     found = {f[6] for t in doc["troves"] for f in t["files"] if f[6]}
+    found.update(h for _, h in doc.get("build_logs", []))
     for t in doc["troves"]:
         found.update(v for k, v in t["info"].items() if k.endswith("_blob") and isinstance(v, str))
     return found
@@ -118,13 +137,18 @@ def _is_digest(value) -> bool:
     return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
-def check(doc, *, what: str) -> None:
-    """Refuse a document that is not a well-formed snapshot (a :class:`BadSnapshot` naming the problem)."""
-    def bad(problem: str) -> BadSnapshot:
-        return BadSnapshot(f"{what} is not a valid index snapshot: {problem}")
+def check(doc, *, what: str, before: int | None = None) -> None:
+    """Refuse a document that is not a well-formed snapshot (a :class:`BadSnapshot` naming the
+    problem); with *before* (the troves of its base, which its positions count first), a
+    well-formed delta."""
+    kind, wanted = ("index snapshot", FORMAT) if before is None else ("index delta", DELTA_FORMAT)
+    before = before or 0
 
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise bad(f"its format is not {FORMAT}")
+    def bad(problem: str) -> BadSnapshot:
+        return BadSnapshot(f"{what} is not a valid {kind}: {problem}")
+
+    if not isinstance(doc, dict) or doc.get("format") != wanted:
+        raise bad(f"its format is not {wanted}")
     troves, revisions, inputs = doc.get("troves"), doc.get("source_revisions"), doc.get("inputs")
     if not isinstance(troves, list) or not isinstance(revisions, list) or not isinstance(inputs, list):
         raise bad("troves, source_revisions and inputs must be lists")
@@ -150,52 +174,119 @@ def check(doc, *, what: str) -> None:
     for r in revisions:
         if (len(r) != 5 or not all(isinstance(r[j], str) for j in (0, 1, 2, 4)) or not isinstance(r[3], int)):
             raise bad(f"bad source revision {str(r)[:120]}")
+    logs = doc.get("build_logs", [])
+    if not isinstance(logs, list) or not all(
+            isinstance(x, list) and len(x) == 2 and isinstance(x[0], int) and not isinstance(x[0], bool)
+            and before <= x[0] < before + len(troves) and _is_digest(x[1]) for x in logs):
+        raise bad("build_logs must be [trove index, sha256] pairs of its troves")
     for h in inputs:
-        if len(h) != 2 or not isinstance(h[0], str) or not isinstance(h[1], int) or not 0 <= h[1] < len(troves):
+        if (len(h) != 2 or not isinstance(h[0], str) or not isinstance(h[1], int)
+                or not 0 <= h[1] < before + len(troves)):
             raise bad(f"bad input entry {str(h)[:120]}")
 
 
 def load(doc: dict, path: Path) -> None:
     """Write the snapshot *doc* (checked) as a new index at *path* (which must not exist yet)."""
-    from appbuilder.repository.versions import Version
-
     conn = index.connect(path)
     try:
         with index.write_transaction(conn) as db:
-            ids = []
-            for t in doc["troves"]:
-                try:
-                    v = Version.parse(t["version"])
-                    index.key_flavor(t["flavor"])
-                    for k in ("provides", "requires"):
-                        for c, n, fl in t[k]:
-                            Dependency(c, n, frozenset(fl.split()))
-                    for _, version, flavor in t["members"]:
-                        Version.parse(version)
-                        index.key_flavor(flavor)
-                except (RepositoryError, ValueError) as exc:
-                    raise BadSnapshot(f"trove {t['name']} in the snapshot: {exc}") from None
-                cur = db.execute(
-                    "INSERT INTO troves (name, label, upstream, source_count, build_count, flavor, kind, info,"
-                    " committed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (t["name"], v.label, v.upstream, v.source_count, v.build_count, t["flavor"], t["kind"],
-                     json.dumps(t["info"], sort_keys=True), t["committed_at"]))
-                tid = cur.lastrowid
-                ids.append(tid)
-                db.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                               [(tid, *f) for f in t["files"]])
-                for table in ("provides", "requires"):  # as they were: checked above, kept byte for byte
-                    db.executemany(f"INSERT INTO {table} VALUES (?, ?, ?, ?)", [(tid, *d) for d in t[table]])
-                db.executemany("INSERT INTO members VALUES (?, ?, ?, ?, ?)",
-                               [(tid, i, *m) for i, m in enumerate(t["members"])])
+            ids = _insert_troves(db, doc["troves"])
             db.executemany("INSERT INTO source_revisions VALUES (?, ?, ?, ?, ?)", doc["source_revisions"])
             db.executemany("INSERT INTO inputs VALUES (?, ?)", [(h, ids[i]) for h, i in doc["inputs"]])
+            db.executemany("INSERT INTO build_logs VALUES (?, ?)", [(ids[i], h) for i, h in doc.get("build_logs", [])])
             db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot_loaded', ?)", (str(time.time()),))
     except Exception as exc:
-        import sqlite3
+        _close_failed(conn, exc)
+        raise
+    conn.close()
 
-        conn.close()
-        if isinstance(exc, sqlite3.IntegrityError):
-            raise BadSnapshot(f"the snapshot is inconsistent ({exc})") from None
+
+def _close_failed(conn, exc: Exception) -> None:
+    import sqlite3
+
+    conn.close()
+    if isinstance(exc, sqlite3.IntegrityError):
+        raise BadSnapshot(f"the snapshot is inconsistent ({exc})") from None
+
+
+def _insert_troves(db, troves: list[dict]) -> list[int]:
+    """Insert checked snapshot troves in order; their new ids."""
+    from appbuilder.repository.versions import Version
+
+    ids = []
+    for t in troves:
+        try:
+            v = Version.parse(t["version"])
+            index.key_flavor(t["flavor"])
+            for k in ("provides", "requires"):
+                for c, n, fl in t[k]:
+                    Dependency(c, n, frozenset(fl.split()))
+            for _, version, flavor in t["members"]:
+                Version.parse(version)
+                index.key_flavor(flavor)
+        except (RepositoryError, ValueError) as exc:
+            raise BadSnapshot(f"trove {t['name']} in the snapshot: {exc}") from None
+        cur = db.execute(
+            "INSERT INTO troves (name, label, upstream, source_count, build_count, flavor, kind, info,"
+            " committed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (t["name"], v.label, v.upstream, v.source_count, v.build_count, t["flavor"], t["kind"],
+             json.dumps(t["info"], sort_keys=True), t["committed_at"]))
+        tid = cur.lastrowid
+        ids.append(tid)
+        db.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       [(tid, *f) for f in t["files"]])
+        for table in ("provides", "requires"):  # as they were: checked above, kept byte for byte
+            db.executemany(f"INSERT INTO {table} VALUES (?, ?, ?, ?)", [(tid, *d) for d in t[table]])
+        db.executemany("INSERT INTO members VALUES (?, ?, ?, ?, ?)",
+                       [(tid, i, *m) for i, m in enumerate(t["members"])])
+    return ids
+
+
+def make_delta(old: dict, new: dict, base: str) -> dict | None:
+    """The delta from snapshot *old* (whose JSON hashes to *base*) to *new*; None when *new*
+    does not start with every trove of *old* (then only a whole snapshot will do)."""
+    n = len(old["troves"])
+    if len(new["troves"]) < n or new["troves"][:n] != old["troves"]:
+        return None
+    old_logs = old.get("build_logs", [])
+    if new.get("build_logs", [])[:len(old_logs)] != old_logs:
+        return None
+    return {"format": DELTA_FORMAT, "base": base, "base_troves": n, "troves": new["troves"][n:],
+            "source_revisions": new["source_revisions"], "inputs": new["inputs"],
+            "build_logs": [x for x in new.get("build_logs", []) if x[0] >= n]}
+
+
+def parse_delta(data: bytes, *, what: str) -> dict:
+    """A delta document from its JSON bytes, its shape checked."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadSnapshot(f"{what} is not JSON ({exc})") from None
+    if not isinstance(doc, dict) or not _is_digest(doc.get("base")) or not isinstance(doc.get("base_troves"), int) \
+            or isinstance(doc.get("base_troves"), bool) or doc["base_troves"] < 0:
+        raise BadSnapshot(f"{what} is not a valid index delta: it names no base snapshot and trove count")
+    check(doc, what=what, before=doc["base_troves"])
+    return doc
+
+
+def apply_delta(delta: dict, path: Path) -> None:
+    """Bring the index at *path* (a copy of the delta's base, nothing committed to it) to the
+    delta's snapshot: its troves appended, source revisions and inputs replaced."""
+    conn = index.connect(path)
+    try:
+        with index.write_transaction(conn) as db:
+            ids = [r[0] for r in db.execute("SELECT id FROM troves ORDER BY id")]
+            if len(ids) != delta["base_troves"]:
+                raise BadSnapshot(f"the index holds {len(ids)} troves, the delta's base {delta['base_troves']}")
+            ids += _insert_troves(db, delta["troves"])
+            db.execute("DELETE FROM source_revisions")
+            db.executemany("INSERT INTO source_revisions VALUES (?, ?, ?, ?, ?)", delta["source_revisions"])
+            db.execute("DELETE FROM inputs")
+            db.executemany("INSERT INTO inputs VALUES (?, ?)", [(h, ids[i]) for h, i in delta["inputs"]])
+            db.executemany("INSERT INTO build_logs VALUES (?, ?)",
+                           [(ids[i], h) for i, h in delta.get("build_logs", [])])
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot_loaded', ?)", (str(time.time()),))
+    except Exception as exc:
+        _close_failed(conn, exc)
         raise
     conn.close()

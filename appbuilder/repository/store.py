@@ -175,13 +175,18 @@ class ContentStore:
                 self._write(digest, src, size)
         return digest
 
-    def put_bytes(self, data: bytes) -> str:
-        digest = hashlib.sha256(data).hexdigest()
+    def put_bytes(self, data: bytes, *, digest: str | None = None) -> str:
+        """Store *data*; its sha256. *digest*: the sha256 the caller computed of these very
+        (immutable) bytes, not computed again."""
+        if digest is None:
+            digest = hashlib.sha256(data).hexdigest()
         if not self.has(digest):
-            self._write(digest, io.BytesIO(data), len(data))
+            self._write(digest, io.BytesIO(data), len(data), hashed=True)
         return digest
 
-    def _write(self, digest: str, src: BinaryIO, size: int) -> None:
+    def _write(self, digest: str, src: BinaryIO, size: int, *, hashed: bool = False) -> None:
+        """Compress *src* into the object *digest*; unless *hashed* (bytes in memory, hashed
+        by the caller), check on the way that it is that content."""
         final = self.path_of(digest)
         final.parent.mkdir(exist_ok=True)
         params = {"level": LEVEL, "write_content_size": True, "write_checksum": True}
@@ -194,10 +199,11 @@ class ContentStore:
             with os.fdopen(fd, "wb") as out:
                 with cctx.stream_writer(out, size=size, closefd=False) as writer:
                     while chunk := src.read(CHUNK):
-                        h.update(chunk)
+                        if not hashed:
+                            h.update(chunk)
                         writer.write(chunk)
                 self.written += out.tell()
-            if h.hexdigest() != digest:
+            if not hashed and h.hexdigest() != digest:
                 raise RepositoryError(
                     f"content changed while it was stored (expected {digest}, read {h.hexdigest()})"
                 )

@@ -18,12 +18,12 @@ kept apart from it and are the part that cannot be rebuilt from recipes.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from appbuilder.core.cpus import usable_cpus
 from appbuilder.core.ui import human_size
 from appbuilder.repository import index
 from appbuilder.repository.store import ContentStore, DamagedObject
@@ -93,7 +93,7 @@ def check_contents(store: ContentStore, digests: Iterable[str], *, jobs: int | N
     """Read every object of *digests* through (each once) on *jobs* threads (default: every core)."""
     todo = sorted(set(digests))
     result = ContentCheck()
-    jobs = max(1, jobs or os.cpu_count() or 1)
+    jobs = max(1, jobs or usable_cpus())
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         for digest, size, stored, damage in pool.map(lambda d: _check_one(store, d), todo):
             result.checked += 1
@@ -198,7 +198,7 @@ def trove_contents(repo, nvf: NVF) -> set[str]:
     digests: set[str] = set()
     for t in [trove, *(repo.get(m) for m in trove.members)]:
         digests.update(f.sha256 for f in t.files if f.sha256)
-        digests.update(v for k, v in t.info.items() if k.endswith("_blob") and isinstance(v, str))
+        digests.update(repo.blobs(t).values())
     return digests
 
 

@@ -133,6 +133,13 @@ def test_names_with_spaces_quotes_and_backslashes_get_their_modes(tmp_path):
     tty = debugfs_stat(image, "/opt/a b/tty 0")
     assert (tty.type, tty.mode, tty.gid, tty.device) == ("character special", 0o620, 5, (4, 0))
     assert debugfs_stat(image, "/opt/a b").mode == 0o700
+    # the fixup names inodes by number (no path lookups): every such name is found
+    inodes = ext4.inode_numbers(image, staged.entries, dict(os.environ))
+    assert set(inodes) == {e.path for e in staged.entries.values()} | {"/lost+found"}  # the device too
+    for path, number in inodes.items():
+        shown = run("debugfs", "-R", f"stat <{number}>", image).stdout
+        assert f"Inode: {number} " in shown, path
+    assert len(set(inodes.values())) == len(inodes)
 
 
 # ------------------------------------------------------------------ the file system

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 
 import pytest
 
@@ -184,3 +185,36 @@ def test_staging_never_changes_modes_outside_the_root(tmp_path, store, kind):
         pass  # refusing is fine; changing the host is not
     assert stat.S_IMODE(outside.stat().st_mode) == 0o700
     assert stat.S_IMODE((outside / "secret").stat().st_mode) == 0o600
+
+
+def test_staging_knows_what_it_wrote_until_the_file_changes(tmp_path, store):
+    """Contents are written by several threads; each file's digest stays known (the package
+    scripts' cache key then reads nothing again) only while the file is as it was written."""
+    import hashlib
+
+    many = [put(store, f"content {i}\n".encode() * (i + 1), f"/usr/share/many/{i:03}") for i in range(200)]
+    troves = [*members(store), trove("many:runtime", *many),
+              trove("later:runtime", put(store, b"the later member's\n", "/usr/share/many/007"))]
+    staged = stage_root(store, troves, tmp_path / "root", accounts=accounts_for(troves), source_date_epoch=EPOCH,
+                        generated=[GeneratedFile("/etc/hostname", b"appliance\n")])
+    root = tmp_path / "root"
+    assert (root / "usr/share/many/007").read_bytes() == b"the later member's\n"  # the later one won
+    assert os.stat(root / "usr/bin/su").st_ino == os.stat(root / "usr/bin/su-again").st_ino
+    files = [p for p, e in staged.entries.items() if e.type == "file" and (root / p.lstrip("/")).is_file()]
+    assert len(files) > 200
+    for path in files:
+        host = root / path.lstrip("/")
+        digest = staged.known_digest(path, host)
+        if digest is not None:
+            assert digest == hashlib.sha256(host.read_bytes()).hexdigest(), path
+    assert staged.known_digest("/etc/hostname", root / "etc/hostname") == hashlib.sha256(b"appliance\n").hexdigest()
+    time.sleep(0.02)  # what the scripts' runner does before untrusted code runs: the clock moves on
+    host = root / "usr/share/many/100"
+    host.write_bytes(host.read_bytes())  # the same bytes, written again: no longer vouched for
+    assert staged.known_digest("/usr/share/many/100", host) is None
+    host = root / "usr/share/many/101"
+    mtime = host.stat().st_mtime_ns
+    with open(host, "r+b") as f:
+        f.write(b"X")
+    os.utime(host, ns=(mtime, mtime))  # a writer hiding its change behind the old modification time
+    assert staged.known_digest("/usr/share/many/101", host) is None

@@ -8,14 +8,12 @@ import json
 from appbuilder.repository.trove import COMPONENT
 
 
-def trove_record(repo, nvf, *, with_log: bool = True) -> dict:
-    """A package trove and its components: version, flavor, info, files (with content hashes),
-    provides, requires; everything but commit times."""
+def trove_record(repo, nvf) -> dict:
+    """A package trove and its components: version, flavor, info, files (with content
+    hashes), provides, requires; everything but commit times (and the build log, which is
+    kept beside the package: see Repository.build_log)."""
     trove = repo.get(nvf)
-    info = dict(trove.info)
-    if not with_log:
-        info.pop("build_log_blob", None)
-    record = {"nvf": str(trove.nvf), "kind": trove.kind, "info": info, "components": []}
+    record = {"nvf": str(trove.nvf), "kind": trove.kind, "info": trove.info, "components": []}
     for member in trove.members:
         comp = repo.get(member)
         assert comp.kind == COMPONENT

@@ -308,3 +308,18 @@ def test_ctrl_c_stops_the_build_and_commits_nothing(workspace):
     assert not list((workspace.cache / "work").glob("slow-*"))
     leftover = subprocess.run(["pgrep", "-f", f"sleep {sleep}"], capture_output=True, text=True).stdout
     assert leftover.strip() == ""
+
+
+def test_the_build_log_names_recipe_lines_the_same_on_every_machine(tmp_path):
+    """Issue 17, point 5: a cook's log, whose hash is in its trove, must not name where the
+    workspace happened to be (a worker places the recipe elsewhere)."""
+    from appbuilder.cook.cook import portable_where
+
+    for top in (tmp_path / "a", tmp_path / "b" / "c"):
+        ws = top / "ws"
+        assert portable_where(f"{ws}/recipes/hello/recipe.py:7", ws / "recipes" / "hello", ws) == "hello/recipe.py:7"
+        assert portable_where(f"{ws}/recipes/lib/base.py:12", ws / "recipes" / "hello", ws) == "recipes/lib/base.py:12"
+        # a recipe outside the workspace: named from its directory too
+        assert portable_where(f"{top}/x/hello/recipe.py:3", top / "x" / "hello", ws) == "hello/recipe.py:3"
+    assert portable_where("<string>:1", tmp_path, tmp_path) == "<string>:1"
+    assert portable_where("/elsewhere/file.py:9", tmp_path / "r", tmp_path / "w") == "/elsewhere/file.py:9"

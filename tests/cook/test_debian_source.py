@@ -26,7 +26,7 @@ def test_busybox_from_the_debian_source_package_is_static(appliance, arch, elf):
     assert len([f for f in runtime.files if f.type == "symlink"]) > 200  # one link per applet
 
     package = repo.get(repo.find_one("busybox", arch=arch), with_files=False)
-    log = repo.store.read(package.info["build_log_blob"]).decode(errors="replace")
+    log = repo.store.read(repo.build_log(package.nvf)).decode(errors="replace")
     assert "debian source busybox=1:1.35.0-4+deb12u1" in log
     assert "dpkg-source: info: extracting busybox" in log and "applying" in log  # Debian's patches applied
 

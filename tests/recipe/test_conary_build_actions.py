@@ -177,7 +177,7 @@ def test_conary_file_and_command_actions(conarybuild, arch):
 def test_the_decimal_mode_warning_is_in_the_build_log(conarybuild):
     repo = open_repo(conarybuild)
     pkg = repo.get(repo.find_one("conarybuild", arch="x86_64"), with_files=False)
-    log = repo.store.read(pkg.info["build_log_blob"]).decode()
+    log = repo.store.read(repo.build_log(pkg.nvf)).decode()
     assert "SetModes: odd mode 640 (decimal), using 0640: write 0o640" in log
 
 

@@ -249,7 +249,7 @@ def test_a_conary_style_recipe_cooks_for_both_arches(cook_workspace, web, keys, 
         assert sources[0] == {"action": "addArchive", "url": "mirror://upstream/greet/", "sha256": greet_sha,
                               "keyid": upstream.keyid}
         assert sources[1]["member"] == "extras-1.0.tar.gz" and sources[1]["sha256"] == srpm_sha
-        log = repo.store.read(pkg.info["build_log_blob"]).decode()
+        log = repo.store.read(repo.build_log(pkg.nvf)).decode()
         assert "greeting.patch applied at level 0" in log and "extra.patch applied at level 1" in log
         assert "main directory: greet-src-2.1" in log
 

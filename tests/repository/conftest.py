@@ -98,7 +98,7 @@ def commit_synthetic(repo: Repository, name: str, contents: list[bytes], *, sour
     return repo.commit_package(PackageBuild(
         name, "1.0", Flavor(arch), source, [ComponentContents(f"{name}:runtime", files)],
         input_hash=hashlib.sha256(f"{name} {source} {arch}".encode()).hexdigest(),
-        info={"build_log_blob": log}))
+        build_log=log))
 
 
 @pytest.fixture

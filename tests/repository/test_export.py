@@ -52,7 +52,11 @@ def test_a_second_export_writes_only_what_changed(tmp_path, hello_repo, repo_key
     assert third.objects_written == 3  # two files and the build log
     assert third.objects_skipped == first.objects_written
     pointer = json.loads((tree / "snapshot.json").read_text())
-    assert pointer["serial"] == 2 and len(list((tree / "snapshots").iterdir())) == 2  # the old one stays
+    # the old one stays; the delta from it is written beside the new one
+    names = sorted(p.name for p in (tree / "snapshots").iterdir())
+    assert pointer["serial"] == 2 and names == sorted([f"{first.digest}.json.zst", f"{third.digest}.json.zst",
+                                                       f"{third.digest}.from-{first.digest}.json.zst"])
+    assert pointer["delta"]["snapshot"] == f"snapshots/{third.digest}.from-{first.digest}.json.zst"
     unsigned = export_repository(repo, tree)  # a change of key (here: none) is a new snapshot
     assert unsigned.serial == 3 and not unsigned.signed
     assert "signature" not in json.loads((tree / "snapshot.json").read_text())

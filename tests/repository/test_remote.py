@@ -198,3 +198,60 @@ def test_transient_errors_are_retried_and_a_dead_server_named(tmp_path):
     with static_server(tree) as url:
         with pytest.raises(RemoteError, match="does not exist"):
             open_remote(url, tmp_path / "cache3")
+
+
+def test_after_a_commit_a_reader_fetches_only_the_delta(tmp_path, repo_keys):
+    """A reader holding the last snapshot's index applies the delta the export wrote beside
+    the new snapshot; the index it gets is the one the whole snapshot gives."""
+    from appbuilder.repository import snapshot as snap
+
+    repo = Repository(tmp_path / "repo", "cernvm@cvm:2")
+    commit_synthetic(repo, "one", [b"one"])
+    tree = tmp_path / "tree"
+    first = export_repository(repo, tree, signer=repo_keys[0])
+    assert "delta" not in json.loads((tree / "snapshot.json").read_text()) and first.delta_bytes == 0
+    reader = open_remote(str(tree), tmp_path / "cache", trusted=repo_keys[1])
+    assert reader.find("one")
+    commit_synthetic(repo, "two", [b"two", b"three"])
+    commit_synthetic(repo, "one", [b"one again"], source="s2")  # a rebuild: its input hash points elsewhere
+    second = export_repository(repo, tree, signer=repo_keys[0])  # the old snapshot read back from the tree
+    pointer = json.loads((tree / "snapshot.json").read_text())
+    assert pointer["delta"]["base"] == first.digest and 0 < second.delta_bytes < pointer["size"]
+    full = tree / pointer["snapshot"]
+    kept = full.read_bytes()
+    full.unlink()  # a reader with the base never asks for the whole snapshot
+    delta_reader = open_remote(str(tree), tmp_path / "cache", trusted=repo_keys[1])
+    full.write_bytes(kept)
+    whole_reader = open_remote(str(tree), tmp_path / "fresh-cache", trusted=repo_keys[1])
+    assert snap.dump(delta_reader.db) == snap.dump(whole_reader.db) == snap.dump(repo.db)
+    assert delta_reader.remote_contents() == whole_reader.remote_contents()
+    assert {str(n) for n in delta_reader.find("one")} == {str(n) for n in repo.find("one")}
+    assert delta_reader.local_commits() == []
+    # this process's own last export spares the read-back: the same delta
+    commit_synthetic(repo, "four", [b"four"])
+    tree2 = tmp_path / "tree2"
+    last = export_repository(repo, tree2)
+    commit_synthetic(repo, "five", [b"five"])
+    (tree2 / "snapshots" / f"{last.digest}.json.zst").unlink()  # not read: the result is passed
+    assert export_repository(repo, tree2, previous=last).delta_bytes > 0
+
+
+def test_a_tampered_delta_is_refused(tmp_path, repo_keys):
+    repo = Repository(tmp_path / "repo", "cernvm@cvm:2")
+    commit_synthetic(repo, "one", [b"one"])
+    tree = tmp_path / "tree"
+    export_repository(repo, tree, signer=repo_keys[0])
+    open_remote(str(tree), tmp_path / "cache", trusted=repo_keys[1])
+    commit_synthetic(repo, "two", [b"two"])
+    export_repository(repo, tree, signer=repo_keys[0])
+    pointer = json.loads((tree / "snapshot.json").read_text())
+    rel = pointer["delta"]["snapshot"]
+    doc = json.loads(zstandard.ZstdDecompressor().decompress((tree / rel).read_bytes()))
+    doc["troves"][0]["name"] = "evil"
+    replace_file(tree / rel, zstandard.ZstdCompressor(write_content_size=True).compress(
+        json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()))
+    with pytest.raises(RemoteRefused, match=f"delta .*{rel} hashes to .* tampered"):
+        open_remote(str(tree), tmp_path / "cache", trusted=repo_keys[1])
+    assert len(list((tmp_path / "cache" / "snapshots").glob("*.sqlite"))) == 1  # only the first one
+    # a reader without the base loads the whole (intact) snapshot and never reads the delta
+    assert open_remote(str(tree), tmp_path / "other", trusted=repo_keys[1]).find("two")

@@ -298,7 +298,7 @@ def test_gc_removes_only_unreferenced_objects_older_than_the_grace(repo):
     pkg = repo.commit_package(package(repo))
     referenced = repo.referenced_contents()
     blob = repo.store.put_bytes(b"a build log")
-    repo.commit_package(PackageBuild("logged", "1", Flavor("x86_64"), "s", [], info={"build_log_blob": blob}))
+    repo.commit_package(PackageBuild("logged", "1", Flavor("x86_64"), "s", [], build_log=blob))
     old_orphan = repo.store.put_bytes(b"left by a cook killed before its commit")
     new_orphan = repo.store.put_bytes(b"stored by a cook that has not committed yet")
     for digest in [*referenced, blob, old_orphan]:

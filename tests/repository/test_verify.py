@@ -38,7 +38,7 @@ def build_repo(path) -> Repository:
         log = repo.store.put_bytes(f"build log of {name}\n".encode())
         repo.commit_package(PackageBuild(name, "1.0", Flavor("x86_64"), f"src-{name}",
                                          [ComponentContents(f"{name}:runtime", files=files)],
-                                         info={"build_log_blob": log}))
+                                         build_log=log))
     return repo
 
 
