@@ -221,7 +221,7 @@ def build_seconds(output: str) -> float:
     """The cook proper (``Cooker.cook``) of the one cook *output* reports: the worker's
     ``build`` figure for a remote cook, the ``cooked ... in`` figure for a local one."""
     remote = re.findall(r"build ([\d.]+) s, task", output)
-    return float(remote[0]) if remote else float(re.findall(r"cooked \S+ in ([\d.]+) s", output)[0])
+    return float(remote[0]) if remote else float(re.findall(r"cooked .+? in ([\d.]+) s", output)[0])
 
 
 def task_overheads(output: str) -> list[float]:
