@@ -48,7 +48,7 @@ from appbuilder.repository.deps import Dependency
 from appbuilder.repository.index import write_transaction
 from appbuilder.repository.keys import Signer, SignatureRefused, TrustedKeys, check_document, sign_document
 from appbuilder.repository.repo import ComponentContents, GroupBuild, PackageBuild, Repository
-from appbuilder.repository.store import DamagedObject, VerifiedReader
+from appbuilder.repository.store import DamagedObject, VerifiedReader, is_digest
 from appbuilder.repository.trove import COMPONENT, FILE_TYPES, GROUP, PACKAGE, FileEntry, Trove
 from appbuilder.repository.versions import NVF, Version, check_label
 
@@ -135,10 +135,6 @@ def make_changeset(repo: Repository, troves: list[NVF], *, base_snapshot=None, s
 # ------------------------------------------------------------------ reading and checking
 
 
-def _is_digest(value) -> bool:
-    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
-
-
 def read_changeset(data: bytes, *, trusted: TrustedKeys | None = None) -> tuple[dict, dict[str, bytes], str | None]:
     """The manifest, the objects (digest -> stored bytes, each verified) and the signing key id
     of a changeset; :class:`ChangesetRefused` on anything wrong."""
@@ -164,7 +160,7 @@ def read_changeset(data: bytes, *, trusted: TrustedKeys | None = None) -> tuple[
         raise ChangesetRefused(f"refused changeset: its manifest is not {FORMAT}")
     objects, troves = manifest.get("objects"), manifest.get("troves")
     if (not isinstance(objects, list) or not isinstance(troves, list)
-            or not all(isinstance(o, list) and len(o) == 2 and _is_digest(o[0]) and isinstance(o[1], int)
+            or not all(isinstance(o, list) and len(o) == 2 and is_digest(o[0]) and isinstance(o[1], int)
                        and not isinstance(o[1], bool) and o[1] > 0 for o in objects)):
         raise ChangesetRefused("refused changeset: its manifest's troves or objects are malformed")
     try:
@@ -218,7 +214,7 @@ def _builds(manifest: dict) -> list[tuple[dict, PackageBuild | GroupBuild]]:
                                 or not isinstance(f.path, str) or "\0" in f.path or ".." in f.path.split("/")
                                 or not isinstance(f.owner, str) or not isinstance(f.group, str)
                                 or not (f.target is None or isinstance(f.target, str))
-                                or not (f.sha256 is None or _is_digest(f.sha256))):
+                                or not (f.sha256 is None or is_digest(f.sha256))):
                             raise ValueError(f"{c['name']}: bad file entry {str(f.path)[:200]!r}")
                     if not isinstance(c["name"], str) or not c["name"].startswith(t["name"] + ":"):
                         raise ValueError(f"{t['name']} has a component {c['name']!r} not named after it")
@@ -229,7 +225,7 @@ def _builds(manifest: dict) -> list[tuple[dict, PackageBuild | GroupBuild]]:
                 if not comps:
                     raise ValueError(f"{t['name']} has no components")
                 log = t.get("build_log")
-                if not (log is None or _is_digest(log)):
+                if not (log is None or is_digest(log)):
                     raise ValueError(f"{t['name']}: bad build log {str(log)[:80]!r}")
                 build = PackageBuild(name=t["name"], upstream=version.upstream, flavor=flavor,
                                      source_hash=source_hash, components=comps, input_hash=input_hash, info=info,

@@ -48,7 +48,7 @@ from appbuilder.repository import snapshot as snap
 from appbuilder.repository.export import FORMAT, POINTER, object_rel
 from appbuilder.repository.keys import SignatureRefused, TrustedKeys, check_document
 from appbuilder.repository.repo import Repository
-from appbuilder.repository.store import ContentStore, DamagedObject, VerifiedReader
+from appbuilder.repository.store import ContentStore, DamagedObject, VerifiedReader, is_digest
 from appbuilder.repository.trove import GROUP, PACKAGE
 from appbuilder.repository.versions import NVF
 
@@ -157,7 +157,7 @@ class RemoteStore(ContentStore):
 
     def fetch(self, digest: str) -> None:
         """Download one object into the cache, refusing it unless it is the content *digest* names."""
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        if not is_digest(digest):
             raise RemoteRefused(f"bad object name {digest!r}")
         rel = object_rel(digest)
         final = self.path_of(digest)
@@ -303,8 +303,7 @@ def _index_from_delta(source: Source, pointer: dict, cache: Path, index_path: Pa
     if not isinstance(delta, dict):
         return False
     base, rel = delta.get("base"), delta.get("snapshot")
-    if (not isinstance(base, str) or len(base) != 64 or any(c not in "0123456789abcdef" for c in base)
-            or rel != f"snapshots/{pointer['sha256']}.from-{base}.json.zst"
+    if (not is_digest(base) or rel != f"snapshots/{pointer['sha256']}.from-{base}.json.zst"
             or not isinstance(delta.get("size"), int) or not isinstance(delta.get("sha256"), str)):
         return False
     base_index = cache / "snapshots" / f"{base}.sqlite"

@@ -49,6 +49,7 @@ import zstandard
 from appbuilder.core.errors import RepositoryError
 from appbuilder.repository import index
 from appbuilder.repository.deps import Dependency
+from appbuilder.repository.store import is_digest
 from appbuilder.repository.trove import FILE_TYPES
 
 FORMAT = "appbuild-index-snapshot/1"
@@ -133,10 +134,6 @@ def parse(data: bytes, *, what: str) -> dict:
     return doc
 
 
-def _is_digest(value) -> bool:
-    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
-
-
 def check(doc, *, what: str, before: int | None = None) -> None:
     """Refuse a document that is not a well-formed snapshot (a :class:`BadSnapshot` naming the
     problem); with *before* (the troves of its base, which its positions count first), a
@@ -165,7 +162,7 @@ def check(doc, *, what: str, before: int | None = None) -> None:
                     or "\0" in f[0] or ".." in f[0].split("/")
                     or not all(isinstance(f[j], int) and not isinstance(f[j], bool) for j in (2, 5, 8, 9, 10))
                     or not isinstance(f[3], str) or not isinstance(f[4], str)
-                    or not (f[6] is None or _is_digest(f[6])) or not (f[7] is None or isinstance(f[7], str))):
+                    or not (f[6] is None or is_digest(f[6])) or not (f[7] is None or isinstance(f[7], str))):
                 raise bad(f"trove {t['name']}: bad file entry {str(f)[:120]}")
         for key in ("provides", "requires", "members"):
             for d in t[key]:
@@ -177,7 +174,7 @@ def check(doc, *, what: str, before: int | None = None) -> None:
     logs = doc.get("build_logs", [])
     if not isinstance(logs, list) or not all(
             isinstance(x, list) and len(x) == 2 and isinstance(x[0], int) and not isinstance(x[0], bool)
-            and before <= x[0] < before + len(troves) and _is_digest(x[1]) for x in logs):
+            and before <= x[0] < before + len(troves) and is_digest(x[1]) for x in logs):
         raise bad("build_logs must be [trove index, sha256] pairs of its troves")
     for h in inputs:
         if (len(h) != 2 or not isinstance(h[0], str) or not isinstance(h[1], int)
@@ -262,7 +259,7 @@ def parse_delta(data: bytes, *, what: str) -> dict:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadSnapshot(f"{what} is not JSON ({exc})") from None
-    if not isinstance(doc, dict) or not _is_digest(doc.get("base")) or not isinstance(doc.get("base_troves"), int) \
+    if not isinstance(doc, dict) or not is_digest(doc.get("base")) or not isinstance(doc.get("base_troves"), int) \
             or isinstance(doc.get("base_troves"), bool) or doc["base_troves"] < 0:
         raise BadSnapshot(f"{what} is not a valid index delta: it names no base snapshot and trove count")
     check(doc, what=what, before=doc["base_troves"])

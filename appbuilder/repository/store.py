@@ -40,6 +40,12 @@ REMEDY = ("run `appbuild verify` to list every damaged object and the troves tha
           "those files from a backup of the repository")
 
 
+def is_digest(value) -> bool:
+    """Whether *value* names a stored content: a sha256 in lowercase hex (what reads from a
+    snapshot, a changeset or the network are checked with before they become paths)."""
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
 class DamagedObject(RepositoryError):
     """A stored object is missing, or its bytes are not the content it is named after."""
 
