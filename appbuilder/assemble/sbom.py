@@ -34,11 +34,9 @@ reads back); the image store keeps the SBOMs beside the image files
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import re
-import sqlite3
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -51,6 +49,7 @@ from appbuilder.capsule.deb import parse_control
 from appbuilder.capsule.dpkgdb import control_fields
 from appbuilder.capsule.model import CapsuleError
 from appbuilder.core.errors import RepositoryError
+from appbuilder.repository import sha1s
 from appbuilder.repository.repo import Repository
 from appbuilder.repository.trove import Trove
 from appbuilder.repository.versions import NVF
@@ -556,24 +555,14 @@ def _package_trove(repo: Repository, name: str, component: Trove) -> Trove | Non
 class _Sha1s:
     """SHA-1 of stored contents (read once per content, verified against its sha256 by the store).
 
-    With *cache* (an sqlite file), the SHA-1s found are kept by sha256 for the next inventory,
-    so a rebuild does not read every file again; a cache that cannot be read, or a row that
-    is not a SHA-1, is ignored (the content is read instead)."""
+    With *cache* (:mod:`appbuilder.repository.sha1s`), the SHA-1s found are kept by sha256
+    for the next inventory, so a rebuild does not read every file again."""
 
     def __init__(self, repo: Repository, cache: Path | None = None):
         self.repo = repo
         self.cache = cache
-        self.known: dict[str, str] = {}
+        self.known: dict[str, str] = sha1s.load(cache)
         self.new: dict[str, str] = {}
-        if cache is not None:
-            try:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                with contextlib.closing(sqlite3.connect(cache, timeout=30)) as db, db:
-                    db.execute("CREATE TABLE IF NOT EXISTS sha1 (sha256 TEXT PRIMARY KEY, sha1 TEXT NOT NULL)")
-                    self.known = {a: b for a, b in db.execute("SELECT sha256, sha1 FROM sha1")
-                                  if isinstance(b, str) and _SHA1.fullmatch(b)}
-            except (sqlite3.Error, OSError):
-                self.known = {}
 
     def of(self, sha256: str) -> str:
         if sha256 not in self.known:
@@ -603,17 +592,8 @@ class _Sha1s:
 
     def keep(self) -> None:
         """Write the SHA-1s found since the cache was read (one transaction)."""
-        if self.cache is None or not self.new:
-            return
-        try:
-            with contextlib.closing(sqlite3.connect(self.cache, timeout=30)) as db, db:
-                db.executemany("INSERT OR REPLACE INTO sha1 VALUES (?, ?)", sorted(self.new.items()))
-        except sqlite3.Error:
-            pass
+        sha1s.keep(self.cache, self.new)
         self.new.clear()
-
-
-_SHA1 = re.compile(r"[0-9a-f]{40}")
 
 
 def _deb_member(m: Member, repo: Repository, comp: Trove, package: Trove | None) -> None:

@@ -29,18 +29,19 @@ from typing import Callable
 
 from appbuilder.capsule import CAPSULE_FORMAT
 from appbuilder.capsule.model import Capsule, CapsuleError
+from appbuilder.capsule.parallel import WRITE_THREADS, read_packages
 from appbuilder.capsule.payload import ContentWriter
 from appbuilder.core.arch import ARCHES, Arch
 from appbuilder.core.fileio import sha256_file
 from appbuilder.core.settings import Settings
 from appbuilder.core.ui import human_size
 from appbuilder.repository.deps import Dependency
+from appbuilder.repository import sha1s
 from appbuilder.repository.repo import ComponentContents, PackageBuild, Repository
 from appbuilder.repository.versions import NVF, check_label
 from appbuilder.upstream.lookaside import Lookaside
 
 IMPORTED, UNCHANGED = "imported", "already imported"
-WRITE_THREADS = 8  # content store writes in flight while payloads are read
 
 
 @dataclass
@@ -71,8 +72,9 @@ class Importer:
 
     @contextlib.contextmanager
     def writing(self):
-        """A content writer shared by the packages of one command; all written on exit."""
-        writer = ContentWriter(self.repo.store, threads=WRITE_THREADS)
+        """A content writer shared by the packages of one command; all written on exit (and
+        the contents' SHA-1s kept for the inventories of images: :mod:`appbuilder.repository.sha1s`)."""
+        writer = ContentWriter(self.repo.store, threads=WRITE_THREADS, sha1=True)
         try:
             yield writer
         except BaseException:
@@ -80,6 +82,10 @@ class Importer:
                 writer.close()
             raise
         writer.close()
+        self.keep_sha1s(writer.sha1s)
+
+    def keep_sha1s(self, found: dict[str, str]) -> None:
+        sha1s.keep(sha1s.cache_file(self.settings.cache), found)
 
     def input_hash(self, file_sha256: str) -> str:
         key = {"capsule_format": CAPSULE_FORMAT, "kind": self.kind, "file": file_sha256, "label": self.label}
@@ -213,11 +219,6 @@ class DebImporter(Importer):
     def __init__(self, settings: Settings, repo: Repository, **kw):
         super().__init__(settings, repo, "deb", **kw)
 
-    def read(self, path: Path, writer: ContentWriter, expected_sha256: str | None = None) -> Capsule:
-        from appbuilder.capsule.deb import read_deb
-
-        return read_deb(path, self.repo.store, expected_sha256=expected_sha256, writer=writer)
-
     def import_args(self, args: list[str], *, with_depends: bool = False) -> list[ImportResult]:
         """Each argument a .deb file or a package name ``PKG[:ARCH][=VERSION]`` for apt.
 
@@ -236,24 +237,26 @@ class DebImporter(Importer):
             extra = list(dict.fromkeys(extra))
             records.update(zip(extra, archive.lookup(extra)))
             args = [*args, *(str(d) for d in extra)]
-        capsules, unchanged = [], []
-        with self.writing() as writer:
-            for arg in args:
-                record = None
-                if arg in files:
-                    path = Path(arg)
-                    if not path.is_file():
-                        raise CapsuleError(f"{arg}: no such file")
-                    sha, name = sha256_file(path), path.name
-                else:
-                    record = records[DebSpec.parse(arg)]
-                    sha, name = record.sha256, f"{record.spec.name}_{record.version}_{record.arch}.deb"
-                if nvf := self.existing(sha):
-                    unchanged.append(self.unchanged(name, nvf))
-                    continue
-                if record is not None:
-                    path = archive.fetch(record)
-                capsules.append(self.read(path, writer, sha))
+        todo, unchanged = [], []
+        for arg in args:
+            record = None
+            if arg in files:
+                path = Path(arg)
+                if not path.is_file():
+                    raise CapsuleError(f"{arg}: no such file")
+                sha, name = sha256_file(path), path.name
+            else:
+                record = records[DebSpec.parse(arg)]
+                sha, name = record.sha256, f"{record.spec.name}_{record.version}_{record.arch}.deb"
+            if nvf := self.existing(sha):
+                unchanged.append(self.unchanged(name, nvf))
+                continue
+            todo.append((archive.fetch(record) if record is not None else path, sha))
+        from appbuilder.capsule.deb import read_deb
+
+        found: dict[str, str] = {}
+        capsules = read_packages(read_deb, self.repo.store, todo, sha1s=found)
+        self.keep_sha1s(found)
         return self.commit(capsules, unchanged)
 
 

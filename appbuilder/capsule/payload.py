@@ -133,14 +133,17 @@ class ContentWriter:
 
     With *threads*, objects are written by a small pool of threads while the payload
     is read on: on many disks creating each object's file costs more than hashing and
-    compressing it. :meth:`wait` must return before a commit names the contents.
+    compressing it. :meth:`wait` must return before a commit names the contents. With
+    *sha1*, the SHA-1 of each content is found on the way too (``sha1s``: sha256 -> SHA-1,
+    for :mod:`appbuilder.repository.sha1s`).
     """
 
     PENDING_LIMIT = 256 << 20  # bytes queued for writing before put() waits
 
-    def __init__(self, store: ContentStore, *, threads: int = 0):
+    def __init__(self, store: ContentStore, *, threads: int = 0, sha1: bool = False):
         self.store = store
         self.stored_bytes = 0
+        self.sha1s: dict[str, str] | None = {} if sha1 else None
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="store") if threads else None
         self._pending: deque[tuple[Future, int]] = deque()
         self._pending_bytes = 0
@@ -149,6 +152,8 @@ class ContentWriter:
     def put(self, data: bytes) -> StoredContent:
         digest = hashlib.sha256(data).hexdigest()
         self.stored_bytes += len(data)
+        if self.sha1s is not None and digest not in self.sha1s:
+            self.sha1s[digest] = hashlib.sha1(data).hexdigest()
         if digest not in self._queued and not self.store.has(digest):
             if self._pool is None:
                 self.store.put_bytes(data, digest=digest)
@@ -193,6 +198,7 @@ class ContentWriter:
         self.store.tmp.mkdir(parents=True, exist_ok=True)
         tmp = tempfile.NamedTemporaryFile(dir=self.store.tmp, prefix="capsule-", delete=False)
         h = hashlib.sha256()
+        h1 = hashlib.sha1() if self.sha1s is not None else None
         size = 0
         head = b""
         with tmp:
@@ -200,9 +206,13 @@ class ContentWriter:
                 if len(head) < HEAD:
                     head += chunk[:HEAD - len(head)]
                 h.update(chunk)
+                if h1 is not None:
+                    h1.update(chunk)
                 tmp.write(chunk)
                 size += len(chunk)
         digest = self.store.put_file(tmp.name, h.hexdigest())
+        if h1 is not None:
+            self.sha1s[digest] = h1.hexdigest()
         self.stored_bytes += size
         return StoredContent(digest, size, head, None, Path(tmp.name))
 

@@ -11,20 +11,21 @@ from appbuilder.core.ui import Console
 
 
 def cmd_cook(args, settings: Settings, ui: Console) -> int:
-    from appbuilder.cluster.connect import configured, connect_soon
+    from appbuilder.cluster.connect import PendingCluster, configured
     from appbuilder.cook.uptodate import Progress, bring_up_to_date
     from appbuilder.recipe.loader import find_recipes
 
     settings = settings.with_flags(args)  # --flavor
     # --cluster / cluster: in repo/config.yaml: each cook a task on the cluster, which this
-    # connects to while the recipes are read
-    pending = connect_soon(settings) if configured(settings) else None
+    # connects to while the recipes are read and the toolchain is resolved
+    pending = PendingCluster(settings, on_connect=lambda c: ui.note(
+        f"cooking on the cluster at {c.address} ({c.workers()} workers)")) if configured(settings) else None
     try:
         recipes = [r for path in args.paths for r in find_recipes(path)]
     except BaseException:
         if pending is not None:
             with contextlib.suppress(Exception):
-                pending().close()
+                pending.close()
         raise
 
     def report(res):
@@ -39,8 +40,7 @@ def cmd_cook(args, settings: Settings, ui: Console) -> int:
     if pending is not None:
         from appbuilder.cluster import schedule
 
-        with pending() as cluster:
-            ui.note(f"cooking on the cluster at {cluster.address} ({cluster.workers()} workers)")
+        with pending as cluster:
             schedule.bring_up_to_date(settings, open_repo(settings), cluster, arches(args.arch), progress,
                                       recipes=recipes, force=args.force)
         return 0

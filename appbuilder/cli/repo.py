@@ -40,6 +40,11 @@ def cmd_repo_serve(args, settings: Settings, ui: Console) -> int:
                             f"(or let the bucket serve the tree)")
     server = RepositoryServer(open_repo(settings), tree, bind=args.bind, port=args.port,
                               signer=signer_from(settings), log=args.verbose)
+    try:
+        server.ready()
+    except BaseException:
+        server.close()
+        raise
     ui.out(f"{server.last.summary()}")
     ui.out(f"serving the repository at {server.url} (kept current; Ctrl-C to stop)")
     sys.stdout.flush()

@@ -54,6 +54,10 @@ class Cluster:
     def workers(self) -> int:
         return len(self.client.scheduler_info(n_workers=-1).get("workers", {}))
 
+    def wait(self) -> "Cluster":
+        """This cluster (connected already; :class:`PendingCluster` waits here)."""
+        return self
+
     def close(self) -> None:
         try:
             self.client.close()
@@ -97,30 +101,68 @@ def connect(settings: Settings) -> Cluster:
     return _batch_jobs(settings, kind, timeout)
 
 
-def connect_soon(settings: Settings) -> Callable[[], Cluster]:
-    """Start :func:`connect` on a thread; the function returned waits for it and gives the
-    :class:`Cluster` (or raises what connecting raised). Importing Dask and the handshake
-    with the scheduler then overlap what the caller does meanwhile (reading recipes)."""
-    import threading
+class PendingCluster:
+    """:func:`connect` running on a thread while the caller goes on (reads recipes, resolves
+    the toolchain): Dask's import and the handshake with the scheduler are then out of the
+    way. A scheduler's address is known at once (a word that is no address is refused
+    here); the client, the worker count and the batch jobs once connected: their first use
+    waits for the connection and raises what connecting raised. *on_connect* is called once
+    with the :class:`Cluster`, by the first use (a progress line naming the workers)."""
 
-    done: dict = {}
+    def __init__(self, settings: Settings, on_connect: Callable[[Cluster], None] | None = None):
+        import threading
 
-    def run() -> None:
-        try:
-            done["cluster"] = connect(settings)
-        except BaseException as exc:  # handed to the caller
-            done["error"] = exc
+        given = settings.get("cluster.scheduler")
+        self._address = scheduler_address(given) if given else None
+        self._on_connect = on_connect
+        self._done: dict = {}
 
-    thread = threading.Thread(target=run, name="cluster-connect", daemon=True)
-    thread.start()
+        def run() -> None:
+            try:
+                self._done["cluster"] = connect(settings)
+            except BaseException as exc:  # handed to the first use
+                self._done["error"] = exc
 
-    def wait() -> Cluster:
-        thread.join()
-        if "error" in done:
-            raise done["error"]
-        return done["cluster"]
+        self._thread = threading.Thread(target=run, name="cluster-connect", daemon=True)
+        self._thread.start()
 
-    return wait
+    def wait(self) -> Cluster:
+        """The connected cluster (waits for the connection; raises what connecting raised)."""
+        self._thread.join()
+        if "error" in self._done:
+            raise self._done["error"]
+        cluster = self._done["cluster"]
+        if self._on_connect is not None:
+            announce, self._on_connect = self._on_connect, None
+            announce(cluster)
+        return cluster
+
+    @property
+    def address(self) -> str:
+        return self._address or self.wait().address
+
+    @property
+    def client(self):
+        return self.wait().client
+
+    @property
+    def jobs(self):
+        return self.wait().jobs
+
+    def workers(self) -> int:
+        return self.wait().workers()
+
+    def close(self) -> None:
+        """Close the connection (once made; a failed one leaves nothing to close)."""
+        self._thread.join()
+        if "cluster" in self._done:
+            self._done["cluster"].close()
+
+    def __enter__(self) -> "PendingCluster":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _reason(exc: BaseException, address: str) -> str:

@@ -45,6 +45,7 @@ from appbuilder.core.errors import AppbuildError, Interrupted
 from appbuilder.core.settings import Settings
 from appbuilder.recipe.library import library_files
 from appbuilder.recipe.loader import RecipeFile
+from appbuilder.repository import index
 from appbuilder.repository.repo import Repository
 from appbuilder.repository.versions import NVF
 
@@ -88,23 +89,22 @@ class Export:
         root.mkdir(parents=True, exist_ok=True)
         # exported when this says so (update), not on every request of a worker: a snapshot made
         # for each task would make every worker read the whole index again for each cook
+        # a tree this coordinator (or an earlier run) exported from the very same index state is
+        # not read again (skip_unchanged): the run starts at once
         self.server = RepositoryServer(self.repo, root, bind=host or _local_address(cluster.address),
-                                       port=port_number, signer=self.signer, keep_current=False)
+                                       port=port_number, signer=self.signer, keep_current=False,
+                                       skip_unchanged=True)
         self.server.start(poll_interval=0.05)  # closing it then takes 0.05 s, not 0.5 s
         self.url = self.server.url
-        self._mark = self._index_mark()
-
-    def _index_mark(self) -> tuple:
-        """Changes whenever a commit changed the index (cheap to ask)."""
-        db = self.repo.db
-        return tuple(db.execute(sql).fetchone() for sql in (
-            "SELECT MAX(id), COUNT(*) FROM troves", "SELECT COUNT(*) FROM inputs",
-            "SELECT COUNT(*) FROM source_revisions"))
+        self._mark = index.state(self.repo.db)
 
     def update(self) -> None:
-        """Write what changed in the repository since the last export (nothing when nothing did)."""
-        mark = self._index_mark()
-        if mark == self._mark:
+        """Write what changed in the repository since the last export (nothing when nothing did);
+        the server's first export (started with it) is waited for."""
+        if self.server is not None:
+            self.server.ready()
+        mark = index.state(self.repo.db)  # changes with every commit
+        if mark and mark == self._mark:
             return
         if self.server is not None:
             self.server.refresh(force=True)
@@ -112,7 +112,8 @@ class Export:
             from appbuilder.repository.export import export_repository
 
             self._last = export_repository(self.repo, self.dest, signer=self.signer, previous=self._last,
-                                           endpoint_url=self.settings.get("publish.endpoint_url"))
+                                           endpoint_url=self.settings.get("publish.endpoint_url"),
+                                           skip_unchanged=True)
         self._mark = mark
 
     @property
@@ -192,15 +193,19 @@ def cook_on_cluster(settings: Settings, repo: Repository, cluster: Cluster, reci
     from appbuilder.repository.keys import trusted_from
 
     task = task or cook_task
+    own_export = export is None
+    export = export or Export(settings, repo, cluster)  # its first export runs while the work is planned
     work = work_graph(recipes, arches)
     by_name = {r.name: r for r in recipes}
     trusted = trusted_from(settings)
     cooker = Cooker(settings, repo, warn=say)
-    toolchain = str(cooker.toolchain().group)  # resolved here once (committed before the first export)
+    try:
+        toolchain = str(cooker.toolchain().group)  # resolved here once (committed before the first task)
+    except AppbuildError:
+        cluster.wait()  # an unreachable cluster is the first thing to say
+        raise
     values = task_values(settings)
     retries = settings.get("cluster.retries")
-    own_export = export is None
-    export = export or Export(settings, repo, cluster)
     result = BatchResult()
     done: set = set()
     blocked: set = set()
@@ -246,6 +251,8 @@ def cook_on_cluster(settings: Settings, repo: Repository, cluster: Cluster, reci
                     continue
                 if rf.name not in files:
                     files[rf.name] = task_files(settings, rf)
+                if not sent:  # the workers read what is committed now (the toolchain resolved above)
+                    export.update()
                 job = CookTask(recipe=recipe_place(settings, rf), name=rf.name, arch=arch.name, files=files[rf.name], repository=export.url,
                                values=values, toolchain=toolchain, input_hash=in_hash, force=force,
                                make_jobs=0, trusted=export.trusted, attrs=dict(rf.attrs))
@@ -256,9 +263,9 @@ def cook_on_cluster(settings: Settings, repo: Repository, cluster: Cluster, reci
                 sent += 1
             # nodes skipped as committed may have made others ready: loop
 
-    queue = as_completed(loop=cluster.client.loop)
+    queue = None
     try:
-        export.update()
+        queue = as_completed(loop=cluster.client.loop)  # (a connection still being made is waited for)
         submit(queue)
         for fut in queue:
             node, in_hash = running.pop(fut)
@@ -313,12 +320,19 @@ def bring_up_to_date(settings: Settings, repo: Repository, cluster: Cluster, arc
     from appbuilder.cook.uptodate import UpToDate, failure_summary, import_missing
     from appbuilder.recipe.loader import RECIPE_FILE, find_recipes
 
-    imported = import_missing(settings, repo, progress)
-    if recipes is None:
-        has_any = any(settings.recipes_dir.glob(f"*/{RECIPE_FILE}"))
-        recipes = find_recipes(settings.recipes_dir) if has_any else []
-    cooks = cook_on_cluster(settings, repo, cluster, recipes, arches, force=force, report=progress.cooked,
-                            say=progress.say, export=export)
+    own_export = export is None
+    export = export or Export(settings, repo, cluster)  # its first export runs while this goes on
+    try:
+        # an unreachable cluster is said before anything is imported
+        imported = import_missing(settings, repo, progress, before=cluster.wait)
+        if recipes is None:
+            has_any = any(settings.recipes_dir.glob(f"*/{RECIPE_FILE}"))
+            recipes = find_recipes(settings.recipes_dir) if has_any else []
+        cooks = cook_on_cluster(settings, repo, cluster, recipes, arches, force=force, report=progress.cooked,
+                                say=progress.say, export=export)
+    finally:
+        if own_export:
+            export.close()
     error = failure_summary(cooks)
     if error:
         raise error

@@ -70,13 +70,17 @@ def missing_upstream(settings: Settings, repo: Repository) -> list[str]:
     return missing
 
 
-def import_missing(settings: Settings, repo: Repository, progress: Progress) -> list[ImportResult]:
-    """Import upstream packages when any listed one is missing (see the module docstring)."""
+def import_missing(settings: Settings, repo: Repository, progress: Progress, *,
+                   before: Callable[[], object] | None = None) -> list[ImportResult]:
+    """Import upstream packages when any listed one is missing (see the module docstring);
+    *before* is called first when there is something to import."""
     if not settings.get("upstream"):
         return []
     missing = missing_upstream(settings, repo)
     if not missing:
         return []
+    if before is not None:
+        before()
     progress.say(f"importing upstream packages: {len(missing)} listed in repo/config.yaml are not in the "
                  f"repository ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''})")
     return import_all(settings, repo, progress)

@@ -19,6 +19,7 @@ on disk (synced), so a reader never sees a snapshot whose objects are missing::
     {"format": "appbuild-repository-export/1", "serial": 7, "label": "cernvm@cvm:2",
      "snapshot": "snapshots/<sha256>.json.zst", "sha256": "<sha256 of the JSON>",
      "size": 123456, "objects": 2048, "created": "2026-12-06T01:02:03Z", "tree": "<random id>",
+     "index_state": "<the index's state token>", "appbuild": "<the version that wrote it>",
      "delta": {"base": "<sha256 of the previous snapshot's JSON>", "snapshot": "snapshots/...from-...",
                "sha256": "<sha256 of the delta's JSON>", "size": 2345},
      "signature": {"key_id": "...", "ed25519": "..."}}
@@ -29,7 +30,10 @@ fetches the delta and appends what it adds instead of loading the whole snapshot
 (see snapshot.py).
 
 The serial grows by one with each new snapshot (an export of an unchanged index writes
-nothing new); a reader remembers the highest serial it accepted from a URL and tree (the
+nothing new but, when a commit changed nothing exported, the pointer's ``index_state``:
+the token :func:`appbuilder.repository.index.state` changes with every commit, so an export
+asked to skip an unchanged index, a coordinator's before each task, compares two tokens
+instead of reading the index and the tree); a reader remembers the highest serial it accepted from a URL and tree (the
 random ``tree`` id the first export into a destination chose) and refuses an older one
 (a replayed pointer); another tree served at the same URL is another repository. The signature (``repository.signing_key``, see keys.py)
 covers every other field, the snapshot's hash among them, and so, through the hashes,
@@ -54,7 +58,9 @@ from pathlib import Path
 import zstandard
 
 from appbuilder.core.errors import RepositoryError
-from appbuilder.core.fileio import hold_lock, write_atomic
+from appbuilder.core.fileio import fsync_dir, hold_lock, write_atomic
+from appbuilder import __version__
+from appbuilder.repository import index
 from appbuilder.repository import snapshot as snap
 from appbuilder.repository.keys import Signer, sign_document
 from appbuilder.repository.store import CHUNK, DamagedObject, MissingObject
@@ -133,10 +139,15 @@ def copy_verified(src: Path, digest: str, out) -> int:
 
 
 class _DirTarget:
+    # objects written since the last sync: up to this many are made durable one by one (fsync),
+    # more with one syncfs (which also waits for whatever else the file system has to write)
+    FSYNC_EACH = 256
+
     def __init__(self, root: Path):
         self.root = Path(root)
         self.url = str(self.root)
         self._lock = None
+        self._unsynced: list[Path] = []
 
     def __enter__(self):
         try:
@@ -179,18 +190,34 @@ class _DirTarget:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        self._unsynced.append(final)
         return size
 
     def sync(self) -> None:
-        fd = os.open(self.root, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-            import ctypes
+        """Every object written so far is on disk (the snapshot and the pointer are written
+        durably by themselves)."""
+        if len(self._unsynced) <= self.FSYNC_EACH:
+            directories = {self.root, self.root / "objects"}
+            for path in self._unsynced:
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                directories.add(path.parent)
+            for directory in sorted(directories):
+                if directory.is_dir():
+                    fsync_dir(directory)
+        else:
+            fd = os.open(self.root, os.O_RDONLY)
+            try:
+                import ctypes
 
-            if ctypes.CDLL(None, use_errno=True).syncfs(fd) != 0:
-                os.sync()
-        finally:
-            os.close(fd)
+                if ctypes.CDLL(None, use_errno=True).syncfs(fd) != 0:
+                    os.sync()
+            finally:
+                os.close(fd)
+        self._unsynced.clear()
 
     def put_bytes(self, rel: str, data: bytes, *, pointer: bool = False) -> None:
         write_atomic(self.root / rel, data)
@@ -306,18 +333,31 @@ def _target(dest: str | Path, endpoint_url: str | None):
 
 
 def export_repository(repo, dest: str | Path, *, signer: Signer | None = None, endpoint_url: str | None = None,
-                      jobs: int = 4, previous: ExportResult | None = None) -> ExportResult:
+                      jobs: int = 4, previous: ExportResult | None = None,
+                      skip_unchanged: bool = False) -> ExportResult:
     """Export *repo* into *dest* (a directory or ``s3://BUCKET/PREFIX``); see the module text.
 
     *previous*, the result of this process's last export into *dest*, spares reading its
-    snapshot back to make the delta."""
+    snapshot back to make the delta. *skip_unchanged*: when the pointer records the index's
+    present state (``index_state``), nothing is read or written (a coordinator asking
+    before each task); without it the tree is checked whole (missing objects written again)."""
     started = time.monotonic()
-    doc = snap.dump(repo.db)
-    body = snap.encode(doc)
-    digest = hashlib.sha256(body).hexdigest()
-    wanted = sorted(snap.referenced(doc))
+    state = index.state(repo.db)  # read before the snapshot: a commit in between exports again next time
+    key = signer.key_id if signer else None
     with _target(dest, endpoint_url) as target:
         old = _current_pointer(target)
+        old_key = (old.get("signature") or {}).get("key_id") if old else None
+        same_tree = bool(old and old_key == key and old.get("label") == repo.label)
+        if skip_unchanged and same_tree and state and old.get("index_state") == state \
+                and old.get("appbuild") == __version__:
+            return ExportResult(dest=target.url, serial=int(old["serial"]), snapshot_written=False,
+                                objects_written=0, objects_skipped=int(old.get("objects") or 0), bytes_written=0,
+                                seconds=time.monotonic() - started, signed=signer is not None,
+                                troves=int(old.get("troves") or 0), digest=str(old.get("sha256") or ""))
+        doc = snap.dump(repo.db)
+        body = snap.encode(doc)
+        digest = hashlib.sha256(body).hexdigest()
+        wanted = sorted(snap.referenced(doc))
         present = target.present()
         missing = [d for d in wanted if d not in present]
         written_bytes = 0
@@ -326,11 +366,10 @@ def export_repository(repo, dest: str | Path, *, signer: Signer | None = None, e
                 for size in pool.map(lambda d: target.put_object(d, repo.store.path_of(d)), missing):
                     written_bytes += size
         target.sync()
-        key = signer.key_id if signer else None
-        old_key = (old.get("signature") or {}).get("key_id") if old else None
         serial = int(old.get("serial", 0)) if old else 0
-        fresh = not (old and old.get("sha256") == digest and old_key == key and old.get("label") == repo.label)
+        fresh = not (same_tree and old.get("sha256") == digest)
         delta_bytes = 0
+        pointer = None
         if fresh:
             rel = f"snapshots/{digest}.json.zst"
             compressed = snap.compress(body)
@@ -347,17 +386,24 @@ def export_repository(repo, dest: str | Path, *, signer: Signer | None = None, e
                 delta_bytes = len(delta_body)
                 delta = {"base": delta["base"], "snapshot": delta_rel, "size": len(delta_body),
                          "sha256": hashlib.sha256(delta_body).hexdigest()}
-            pointer = sign_document({
+            pointer = {
                 "format": FORMAT, "serial": serial, "label": repo.label, "snapshot": rel, "sha256": digest,
                 # the export tree's identity: serials count within one tree (another tree served at the
                 # same URL later, a coordinator's fresh export on a reused port, is not a rollback)
                 "tree": (old or {}).get("tree") if isinstance((old or {}).get("tree"), str) else uuid.uuid4().hex,
                 "size": len(body), "objects": len(wanted), "troves": len(doc["troves"]),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 **({"delta": delta} if delta else {}),
-            }, signer)
+            }
+        elif old.get("index_state") != state or old.get("appbuild") != __version__:
+            # the same snapshot (a commit that changed nothing exported): the pointer says which
+            # index state it is, so the next skip_unchanged export need not read the index
+            pointer = {k: v for k, v in old.items() if k not in ("signature", "created", "index_state", "appbuild")}
+        if pointer is not None:
+            pointer.update({"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                            "index_state": state, "appbuild": __version__})
             target.sync()
-            target.put_bytes(POINTER, json.dumps(pointer, indent=1, sort_keys=True).encode() + b"\n", pointer=True)
+            target.put_bytes(POINTER, json.dumps(sign_document(pointer, signer), indent=1, sort_keys=True).encode()
+                             + b"\n", pointer=True)
         return ExportResult(dest=target.url, serial=serial, snapshot_written=fresh, objects_written=len(missing),
                             objects_skipped=len(wanted) - len(missing), bytes_written=written_bytes,
                             seconds=time.monotonic() - started, signed=signer is not None,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -251,16 +252,26 @@ def connect(path: Path) -> IndexConnection:
 
 @contextmanager
 def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One all-or-nothing change; concurrent writers wait for each other."""
+    """One all-or-nothing change; concurrent writers wait for each other. Each one gives the
+    index a new :func:`state` token in the same transaction."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('state', ?)", (uuid.uuid4().hex,))
     except BaseException:
         if conn.in_transaction:  # SQLite may have rolled back already (a damaged page, a full disk)
             conn.execute("ROLLBACK")
         raise
     else:
         conn.execute("COMMIT")
+
+
+def state(conn: sqlite3.Connection) -> str:
+    """A token that changes with every committed change of the index (random, so two copies of
+    one index that each changed never share one); "" for an index never written to since
+    tokens were kept. An export records it: an unchanged token means an unchanged index."""
+    row = conn.execute("SELECT value FROM meta WHERE key='state'").fetchone()
+    return row[0] if row and isinstance(row[0], str) else ""
 
 
 def flavor_key(flavor: Flavor) -> str:

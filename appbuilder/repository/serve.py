@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from appbuilder.core.errors import AppbuildError
+from appbuilder.repository import index
 from appbuilder.repository.export import IMMUTABLE, NO_CACHE, POINTER, ExportResult, export_repository
 
 _SERVED = re.compile(r"^/(snapshot\.json|snapshots/[0-9a-f]{64}(\.from-[0-9a-f]{64})?\.json\.zst"
@@ -39,6 +40,11 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         match = _SERVED.match(path)
         if not match or (path.startswith("/objects/") and path[9:11] != path[12:14]):
             self.send_error(404, "not found")
+            return None
+        try:
+            self.server_ref.ready()
+        except AppbuildError as exc:  # nothing was ever exported: nothing to serve
+            self.send_error(503, f"the repository could not be exported: {exc}")
             return None
         if path == "/" + POINTER:
             try:
@@ -64,8 +70,9 @@ class RepositoryServer:
     """Serves *repo*'s export tree *tree* (a directory) at ``url``; see the module text."""
 
     def __init__(self, repo, tree: Path, *, bind: str = "127.0.0.1", port: int = 0, signer=None,
-                 keep_current: bool = True, log: bool = False):
+                 keep_current: bool = True, log: bool = False, skip_unchanged: bool = False):
         self.repo = repo
+        self.skip_unchanged = skip_unchanged  # trust a tree whose pointer names the index's state
         self.tree = Path(tree)
         self.signer = signer
         self.keep_current = keep_current
@@ -76,22 +83,23 @@ class RepositoryServer:
         # exports run on this one thread: the repository keeps one index connection per thread
         self._exporter = ThreadPoolExecutor(1, thread_name_prefix="repo-export")
         self._thread: threading.Thread | None = None
-        self.refresh(force=True)
         handler = type("Handler", (_Handler,), {"server_ref": self})
         try:
             self.httpd = http.server.ThreadingHTTPServer(
                 (bind, port), functools.partial(handler, directory=str(self.tree.resolve())))
         except OSError as exc:
+            self._exporter.shutdown()
             raise AppbuildError(f"cannot listen on {bind}:{port}: {exc.strerror or exc}") from None
         self.httpd.daemon_threads = True
         host, real_port = self.httpd.server_address[:2]
         self.url = f"http://{host}:{real_port}/"
+        # the first export runs while the caller goes on (a coordinator plans its first tasks);
+        # nothing is served before it is written (ready)
+        self._first = self._exporter.submit(self._refresh, True)
 
-    def _index_mark(self) -> tuple:
-        db = self.repo.db
-        return (db.execute("SELECT MAX(id), COUNT(*) FROM troves").fetchone(),
-                db.execute("SELECT COUNT(*) FROM inputs").fetchone(),
-                db.execute("SELECT COUNT(*) FROM source_revisions").fetchone())
+    def ready(self) -> ExportResult | None:
+        """Wait for the first export (raising its error): from then on the tree is servable."""
+        return self._first.result()
 
     def refresh(self, *, force: bool = False) -> ExportResult | None:
         """Export again if the index changed since the last export (always with *force*)."""
@@ -101,15 +109,17 @@ class RepositoryServer:
             return self._exporter.submit(self._refresh, force).result()
 
     def _refresh(self, force: bool) -> ExportResult | None:
-        mark = self._index_mark()
-        if not force and mark == self._mark:
+        mark = index.state(self.repo.db)
+        if not force and mark and mark == self._mark:
             return None
-        self.last = export_repository(self.repo, self.tree, signer=self.signer, previous=self.last)
+        self.last = export_repository(self.repo, self.tree, signer=self.signer, previous=self.last,
+                                      skip_unchanged=self.skip_unchanged)
         self._mark = mark
         return self.last
 
     def start(self, poll_interval: float = 0.5) -> "RepositoryServer":
-        """Serve on a background thread (returns at once); :meth:`close` waits up to *poll_interval*."""
+        """Serve on a background thread (returns at once, the first export may still be under
+        way: requests wait for it); :meth:`close` waits up to *poll_interval*."""
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": poll_interval},
                                         name="repo-serve", daemon=True)
         self._thread.start()
@@ -130,6 +140,11 @@ class RepositoryServer:
         self._exporter.shutdown()
 
     def __enter__(self) -> "RepositoryServer":
+        try:
+            self.ready()
+        except BaseException:
+            self.close()
+            raise
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -20,6 +20,7 @@ import ctypes
 import hashlib
 import io
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -40,10 +41,13 @@ REMEDY = ("run `appbuild verify` to list every damaged object and the troves tha
           "those files from a backup of the repository")
 
 
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
 def is_digest(value) -> bool:
     """Whether *value* names a stored content: a sha256 in lowercase hex (what reads from a
     snapshot, a changeset or the network are checked with before they become paths)."""
-    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+    return isinstance(value, str) and _DIGEST.fullmatch(value) is not None
 
 
 class DamagedObject(RepositoryError):

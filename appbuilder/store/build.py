@@ -32,6 +32,7 @@ from appbuilder.core.arch import get_arch
 from appbuilder.core.errors import AppbuildError, Interrupted
 from appbuilder.core.settings import Settings
 from appbuilder.core.settings import parse_size as settings_size
+from appbuilder.repository import sha1s
 from appbuilder.repository.repo import Repository
 from appbuilder.core.fileio import wait_for_removals, write_atomic
 from appbuilder.store import manifest as mf
@@ -189,7 +190,7 @@ def _build_one(settings: Settings, repo: Repository, req: BuildRequest, arch: st
         meta_base = {"group": req.group, "source_date_epoch": fallback_epoch,
                      "scripts_timeout": settings.get("scripts.timeout"), "scripts_cache": settings.cache / "scripts",
                      "rootfs_cache": settings.cache / "rootfs", "rootfs_keep": settings.get("cache.root_filesystems"),
-                     "sha1_cache": settings.cache / "sha1.sqlite"}
+                     "sha1_cache": sha1s.cache_file(settings.cache)}
         out = work / "out"
         out.mkdir()
         produced: dict[str, list[Path]] = {}

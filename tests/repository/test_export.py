@@ -62,6 +62,32 @@ def test_a_second_export_writes_only_what_changed(tmp_path, hello_repo, repo_key
     assert "signature" not in json.loads((tree / "snapshot.json").read_text())
 
 
+def test_an_unchanged_index_is_not_read_again_when_asked_and_every_commit_is_seen(tmp_path, hello_repo, repo_keys):
+    from appbuilder.repository import index
+
+    repo = Repository(copy_repository(hello_repo.repository, tmp_path / "repo"), hello_repo.label)
+    tree = tmp_path / "tree"
+    first = export_repository(repo, tree, signer=repo_keys[0], skip_unchanged=True)  # nothing to trust yet
+    pointer = json.loads((tree / "snapshot.json").read_text())
+    assert first.snapshot_written and pointer["index_state"] == index.state(repo.db) != ""
+    assert check_document(pointer, repo_keys[1], what="the pointer") == repo_keys[0].key_id
+    victim = sorted((tree / "objects").glob("*/*.zst"))[0]
+    victim.unlink()  # a tree damaged behind the export's back
+    quick = export_repository(repo, tree, signer=repo_keys[0], skip_unchanged=True)
+    assert (quick.serial, quick.snapshot_written, quick.objects_written, quick.doc) == (1, False, 0, None)
+    assert quick.digest == first.digest and not victim.exists()  # the pointer was trusted: nothing read
+    whole = export_repository(repo, tree, signer=repo_keys[0])  # without: the tree is checked whole
+    assert whole.objects_written == 1 and victim.exists() and whole.serial == 1
+    commit_synthetic(repo, "extra", [b"seen"])  # every commit changes the state: exported
+    after = export_repository(repo, tree, signer=repo_keys[0], skip_unchanged=True)
+    assert (after.serial, after.snapshot_written, after.objects_written) == (2, True, 2)
+    other = Repository(copy_repository(repo.path, tmp_path / "copy"), hello_repo.label)
+    commit_synthetic(other, "diverged", [b"only in the copy"])  # a copy of the index that changed: its own token
+    assert index.state(other.db) not in ("", index.state(repo.db))
+    assert export_repository(other, tree, signer=repo_keys[0], skip_unchanged=True).serial == 3
+    assert export_repository(repo, tree, signer=repo_keys[0], skip_unchanged=True).serial == 4
+
+
 def test_a_damaged_object_stops_the_export_before_the_pointer(tmp_path, repo_keys):
     repo = Repository(tmp_path / "repo", "cernvm@cvm:2")
     commit_synthetic(repo, "one", [b"first"])

@@ -255,3 +255,24 @@ def test_a_tampered_delta_is_refused(tmp_path, repo_keys):
     assert len(list((tmp_path / "cache" / "snapshots").glob("*.sqlite"))) == 1  # only the first one
     # a reader without the base loads the whole (intact) snapshot and never reads the delta
     assert open_remote(str(tree), tmp_path / "other", trusted=repo_keys[1]).find("two")
+
+
+def test_a_server_serves_nothing_before_its_first_export_and_says_why_it_failed(hello_repo, tmp_path):
+    import urllib.error
+    import urllib.request
+
+    from appbuilder.core.errors import AppbuildError
+
+    (tmp_path / "file").write_text("not a directory\n")
+    server = RepositoryServer(open_repository(hello_repo), tmp_path / "file" / "tree").start()  # returns at once
+    try:
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(server.url + "snapshot.json", timeout=30)
+        assert answer.value.code == 503 and "could not be exported" in answer.value.reason
+        with pytest.raises(AppbuildError, match="Not a directory"):
+            server.ready()
+    finally:
+        server.close()
+    with pytest.raises(AppbuildError, match="Not a directory"):  # as a context manager: before anything is served
+        with RepositoryServer(open_repository(hello_repo), tmp_path / "file" / "tree"):
+            pass
