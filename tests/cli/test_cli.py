@@ -169,8 +169,11 @@ def test_commands_that_need_no_workspace_work_outside_one(nowhere):
 def test_ctrl_c_and_sigterm_exit_130(workspace, tmp_path, sig):
     served = tmp_path / "served"
     served.mkdir()
+    # started as from a terminal: a suite run in the background (a non-interactive shell's `&`)
+    # hands its children SIGINT ignored, and a program keeps an ignored SIGINT ignored
     proc = subprocess.Popen([APPBUILD, "serve", str(served), "--port", "0"], env=env_for(workspace),
-                            cwd=workspace.workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=workspace.workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         first = proc.stdout.readline()
         assert first.startswith(f"serving {served}"), first
