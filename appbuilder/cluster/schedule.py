@@ -263,7 +263,6 @@ def cook_on_cluster(settings: Settings, repo: Repository, cluster: Cluster, reci
                 sent += 1
             # nodes skipped as committed may have made others ready: loop
 
-    queue = None
     try:
         queue = as_completed(loop=cluster.client.loop)  # (a connection still being made is waited for)
         submit(queue)
