@@ -16,14 +16,16 @@ comes from the group version, so the same group version gives the same raw disk.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
 import stat
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from appbuilder import __version__
 from appbuilder.assemble import bootloader, disk, ext4, initramfs
@@ -34,15 +36,16 @@ from appbuilder.assemble.rootcache import CachedRoot, RootCache, tree_key
 from appbuilder.assemble.rootfs import (
     GeneratedFile,
     StagedRoot,
+    add_generated,
     boot_files,
     owners_and_groups,
     stage_root,
 )
-from appbuilder.assemble.sbom import make_inventory
+from appbuilder.assemble.sbom import CDX_PATH, INVENTORY_PATH, SPDX_PATH, Inventory, inventory_maker
 from appbuilder.capsule.dpkgdb import configured_by_dpkg, dpkg_database, info_mode
 from appbuilder.capsule.rpmdb import build_rpm_database
 from appbuilder.core.errors import AppbuildError
-from appbuilder.core.fileio import remove_tree_soon
+from appbuilder.core.fileio import remove_tree_soon, sha256_file
 from appbuilder.policy.elf import read_elf
 from appbuilder.repository.repo import Repository
 from appbuilder.repository.trove import FileEntry, Trove
@@ -205,13 +208,23 @@ class ImagePlan:
     source_date_epoch: int
     root_uuid: str
     boot_volume_id: int
-    sboms: dict[str, bytes]
+    inventory: Future  # (the SBOMs, the inventory's files in the image), made on a thread meanwhile
     accounts: Accounts
-    generated: list[GeneratedFile]
+    generated: list[GeneratedFile]  # staged with the members (the inventory's files come last)
     skip: set[str]
     scripts: bool
     merged_usr: bool
     hostname: str
+
+    @property
+    def sboms(self) -> dict[str, bytes]:
+        """suffix (.spdx.json, .cdx.json) -> the image's SBOM."""
+        return self.inventory.result()[0]
+
+    @property
+    def inventory_files(self) -> list[GeneratedFile]:
+        """The SBOMs and inventory.txt as the image carries them."""
+        return self.inventory.result()[1]
 
 
 def plan_image(repo: Repository, group: Trove, troves: list[Trove], meta_base: dict, *,
@@ -242,16 +255,32 @@ def plan_image(repo: Repository, group: Trove, troves: list[Trove], meta_base: d
                                 boot_uuid=bootloader.fat_volume_uuid(boot_volid), modules=loaded, boot=boot)
     # the inventory (SBOMs, inventory.txt) and the dpkg database name what the image really holds
     absent = skip | {f.path for t in troves for f in t.files if f.path.startswith("/boot/System.map")}
-    inventory = make_inventory(repo, group, troves, arch=arch, source_date_epoch=sde, skip=absent,
-                               sha1_cache=meta_base.get("sha1_cache"))
-    sboms = inventory.sbom_bytes()
-    generated += [GeneratedFile(path, data) for path, data in inventory.image_files(sboms)]
+    # (reading every file's contents for its SHA-1 and writing two JSON documents: on a thread,
+    # while the members are staged and their scripts run; its files go in last)
+    inventory = _on_a_thread(functools.partial(
+        _inventory_files, inventory_maker(repo, group, troves, arch=arch, source_date_epoch=sde, skip=absent,
+                                          sha1_cache=meta_base.get("sha1_cache"))))
     present = {f.path for t in troves for f in t.files if f.path not in absent}
     generated += [GeneratedFile(path, data, info_mode(path)) for path, data in
                   dpkg_database(repo.store, troves, present,
                                 state="unpacked" if scripts and configured_by_dpkg(troves) else "installed")]
-    return ImagePlan(kern, choice, provisional, sde, root_uuid, boot_volid, sboms, accounts, generated, skip,
+    return ImagePlan(kern, choice, provisional, sde, root_uuid, boot_volid, inventory, accounts, generated, skip,
                      scripts, bool(group.info.get("merged_usr")), group.info.get("hostname") or "appliance")
+
+
+def _inventory_files(make: Callable[[], Inventory]) -> tuple[dict[str, bytes], list[GeneratedFile]]:
+    inventory = make()
+    sboms = inventory.sbom_bytes()
+    return sboms, [GeneratedFile(path, data) for path, data in inventory.image_files(sboms)]
+
+
+def _on_a_thread(work: Callable[[], object]) -> Future:
+    """*work* started on a thread of its own; its result (or error) in the future returned."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="plan")
+    try:
+        return pool.submit(work)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def stage_planned(repo: Repository, troves: list[Trove], plan: ImagePlan, meta_base: dict, work: Path, *,
@@ -276,6 +305,7 @@ def stage_planned(repo: Repository, troves: list[Trove], plan: ImagePlan, meta_b
                                      log=script_log or progress, cache=meta_base.get("scripts_cache"))
         progress(f"package scripts: {'the result of an identical run applied' if report.cached else f'{len(report.ran)} run'}"
                  f" in {time.monotonic() - started:.1f} s")
+    add_generated(staged, plan.inventory_files, source_date_epoch=plan.source_date_epoch, merged_usr=plan.merged_usr)
     return staged
 
 
@@ -355,13 +385,15 @@ def assemble_raw(repo: Repository, group: Trove, troves: list[Trove], meta_base:
             staged = stage_planned(repo, troves, plan, meta_base, work, progress=progress, script_log=script_log)
         ext4.make_ext4(staged, root_img, layout.root.size, uuid=root_uuid, label="root", source_date_epoch=sde)
         remove_tree_soon(staged.directory)  # the partition holds it now
+    # the partition's sha256 for the cache, on a thread while the disk is written
+    digest = _on_a_thread(functools.partial(sha256_file, root_img)) if reused is None and key else None
     raw = work / f"{meta.basename}.raw"
     record = disk.mbr(layout, signature=meta.derived_u32("mbr"), boot_code=bootloader.SYSLINUX_MBR.read_bytes()[:440])
     disk.write_disk(raw, layout, boot_image=boot_img, root_image=root_img, master_boot_record=record)
     boot_img.unlink()
     if reused is None:
-        if key:
-            cache.store(key, kept, root_img)  # moved into the cache
+        if digest is not None:
+            cache.store(key, kept, root_img, digest=digest.result())  # moved into the cache
         else:
             root_img.unlink()
     return AssembledDisk(raw, meta, kern.version, kept.installed_size, init_modules, root_modules,
@@ -404,9 +436,12 @@ def _boot_partition(repo: Repository, group: Trove, troves: list[Trove], plan: I
 
 def cache_key(group: Trove, troves: list[Trove], plan: ImagePlan) -> str:
     """The root file system cache's key of *plan* (:func:`appbuilder.assemble.rootcache.tree_key`)."""
+    # the inventory's files are not waited for: what they hold follows from the rest of the key
+    # (the members' files and their contents, the skipped paths, the group, appbuild's code)
     return tree_key(group, troves, [(g.path, g.content, g.mode) for g in plan.generated], skip=plan.skip,
                     merged_usr=plan.merged_usr, source_date_epoch=plan.source_date_epoch, scripts=plan.scripts,
-                    hostname=plan.hostname, extra={"root_uuid": plan.root_uuid, "kernel": plan.kernel.version})
+                    hostname=plan.hostname, extra={"root_uuid": plan.root_uuid, "kernel": plan.kernel.version,
+                                                   "inventory": [SPDX_PATH, CDX_PATH, INVENTORY_PATH]})
 
 
 # kernel config options that say where the kernel runs (ImageMeta.kernel_config): the AMI

@@ -136,13 +136,14 @@ class RootCache:
         os.utime(path)  # recently used
         return path
 
-    def store(self, key: str, cached: CachedRoot, partition: Path) -> None:
-        """Keep *partition* (moved in) as *key*'s partition of its size, then drop the least recently used."""
+    def store(self, key: str, cached: CachedRoot, partition: Path, *, digest: str | None = None) -> None:
+        """Keep *partition* (moved in) as *key*'s partition of its size, then drop the least
+        recently used. *digest*: the partition's sha256, if the caller has it already."""
         if not self.enabled:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         size = partition.stat().st_size
-        digest = sha256_file(partition)
+        digest = digest or sha256_file(partition)
         target = self._ext4_path(key, size)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:

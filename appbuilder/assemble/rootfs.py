@@ -95,17 +95,18 @@ class _Root:
 
     def __init__(self, directory: Path):
         self.directory = directory
+        self.prefix = str(directory).rstrip("/")
         self.real = os.path.realpath(directory)
         # parents found inside the root: a staged directory never becomes a symlink later (a
         # member doing that is refused), so each parent is resolved once, not once per file
         self.inside: set[str] = set()
 
     def host(self, path: str) -> Path:
-        pure = PurePosixPath(path)
-        if not pure.is_absolute() or ".." in pure.parts:
+        if not path.startswith("/") or ".." in path.split("/"):
             raise AppbuildError(f"refusing to stage {path!r}")
-        host = self.directory.joinpath(*pure.parts[1:])
-        parent = str(pure.parent)
+        path = os.path.normpath(path)
+        host = Path(self.prefix + path) if path != "/" else self.directory
+        parent = path.rsplit("/", 1)[0] or "/"
         if parent not in self.inside:
             real = os.path.realpath(host.parent)
             if real != self.real and not real.startswith(self.real + os.sep):
@@ -164,30 +165,51 @@ def stage_root(
         return min(mtime, source_date_epoch) if mtime else source_date_epoch
 
     def parents(path: str) -> None:
-        for parent in reversed(PurePosixPath(path).parents[:-1]):
-            p = str(parent)
-            if p not in staged.entries:
-                staged.add(ImageEntry(p, "dir", DIR_MODE, mtime=source_date_epoch))
-                _make_dir(root.host(p), p, f"{path} needs the directory {p}")
-            elif staged.entries[p].type not in ("dir", "symlink"):
-                raise AppbuildError(f"{path} needs the directory {p}, which a member holds as a {staged.entries[p].type}")
+        _parents(staged, root, path, source_date_epoch)
 
     entries = sorted((f for t in troves for f in t.files), key=lambda f: where(f.path))
     staged.boot_files = boot_files(troves, skip)
     with _Writers(staged) as writers:
         _stage_entries(store, entries, root, staged, accounts, skip, where, merged_usr, clamp, parents, writers)
+    _add_generated(staged, root, generated, source_date_epoch, where)
+    return staged
 
+
+def add_generated(staged: StagedRoot, generated: list[GeneratedFile], *, source_date_epoch: int,
+                  merged_usr: bool = False) -> None:
+    """Write *generated* files into the staged root (after staging, or after the package scripts
+    ran in it), each in place of whatever is at its path; never through a symlink out of the root."""
+    _add_generated(staged, _Root(staged.directory), generated, source_date_epoch,
+                   merged_path if merged_usr else (lambda path: path))
+
+
+def _add_generated(staged: StagedRoot, root: _Root, generated, source_date_epoch: int, where) -> None:
     for g in generated:
         path = where(g.path)
-        parents(path)
+        _parents(staged, root, path, source_date_epoch)
         host = root.host(path)
+        if host.is_dir() and not host.is_symlink():
+            raise AppbuildError(f"{path} is a directory in the image: appbuild cannot write its file {g.path} there")
         if host.is_symlink() or host.exists():
             host.unlink()
         host.write_bytes(g.content)
         staged.known[path] = (hashlib.sha256(g.content).hexdigest(), file_state(os.lstat(host)))
         staged.add(ImageEntry(path, "file", g.mode, mtime=source_date_epoch))
         staged.installed_size += len(g.content)
-    return staged
+
+
+def _parents(staged: StagedRoot, root: _Root, path: str, source_date_epoch: int) -> None:
+    """The directories above *path* exist (made, with an entry, where missing)."""
+    above = staged.entries.get(path.rsplit("/", 1)[0] or "/")
+    if above is not None and above.type == "dir":  # staged with the directories above it
+        return
+    for parent in reversed(PurePosixPath(path).parents[:-1]):
+        p = str(parent)
+        if p not in staged.entries:
+            staged.add(ImageEntry(p, "dir", DIR_MODE, mtime=source_date_epoch))
+            _make_dir(root.host(p), p, f"{path} needs the directory {p}")
+        elif staged.entries[p].type not in ("dir", "symlink"):
+            raise AppbuildError(f"{path} needs the directory {p}, which a member holds as a {staged.entries[p].type}")
 
 
 class _Writers:
@@ -275,9 +297,7 @@ def _stage_entries(store, entries, root: _Root, staged, accounts, skip, where, m
 
 
 def _write_file(store, digest: str, host: Path, mode: int) -> os.stat_result:
-    store.copy_to(digest, host)
-    _chmod_here(host, mode)
-    return os.lstat(host)
+    return store.write_new(digest, host, mode)
 
 
 def boot_files(troves: list[Trove], skip: set[str] = frozenset()) -> dict[str, FileEntry]:

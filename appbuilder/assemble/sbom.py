@@ -34,6 +34,7 @@ reads back); the image store keeps the SBOMs beside the image files
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -41,6 +42,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from packageurl import PackageURL
 
@@ -514,17 +516,33 @@ def make_inventory(repo: Repository, group: Trove, troves: list[Trove], *, arch:
                    skip: set[str] = frozenset(), sha1_cache: Path | None = None) -> Inventory:
     """The inventory of an image of *group* holding the component *troves* (minus *skip* paths);
     *sha1_cache*: an sqlite file keeping the files' SHA-1s between builds."""
+    return inventory_maker(repo, group, troves, arch=arch, source_date_epoch=source_date_epoch, skip=skip,
+                           sha1_cache=sha1_cache)()
+
+
+def inventory_maker(repo: Repository, group: Trove, troves: list[Trove], *, arch: str, source_date_epoch: int,
+                    skip: set[str] = frozenset(), sha1_cache: Path | None = None) -> Callable[[], Inventory]:
+    """:func:`make_inventory` in two steps: what it needs from the repository's index is read
+    now, on this thread; the function returned reads only contents (and the SHA-1 cache), so
+    another thread may make the inventory while this one goes on."""
     by_package: dict[tuple, list[Trove]] = {}
     for t in troves:
         by_package.setdefault((t.package, str(t.version), str(t.flavor)), []).append(t)
+    packages = {key: _package_trove(repo, key[0], comps[0]) for key, comps in by_package.items()}
+    return functools.partial(_make_inventory, repo, group, troves, by_package, packages, arch=arch,
+                             source_date_epoch=source_date_epoch, skip=skip, sha1_cache=sha1_cache)
+
+
+def _make_inventory(repo: Repository, group: Trove, troves: list[Trove], by_package: dict[tuple, list[Trove]],
+                    packages: dict[tuple, Trove | None], *, arch: str, source_date_epoch: int, skip: set[str],
+                    sha1_cache: Path | None) -> Inventory:
     hashes = _Sha1s(repo, sha1_cache)
     hashes.prefetch(f.sha256 for t in troves for f in t.files
                     if f.type in ("file", "hardlink") and f.sha256 and f.path not in skip)
     in_group = {str(n) for n in group.members}
     inv = Inventory(group.name, str(group.version), arch, source_date_epoch)
-    for (name, _, _), comps in sorted(by_package.items()):
-        first = comps[0]
-        package = _package_trove(repo, name, first)
+    for key, comps in sorted(by_package.items()):
+        name, first, package = key[0], comps[0], packages[key]
         files = [MemberFile(f.path, f.sha256, hashes.of(f.sha256), f.size)
                  for t in comps for f in t.files
                  if f.type in ("file", "hardlink") and f.sha256 and f.path not in skip]

@@ -26,9 +26,13 @@ from being started while it runs.
 the image's own dpkg configures them all in one run (``dpkg --configure --no-triggers
 PKG...``, reading its database once), in dependency order (Pre-Depends and Depends, first
 present alternative); its ``Setting up PKG`` lines split the output and the time by package,
-restart the time limit, and name the package of a failure or a hang; then the triggers the
-installation activated (file triggers of the packages' paths too) run with ``dpkg
---triggers-only --pending``. A closure without dpkg is an error.
+restart the time limit, and name the package of a failure or a hang; then the triggers
+activated while they were configured run with ``dpkg --triggers-only --pending``. File
+triggers of the members' own paths are not activated: every member was unpacked before
+any was configured, and dpkg's rule (its triggers spec: an unpacked package never has
+pending triggers) is that a package's ``postinst configure`` does what its triggers would
+(``udev`` updates the hwdb, ``systemd`` the catalog), as when ``dpkg --unpack`` of them all
+is followed by ``dpkg --configure -a``. A closure without dpkg is an error.
 
 **RPM.** appbuild runs the scriptlets itself, in the order librpm gives the transaction
 (``ts.order()``): every ``%pretrans``; per package ``%pre 1``, ``%post 1``, then the
@@ -691,7 +695,6 @@ def _deb_phase(repo: Repository, troves: list[Trove], runner: _Runner, staged: S
     runner.run_steps("postinst configure",
                      ["dpkg", "--configure", "--no-triggers", "--force-depends", "--force-confdef", "--force-confold",
                       "--abort-after=1", *(d.info for d in order)], SETTING_UP, DPKG_FAILED)
-    _activate_file_triggers(root, debs, staged, runner.ns)
     runner.run("dpkg", "triggers", ["dpkg", "--triggers-only", "--pending", "--force-depends"])
     status = (root / "var/lib/dpkg/status").read_text(errors="replace")
     unfinished = [m.group(1) + " (" + m.group(2) + ")" for m in
@@ -746,22 +749,6 @@ def _write_trigger_interests(root: Path, debs: list[_Deb], ns: MappedUserNamespa
         written.append(tdir / name)
     for host in [tdir, *written]:
         os.lchown(host, ns.host_uid(), ns.host_gid())
-
-
-def _activate_file_triggers(root: Path, debs: list[_Deb], staged: StagedRoot, ns: MappedUserNamespace) -> None:
-    """File triggers fire when a package's paths are unpacked, which dpkg did not do here: activate
-    each interest some member's path lies under (``triggers/Unincorp``, read by the next dpkg)."""
-    paths = sorted({f.path for d in debs for f in d.trove.files})
-    interests = sorted({name for d in debs for directive, name in _trigger_lines(d)
-                        if directive.startswith("interest") and name.startswith("/")})
-    hit = [name for name in interests
-           if any(p == name or p.startswith(name.rstrip("/") + "/") for p in paths)]
-    if not hit:
-        return
-    unincorp = root / "var/lib/dpkg/triggers/Unincorp"
-    old = unincorp.read_text() if unincorp.exists() else ""
-    unincorp.write_text(old + "".join(f"{name} -\n" for name in hit))
-    os.lchown(unincorp, ns.host_uid(), ns.host_gid())
 
 
 # ------------------------------------------------------------------ RPM

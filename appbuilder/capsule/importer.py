@@ -25,7 +25,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 from appbuilder.capsule import CAPSULE_FORMAT
 from appbuilder.capsule.model import Capsule, CapsuleError
@@ -252,10 +252,27 @@ class DebImporter(Importer):
                 unchanged.append(self.unchanged(name, nvf))
                 continue
             todo.append((archive.fetch(record) if record is not None else path, sha))
+        return self._read_and_commit(todo, unchanged)
+
+    def import_fetched(self, files: Iterable[tuple[Path, str]], count: int) -> list[ImportResult]:
+        """Import *count* .deb files, each given with its sha256 (checked again as it is read)
+        as soon as it is there: a download still under way hands them on one by one."""
+        unchanged: list[ImportResult] = []
+
+        def todo() -> Iterator[tuple[Path, str]]:
+            for path, sha in files:
+                if nvf := self.existing(sha):
+                    unchanged.append(self.unchanged(Path(path).name, nvf))
+                else:
+                    yield path, sha
+        return self._read_and_commit(todo(), unchanged, count=count)
+
+    def _read_and_commit(self, todo: Iterable[tuple[Path, str]], unchanged: list[ImportResult], *,
+                         count: int | None = None) -> list[ImportResult]:
         from appbuilder.capsule.deb import read_deb
 
         found: dict[str, str] = {}
-        capsules = read_packages(read_deb, self.repo.store, todo, sha1s=found)
+        capsules = read_packages(read_deb, self.repo.store, todo, count=count, sha1s=found)
         self.keep_sha1s(found)
         return self.commit(capsules, unchanged)
 

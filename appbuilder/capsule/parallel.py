@@ -25,7 +25,7 @@ import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from appbuilder.capsule.model import Capsule, CapsuleError
 from appbuilder.capsule.payload import ContentWriter
@@ -44,13 +44,15 @@ def workers_for(count: int) -> int:
     return max(1, min(count, usable_cpus()))
 
 
-def read_packages(reader: Reader, store: ContentStore, items: list[tuple[Path, str | None]], *,
-                  sha1s: dict[str, str] | None = None) -> list[Capsule]:
+def read_packages(reader: Reader, store: ContentStore, items: Iterable[tuple[Path, str | None]], *,
+                  count: int | None = None, sha1s: dict[str, str] | None = None) -> list[Capsule]:
     """``reader(path, store, expected_sha256=sha, writer=...)`` for each (path, sha) of *items*,
     in parallel where it pays (see the module text); the capsules in the order of *items*.
+    *items* may be files still arriving (a generator: a download under way), each read as
+    soon as it is given; then *count* says how many it gives.
     *sha1s*: a dict that receives the SHA-1 of every content read (sha256 -> SHA-1)."""
     want_sha1 = sha1s is not None
-    jobs = workers_for(len(items))
+    jobs = workers_for(len(items) if count is None else count)
     if jobs == 1:
         writer = ContentWriter(store, threads=WRITE_THREADS, sha1=want_sha1)
         try:
@@ -60,8 +62,13 @@ def read_packages(reader: Reader, store: ContentStore, items: list[tuple[Path, s
             if want_sha1:
                 sha1s.update(writer.sha1s)
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"), initializer=_worker_start)
-    futures = [pool.submit(_read_one, reader, store, Path(path), sha, want_sha1) for path, sha in items]
+    futures = []
     try:
+        given = []
+        for path, sha in items:  # forks the workers at the first
+            given.append((path, sha))
+            futures.append(pool.submit(_read_one, reader, store, Path(path), sha, want_sha1))
+        items = given
         out = []
         for (path, _), future in zip(items, futures):
             try:

@@ -64,18 +64,21 @@ def import_packages(settings: Settings, repo: Repository, state: TopDown, picks:
     for source, packages in sorted(by_source.items()):
         index = state.index_of(source, arch)
         t = time.monotonic()
-        paths = index.fetch(packages)
-        if len(paths) != len(packages):
-            raise UpstreamError(f"{index.describe()}: asked for {len(packages)} packages, got {len(paths)} files")
-        size = sum(p.size for p in packages)
-        say(f"fetched {len(packages)} package(s) from {source} ({size / 1e6:.1f} MB) in {time.monotonic() - t:.1f} s")
-        t = time.monotonic()
         label = source_label(settings, repo, index)
-        if index.kind == "deb":
-            results = DebImporter(settings, repo, label=label, warn=warn).import_args([str(p) for p in paths])
+        size = sum(p.size for p in packages)
+        fetched: list[float] = []  # when the last file came
+        if index.kind == "deb":  # each package read as soon as its download is done
+            def arriving():
+                for i, path in index.fetch_each(packages):
+                    yield path, packages[i].sha256
+                fetched.append(time.monotonic() - t)
+            results = DebImporter(settings, repo, label=label, warn=warn).import_fetched(arriving(), len(packages))
         else:
+            paths = index.fetch(packages)
+            fetched.append(time.monotonic() - t)
             results = RpmImporter(settings, repo, label=label, warn=warn).import_files(list(paths))
-        say(f"imported {len(results)} package(s) from {source} in {time.monotonic() - t:.1f} s")
+        say(f"fetched {len(packages)} package(s) from {source} ({size / 1e6:.1f} MB) in {fetched[0]:.1f} s, "
+            f"imported them by {time.monotonic() - t:.1f} s")
         by_name = {(r.nvf.name, r.nvf.version.upstream): r.nvf for r in results}
         for pkg in packages:
             nvf = by_name.get((pkg.name, pkg.version))

@@ -20,6 +20,7 @@ on disk (synced), so a reader never sees a snapshot whose objects are missing::
      "snapshot": "snapshots/<sha256>.json.zst", "sha256": "<sha256 of the JSON>",
      "size": 123456, "objects": 2048, "created": "2026-12-06T01:02:03Z", "tree": "<random id>",
      "index_state": "<the index's state token>", "appbuild": "<the version that wrote it>",
+     "index_mark": {"last_id": 2047, "troves": 2047, "sha256": "<hash of the troves' identities>"},
      "delta": {"base": "<sha256 of the previous snapshot's JSON>", "snapshot": "snapshots/...from-...",
                "sha256": "<sha256 of the delta's JSON>", "size": 2345},
      "signature": {"key_id": "...", "ed25519": "..."}}
@@ -28,6 +29,13 @@ on disk (synced), so a reader never sees a snapshot whose objects are missing::
 are only appended, so nearly always): a reader holding the previous snapshot's index
 fetches the delta and appends what it adds instead of loading the whole snapshot again
 (see snapshot.py).
+
+``index_mark`` (the last trove's id, the trove count and a hash of the troves' identities,
+see ``snapshot.dump_since``) lets the next export start from this snapshot: when the index
+still starts with the troves it marks (troves are only appended), only the troves committed
+since are read from the index, the new snapshot's JSON is this one's with them appended,
+and the delta is made of them; nothing of the old snapshot is parsed again. Otherwise (an
+index replaced or diverged, a pointer without it) the index is read whole.
 
 The serial grows by one with each new snapshot (an export of an unchanged index writes
 nothing new but, when a commit changed nothing exported, the pointer's ``index_state``:
@@ -89,7 +97,7 @@ class ExportResult:
     signed: bool
     troves: int = 0
     digest: str = ""  # the sha256 of the snapshot the pointer names
-    doc: dict | None = field(default=None, repr=False)  # that snapshot (for the next export's delta)
+    body: bytes | None = field(default=None, repr=False)  # that snapshot's JSON (the next export starts from it)
     delta_bytes: int = 0  # the delta written beside a new snapshot (0: none)
 
     def summary(self) -> str:
@@ -177,6 +185,14 @@ class _DirTarget:
                     found.update(e.name[:-4] for e in os.scandir(sub.path)
                                  if e.name.endswith(".zst") and not e.name.startswith("."))
         return found
+
+    def lacking(self, digests: list[str]) -> list[str]:
+        """Those of *digests* whose object is not there (a few are looked up one by one, many
+        by listing the tree)."""
+        if len(digests) > 64:
+            present = self.present()
+            return [d for d in digests if d not in present]
+        return [d for d in digests if not (self.root / object_rel(d)).is_file()]
 
     def put_object(self, digest: str, src: Path) -> int:
         final = self.root / object_rel(digest)
@@ -284,6 +300,13 @@ class _S3Target:
             raise self._fail(exc, "listing the objects") from None
         return found
 
+    def lacking(self, digests: list[str]) -> list[str]:
+        """Those of *digests* whose object is not there."""
+        if not digests:
+            return []
+        present = self.present()
+        return [d for d in digests if d not in present]
+
     def put_object(self, digest: str, src: Path) -> int:
         import io
 
@@ -338,9 +361,10 @@ def export_repository(repo, dest: str | Path, *, signer: Signer | None = None, e
     """Export *repo* into *dest* (a directory or ``s3://BUCKET/PREFIX``); see the module text.
 
     *previous*, the result of this process's last export into *dest*, spares reading its
-    snapshot back to make the delta. *skip_unchanged*: when the pointer records the index's
-    present state (``index_state``), nothing is read or written (a coordinator asking
-    before each task); without it the tree is checked whole (missing objects written again)."""
+    snapshot back. *skip_unchanged*: when the pointer records the index's present state
+    (``index_state``), nothing is read or written (a coordinator asking before each task),
+    and the objects the last snapshot names are trusted to be there (only the new troves'
+    are looked for); without it the tree is checked whole (missing objects written again)."""
     started = time.monotonic()
     state = index.state(repo.db)  # read before the snapshot: a commit in between exports again next time
     key = signer.key_id if signer else None
@@ -354,12 +378,13 @@ def export_repository(repo, dest: str | Path, *, signer: Signer | None = None, e
                                 objects_written=0, objects_skipped=int(old.get("objects") or 0), bytes_written=0,
                                 seconds=time.monotonic() - started, signed=signer is not None,
                                 troves=int(old.get("troves") or 0), digest=str(old.get("sha256") or ""))
-        doc = snap.dump(repo.db)
-        body = snap.encode(doc)
-        digest = hashlib.sha256(body).hexdigest()
-        wanted = sorted(snap.referenced(doc))
-        present = target.present()
-        missing = [d for d in wanted if d not in present]
+        same_label = bool(old and old.get("label") == repo.label)
+        base_body = _base_body(target, old, previous) if same_label and isinstance(old.get("index_mark"), dict) \
+            else None
+        snapshot = _read_snapshot(repo.db, old if base_body is not None else None, base_body,
+                                  trust_tree=skip_unchanged and same_label)
+        body, digest = snapshot.body, snapshot.digest
+        missing = target.lacking(snapshot.check)
         written_bytes = 0
         if missing:
             with ThreadPoolExecutor(max(1, jobs)) as pool:
@@ -376,7 +401,7 @@ def export_repository(repo, dest: str | Path, *, signer: Signer | None = None, e
             target.put_bytes(rel, compressed)
             written_bytes += len(compressed)
             serial += 1
-            delta = _delta(target, old, doc, previous) if old and old.get("label") == repo.label else None
+            delta = snapshot.delta or (_delta(target, old, snapshot.document(), previous) if same_label else None)
             if delta is not None:
                 delta_body = snap.encode(delta)
                 delta_rel = f"snapshots/{digest}.from-{delta['base']}.json.zst"
@@ -391,44 +416,118 @@ def export_repository(repo, dest: str | Path, *, signer: Signer | None = None, e
                 # the export tree's identity: serials count within one tree (another tree served at the
                 # same URL later, a coordinator's fresh export on a reused port, is not a rollback)
                 "tree": (old or {}).get("tree") if isinstance((old or {}).get("tree"), str) else uuid.uuid4().hex,
-                "size": len(body), "objects": len(wanted), "troves": len(doc["troves"]),
+                "size": len(body), "objects": snapshot.objects, "troves": snapshot.troves,
                 **({"delta": delta} if delta else {}),
             }
-        elif old.get("index_state") != state or old.get("appbuild") != __version__:
+        elif old.get("index_state") != state or old.get("appbuild") != __version__ \
+                or old.get("index_mark") != snapshot.mark:
             # the same snapshot (a commit that changed nothing exported): the pointer says which
             # index state it is, so the next skip_unchanged export need not read the index
             pointer = {k: v for k, v in old.items() if k not in ("signature", "created", "index_state", "appbuild")}
         if pointer is not None:
             pointer.update({"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                            "index_state": state, "appbuild": __version__})
+                            "index_state": state, "appbuild": __version__, "index_mark": snapshot.mark})
             target.sync()
             target.put_bytes(POINTER, json.dumps(sign_document(pointer, signer), indent=1, sort_keys=True).encode()
                              + b"\n", pointer=True)
         return ExportResult(dest=target.url, serial=serial, snapshot_written=fresh, objects_written=len(missing),
-                            objects_skipped=len(wanted) - len(missing), bytes_written=written_bytes,
+                            objects_skipped=snapshot.objects - len(missing), bytes_written=written_bytes,
                             seconds=time.monotonic() - started, signed=signer is not None,
-                            troves=len(doc["troves"]), digest=digest, doc=doc, delta_bytes=delta_bytes)
+                            troves=snapshot.troves, digest=digest, body=body, delta_bytes=delta_bytes)
 
 
-def _delta(target, old: dict, doc: dict, previous: ExportResult | None) -> dict | None:
-    """The delta from the snapshot *old* names to *doc*; None when there can be none (the old
-    snapshot gone, damaged, or not a prefix of the new one)."""
+@dataclass
+class _Snapshot:
+    """The snapshot an export writes: its JSON, what it names, and how it relates to the last one."""
+
+    body: bytes
+    digest: str  # sha256 of body
+    troves: int
+    objects: int  # distinct objects its troves name
+    check: list[str]  # the objects to look for in the tree (sorted)
+    mark: dict  # the index mark of its troves (snapshot.dump_since)
+    delta: dict | None  # the delta from the last snapshot, when made from the index
+    dumped: snap.IndexDump = field(repr=False)
+
+    def document(self) -> dict:
+        """The whole document (only for a snapshot not made from the last one)."""
+        return self.dumped.document()
+
+
+def _read_snapshot(conn, old: dict | None, base_body: bytes | None, *, trust_tree: bool) -> _Snapshot:
+    """The index behind *conn* as a snapshot, in one read transaction. With the last pointer
+    *old* and its snapshot's JSON *base_body*, when the index starts with the troves it marks,
+    only the troves committed since are read (their objects the only ones to look for when
+    *trust_tree*: the last snapshot's are there) and the delta comes from them; otherwise
+    the index is read whole (every object it names to look for)."""
+    with snap.reading(conn):
+        dumped = snap.dump_since(conn, old.get("index_mark") if old else None)
+        if dumped.base_troves:
+            body = dumped.encode_after(base_body)
+            added = {"troves": dumped.troves, "build_logs": [x for x in dumped.build_logs
+                                                             if x[0] >= dumped.base_troves]}
+            new = snap.referenced(added)
+            if trust_tree:
+                check = sorted(new)
+                objects = int(old.get("objects") or 0) + len(new - _named_before(conn, old["index_mark"]["last_id"],
+                                                                                 new))
+            else:
+                check = sorted(index.referenced_contents(conn))
+                objects = len(check)
+            delta = dumped.delta(old["sha256"])
+        else:
+            body = snap.encode(dumped.document())
+            check = sorted(snap.referenced(dumped.document()))
+            objects, delta = len(check), None
+    return _Snapshot(body, hashlib.sha256(body).hexdigest(), dumped.mark["troves"], objects, check, dumped.mark,
+                     delta, dumped)
+
+
+def _named_before(conn, last_id: int, digests: set[str]) -> set[str]:
+    """Those of *digests* that troves up to id *last_id* name (a file, a build log or a
+    ``*_blob`` info entry): objects an earlier snapshot counted already."""
+    logs = {h for (h,) in conn.execute("SELECT sha256 FROM build_logs WHERE trove_id <= ?", (last_id,))}
+    found = {d for d in digests if d in logs or conn.execute(
+        "SELECT 1 FROM files WHERE sha256 = ? AND trove_id <= ? LIMIT 1", (d, last_id)).fetchone()}
+    rest = digests - found
+    if rest:  # info blobs: read only the troves that have any
+        for (info,) in conn.execute("SELECT info FROM troves WHERE id <= ? AND info LIKE '%\\_blob\"%' ESCAPE '\\'",
+                                    (last_id,)):
+            found.update(v for k, v in json.loads(info).items()
+                         if k.endswith("_blob") and isinstance(v, str) and v in rest)
+    return found
+
+
+def _base_body(target, old: dict, previous: ExportResult | None) -> bytes | None:
+    """The JSON of the snapshot the pointer *old* names (this process's last export's, or read
+    back from the tree and checked against the pointer's sha256); None when it is gone or damaged."""
     base = old.get("sha256")
     if not isinstance(base, str):
         return None
-    if previous is not None and previous.digest == base and previous.doc is not None:
-        before = previous.doc
-    else:
-        data = target.read(f"snapshots/{base}.json.zst")
-        if data is None:
-            return None
-        try:
-            body = snap.decompress(data, what=base)
-            if hashlib.sha256(body).hexdigest() != base:
-                return None
-            before = snap.parse(body, what=base)
-        except RepositoryError:
-            return None
+    if previous is not None and previous.digest == base and previous.body is not None:
+        return previous.body
+    data = target.read(f"snapshots/{base}.json.zst")
+    if data is None:
+        return None
+    try:
+        body = snap.decompress(data, what=base)
+    except RepositoryError:
+        return None
+    return body if hashlib.sha256(body).hexdigest() == base else None
+
+
+def _delta(target, old: dict, doc: dict, previous: ExportResult | None) -> dict | None:
+    """The delta from the snapshot *old* names to *doc* (read whole: the last pointer carries
+    no index mark, or the index does not start with the troves it marks); None when there can
+    be none (the old snapshot gone, damaged, or not a prefix of the new one)."""
+    base = old.get("sha256")
+    body = _base_body(target, old, previous)
+    if body is None:
+        return None
+    try:
+        before = snap.parse(body, what=base)
+    except RepositoryError:
+        return None
     return snap.make_delta(before, doc, base)
 
 

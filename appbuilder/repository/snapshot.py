@@ -40,8 +40,11 @@ repository again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import zstandard
@@ -63,40 +66,161 @@ class BadSnapshot(RepositoryError):
 
 def dump(conn) -> dict:
     """The index behind *conn* as a snapshot document (one read transaction)."""
+    with reading(conn):
+        return dump_since(conn, None).document()
+
+
+@contextmanager
+def reading(conn):
+    """One read transaction on *conn*: every query inside sees the same committed index."""
     conn.execute("BEGIN")
     try:
-        rows = conn.execute("SELECT id, name, label, upstream, source_count, build_count, flavor, kind, info,"
-                            " committed_at FROM troves ORDER BY id").fetchall()
-        position = {row[0]: i for i, row in enumerate(rows)}
-        troves = [{"name": r[1], "version": f"{r[2]}/{r[3]}-{r[4]}-{r[5]}", "flavor": r[6], "kind": r[7],
-                   "info": json.loads(r[8]), "committed_at": r[9], "files": [], "provides": [], "requires": [],
-                   "members": []} for r in rows]
-        for tid, *f in conn.execute("SELECT trove_id, path, type, mode, owner, grp, size, sha256, target, config,"
-                                    " rdev, mtime FROM files ORDER BY trove_id, path"):
-            troves[position[tid]]["files"].append(f)
-        for table in ("provides", "requires"):
-            for tid, cls, name, flags in conn.execute(
-                    f"SELECT trove_id, cls, name, flags FROM {table} ORDER BY trove_id, cls, name, flags"):
-                troves[position[tid]][table].append([cls, name, flags])
-        for tid, name, version, flavor in conn.execute(
-                "SELECT parent_id, name, version, flavor FROM members ORDER BY parent_id, position"):
-            troves[position[tid]]["members"].append([name, version, flavor])
-        revisions = [list(r) for r in conn.execute(
-            "SELECT name, label, upstream, source_count, source_hash FROM source_revisions"
-            " ORDER BY name, label, upstream, source_count")]
-        inputs = [[h, position[tid]] for h, tid in conn.execute("SELECT input_hash, trove_id FROM inputs"
-                                                                 " ORDER BY input_hash")]
-        logs = [[position[tid], h] for tid, h in conn.execute("SELECT trove_id, sha256 FROM build_logs"
-                                                               " ORDER BY trove_id")]
+        yield conn
     finally:
         conn.execute("COMMIT")
-    return {"format": FORMAT, "troves": troves, "source_revisions": revisions, "inputs": inputs,
-            "build_logs": logs}
+
+
+# the columns naming a trove and its commit, hashed into an export's mark of the index (see dump_since)
+_MARKED = ("SELECT troves.id, name, label, upstream, source_count, build_count, flavor, kind, committed_at,"
+           " build_logs.sha256 FROM troves LEFT JOIN build_logs ON build_logs.trove_id = troves.id ORDER BY troves.id")
+
+
+@dataclass
+class IndexDump:
+    """What :func:`dump_since` read: the troves committed after its base (all of them without
+    one), and the source revisions, input hashes and build logs whole (positions count every
+    trove, the base's first)."""
+
+    troves: list[dict]
+    base_troves: int  # troves before these (0: these are all of them)
+    source_revisions: list
+    inputs: list
+    build_logs: list
+    mark: dict  # the mark of the whole index read (the next dump_since's base)
+
+    def document(self) -> dict:
+        """The whole snapshot document (only when there was no base)."""
+        assert self.base_troves == 0, "a dump after a base holds only the troves added to it"
+        return {"format": FORMAT, "troves": self.troves, "source_revisions": self.source_revisions,
+                "inputs": self.inputs, "build_logs": self.build_logs}
+
+    def delta(self, base: str) -> dict:
+        """The delta from the snapshot *base* (the sha256 of its JSON: the one whose mark this
+        dump started from) to this one; what :func:`make_delta` gives for the two documents."""
+        return {"format": DELTA_FORMAT, "base": base, "base_troves": self.base_troves, "troves": self.troves,
+                "source_revisions": self.source_revisions, "inputs": self.inputs,
+                "build_logs": [x for x in self.build_logs if x[0] >= self.base_troves]}
+
+    def encode_after(self, base_body: bytes) -> bytes:
+        """The canonical JSON of this snapshot, given the JSON of its base snapshot (the troves
+        of *base_body*, then these; the other lists as read): what :func:`encode` gives for the
+        whole document, without reading the base's troves back."""
+        troves = base_troves_json(base_body)
+        if self.troves:
+            added = b",".join(encode(t) for t in self.troves)
+            troves = troves[:-1] + (b"," if troves != b"[]" else b"") + added + b"]"
+        return encode_with_troves(troves, self.source_revisions, self.inputs, self.build_logs)
+
+
+def dump_since(conn, base: dict | None) -> IndexDump:
+    """Read the index behind *conn* (inside a read transaction: :func:`reading`) for a snapshot.
+
+    *base* is the mark of an earlier dump (``{"last_id", "troves", "sha256"}``: the last
+    trove's id, the trove count, and a hash of every trove's identity, commit time and build
+    log in commit order). When the index still starts with exactly those troves (troves
+    are only ever appended, never changed or removed: the mark checks it), only the troves
+    after them are read; otherwise (a replaced or diverged index, no base) all of them."""
+    if not (isinstance(base, dict) and all(isinstance(base.get(k), int) and not isinstance(base.get(k), bool)
+                                           for k in ("last_id", "troves")) and isinstance(base.get("sha256"), str)):
+        base = None
+    hasher = hashlib.sha256()
+    last_id, count, checked = 0, 0, base is None
+    position: dict[int, int] = {}
+    for row in conn.execute(_MARKED):
+        if not checked and row[0] > base["last_id"]:
+            checked = True
+            if not _marks(base, count, hasher):
+                base = None  # the index does not start with the base's troves
+        hasher.update(json.dumps(row, separators=(",", ":")).encode() + b"\n")
+        position[row[0]] = count
+        last_id, count = row[0], count + 1
+    if not checked and not _marks(base, count, hasher):
+        base = None
+    after, first = (base["last_id"], base["troves"]) if base is not None else (-1, 0)
+    troves = _read_troves(conn, after, position, first)
+    revisions = [list(r) for r in conn.execute(
+        "SELECT name, label, upstream, source_count, source_hash FROM source_revisions"
+        " ORDER BY name, label, upstream, source_count")]
+    inputs = [[h, position[tid]] for h, tid in conn.execute("SELECT input_hash, trove_id FROM inputs"
+                                                             " ORDER BY input_hash")]
+    logs = [[position[tid], h] for tid, h in conn.execute("SELECT trove_id, sha256 FROM build_logs"
+                                                           " ORDER BY trove_id")]
+    return IndexDump(troves, count - len(troves), revisions, inputs, logs,
+                     {"last_id": last_id, "troves": count, "sha256": hasher.hexdigest()})
+
+
+def _marks(base: dict, count: int, hasher) -> bool:
+    """Whether the troves hashed so far (*count* of them) are the ones *base* marks."""
+    return count == base["troves"] and hasher.hexdigest() == base["sha256"]
+
+
+def _read_troves(conn, after: int, position: dict[int, int], first: int) -> list[dict]:
+    """The snapshot entries of the troves whose id is above *after*, in commit order (*first*:
+    the position of the first of them)."""
+    rows = conn.execute("SELECT id, name, label, upstream, source_count, build_count, flavor, kind, info,"
+                        " committed_at FROM troves WHERE id > ? ORDER BY id", (after,)).fetchall()
+    troves = [{"name": r[1], "version": f"{r[2]}/{r[3]}-{r[4]}-{r[5]}", "flavor": r[6], "kind": r[7],
+               "info": json.loads(r[8]), "committed_at": r[9], "files": [], "provides": [], "requires": [],
+               "members": []} for r in rows]
+
+    def entry(tid: int) -> dict:
+        return troves[position[tid] - first]
+
+    for tid, *f in conn.execute("SELECT trove_id, path, type, mode, owner, grp, size, sha256, target, config,"
+                                " rdev, mtime FROM files WHERE trove_id > ? ORDER BY trove_id, path", (after,)):
+        entry(tid)["files"].append(f)
+    for table in ("provides", "requires"):
+        for tid, cls, name, flags in conn.execute(
+                f"SELECT trove_id, cls, name, flags FROM {table} WHERE trove_id > ?"
+                f" ORDER BY trove_id, cls, name, flags", (after,)):
+            entry(tid)[table].append([cls, name, flags])
+    for tid, name, version, flavor in conn.execute(
+            "SELECT parent_id, name, version, flavor FROM members WHERE parent_id > ? ORDER BY parent_id, position",
+            (after,)):
+        entry(tid)["members"].append([name, version, flavor])
+    return troves
 
 
 def encode(doc: dict) -> bytes:
     """The canonical JSON bytes of a snapshot document."""
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+_TROVES_KEY = b',"troves":'
+
+
+def encode_with_troves(troves_json: bytes, revisions: list, inputs: list, logs: list) -> bytes:
+    """The canonical JSON of a snapshot whose ``troves`` list is *troves_json* (canonical JSON
+    already): its keys sorted, ``troves`` comes last."""
+    head = encode({"build_logs": logs, "format": FORMAT, "inputs": inputs, "source_revisions": revisions})
+    return head[:-1] + _TROVES_KEY + troves_json + b"}"
+
+
+def base_troves_json(body: bytes) -> bytes:
+    """The ``troves`` list of the canonical snapshot JSON *body*, as it is there (the last
+    key; the lists before it hold no objects, so its key is the first such text). A body
+    that is not canonical snapshot JSON is a :class:`BadSnapshot`."""
+    at = body.find(_TROVES_KEY)
+    troves = body[at + len(_TROVES_KEY):-1] if at > 0 else b""
+    if not (body.startswith(b'{"build_logs":[') and troves.startswith(b"[") and body.endswith(b"]}")):
+        raise BadSnapshot("not a canonical snapshot: its troves list is not where it belongs")
+    try:
+        head = json.loads(body[:at] + b"}")
+    except ValueError:
+        raise BadSnapshot("not a canonical snapshot: what precedes its troves is not JSON") from None
+    if head.get("format") != FORMAT:
+        raise BadSnapshot(f"not a canonical snapshot: its format is not {FORMAT}")
+    return troves
 
 
 def compress(data: bytes) -> bytes:

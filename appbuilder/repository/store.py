@@ -22,6 +22,7 @@ import io
 import os
 import re
 import tempfile
+import threading
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -36,6 +37,19 @@ LEVEL = 3
 THREADED_ABOVE = 8 << 20
 # enough of an object's start to hold any zstd frame header
 FRAME_HEADER_MAX = 18
+# objects read in one piece (compressed, and their content) rather than streamed
+SMALL_OBJECT = 1 << 20
+SMALL_CONTENT = 8 << 20
+
+_local = threading.local()
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    """This thread's decompressor (one may not serve two threads at once)."""
+    dctx = getattr(_local, "dctx", None)
+    if dctx is None:
+        dctx = _local.dctx = zstandard.ZstdDecompressor()
+    return dctx
 
 REMEDY = ("run `appbuild verify` to list every damaged object and the troves that use it, then restore "
           "those files from a backup of the repository")
@@ -259,6 +273,55 @@ class ContentStore:
             except BaseException:
                 Path(dest).unlink(missing_ok=True)
                 raise
+
+    def write_new(self, digest: str, dest: Path | str, mode: int) -> os.stat_result:
+        """Write the verified content to the new file *dest* (made here: never an existing
+        file, never through a symlink) with *mode*; returns the file's stat.
+
+        A small object is read, decompressed and checked in one piece (most files of a
+        system: the per-file cost is what counts), a large one streamed as by
+        :meth:`copy_to`. Damage is found before the file is complete; *dest* is then
+        removed and :class:`DamagedObject` raised."""
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            with os.fdopen(fd, "wb", closefd=False) as out:
+                data = self._small(digest)
+                if data is not None:
+                    out.write(data)
+                else:
+                    with self.open(digest) as src:
+                        while chunk := src.read(CHUNK):
+                            out.write(chunk)
+            os.fchmod(fd, mode)
+            return os.fstat(fd)
+        except BaseException:
+            Path(dest).unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(fd)
+
+    def _small(self, digest: str) -> bytes | None:
+        """The verified content of *digest* when its object is small and sound; None: stream
+        it (large, or any trouble decoding it: the stream reader names the damage)."""
+        path = self.path_of(digest)
+        try:
+            with open(path, "rb") as f:
+                raw = f.read(SMALL_OBJECT + 1)
+        except OSError:
+            return None
+        try:
+            size = zstandard.frame_content_size(raw)
+            if len(raw) > SMALL_OBJECT or not 0 <= size <= SMALL_CONTENT:
+                return None
+            data = _decompressor().decompress(raw)
+        except zstandard.ZstdError:
+            return None
+        if len(data) != size:
+            return None
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != digest:
+            raise DamagedObject(digest, path, f"its content hashes to {actual}, not to its name")
+        return data
 
     def check(self, digest: str) -> int:
         """Read the object through and verify it; returns its uncompressed size.

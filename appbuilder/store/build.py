@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -224,9 +225,13 @@ def _build_one(settings: Settings, repo: Repository, req: BuildRequest, arch: st
         # formats may share a file (raw and ami: the same disk)
         unique = list(dict.fromkeys(p for paths in produced.values() for p in paths))
         sboms = _write_sboms(out, basename, assembled.sboms)
-        records = mf.file_records(unique + sboms)
+        # the files' sha256 on a thread (hashing leaves the interpreter free) while the
+        # provenance's materials are read from the repository, before any file is placed
+        with ThreadPoolExecutor(1, thread_name_prefix="hash") as pool:
+            hashing = pool.submit(mf.file_records, unique + sboms)
+            resolved = provenance.materials(settings, repo, group, troves)
+            records = hashing.result()
         _check_recorded(settings, req, group, arch, records)
-        resolved = provenance.materials(settings, repo, group, troves)  # before any file is placed
         placed = store.commit(unique, directory, force=req.force)
         store.commit(sboms, directory, force=True)  # a recorded SBOM was just checked to be these very bytes
         by_name = {p.name: p for p in placed}

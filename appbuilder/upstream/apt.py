@@ -22,10 +22,11 @@ from __future__ import annotations
 import fcntl
 import re
 import subprocess
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import IO, Callable, Iterator, Sequence
 
 from appbuilder.core.errors import SourceError
 
@@ -159,6 +160,10 @@ class PrivateApt:
             "-o", f"Dir::Etc::SourceParts={self.state / 'sources.list.d'}",
             "-o", f"Dir::State={self.state / 'state'}",
             "-o", f"Dir::Cache={self.state / 'cache'}",
+            # apt's binary cache of the lists, kept beside them (a machine may have it off, as
+            # container images do): each later apt run starts in a fraction of a second
+            "-o", "Dir::Cache::pkgcache=pkgcache.bin",
+            "-o", "Dir::Cache::srcpkgcache=srcpkgcache.bin",
             "-o", f"Dir::State::status={status}",
             "-o", "APT::Sandbox::User=root",
             "-o", "Acquire::Retries=2",
@@ -226,6 +231,41 @@ class PrivateApt:
 
     def _run(self, tool: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([tool, *self.options(), *args], cwd=cwd, capture_output=True, text=True)
+
+    @contextmanager
+    def started(self, tool: str, *args: str, cwd: Path | None = None) -> Iterator["RunningApt"]:
+        """``apt-get``/``apt-cache`` started with the private options, the lock held while it
+        runs, for a caller that watches what it does meanwhile; leaving the block early stops it."""
+        with self.locked(), tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            running = RunningApt(subprocess.Popen([tool, *self.options(), *args], cwd=cwd, stdout=out, stderr=err),
+                                 out, err)
+            try:
+                yield running
+            finally:
+                if running.proc.poll() is None:
+                    running.proc.kill()
+                running.proc.wait()
+
+
+@dataclass
+class RunningApt:
+    """An apt program under way (:meth:`PrivateApt.started`), its output kept in files."""
+
+    proc: subprocess.Popen
+    out: IO[bytes]
+    err: IO[bytes]
+
+    def finished(self) -> bool:
+        return self.proc.poll() is not None
+
+    def output(self) -> tuple[int, str, str]:
+        """Wait for it; its exit status, standard output and standard error."""
+        status = self.proc.wait()
+        texts = []
+        for f in (self.out, self.err):
+            f.seek(0)
+            texts.append(f.read().decode(errors="replace"))
+        return status, texts[0], texts[1]
 
 
 def _apt_errors(output: str) -> str:

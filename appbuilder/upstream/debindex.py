@@ -34,9 +34,10 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from appbuilder.core.errors import SourceError
 from appbuilder.upstream import gpgv
@@ -61,6 +62,7 @@ _DECOMPRESS = {".lz4": ["lz4", "-dc"], ".gz": ["gzip", "-dc"], ".xz": ["xz", "-d
 # Contents lines kept: files directly in a bin or library directory
 _CONTENTS_FILTER = (r"^(usr/)?(bin|sbin|games|lib|lib32|lib64|libx32|lib/x86_64-linux-gnu|lib/i386-linux-gnu)"
                     r"/[^/[:space:]]+[[:space:]]")
+DOWNLOAD_POLL = 0.02  # seconds between looks at the files apt-get download is writing
 # the library directories of an ELF class, per Debian architecture (ld.so's defaults)
 _LIB_DIRS = {
     ("amd64", "ELF64"): ("lib/x86_64-linux-gnu", "lib64", "lib"),
@@ -446,47 +448,75 @@ class DebianIndex:
         (verified) index gives: from the lookaside cache, the rest in one ``apt-get
         download``. With *dest*, the files are linked there too; the paths returned are
         in the order of *packages*."""
-        found: dict[str, Path] = {}
+        found = dict(self.fetch_each(packages))
+        return [place_in(found[i], dest) for i in range(len(packages))]
+
+    def fetch_each(self, packages: list[IndexPackage]) -> Iterator[tuple[int, Path]]:
+        """(position in *packages*, verified file) of each package as soon as it is there:
+        those in the lookaside cache first, then each one ``apt-get download`` has written
+        in full (its size and sha256 those of the index), while the download goes on."""
         missing: list[IndexPackage] = []
-        for pkg in packages:
+        waiting: dict[str, list[int]] = {}
+        for i, pkg in enumerate(packages):
             if not pkg.sha256:
                 raise IndexVerificationError(f"{pkg.name} {pkg.version}: the index gives no sha256 ({pkg.origin})")
             hit, _ = self.lookaside.lookup(pkg.sha256)
             if hit:
-                found[pkg.sha256] = hit
-            elif pkg.sha256 not in {p.sha256 for p in missing}:
-                missing.append(pkg)
+                yield i, hit
+            else:
+                if pkg.sha256 not in waiting:
+                    missing.append(pkg)
+                waiting.setdefault(pkg.sha256, []).append(i)
         if missing:
-            found.update(self._download(missing))
-        paths = []
-        for pkg in packages:
-            path = found[pkg.sha256]
-            paths.append(place_in(path, dest))
-        return paths
+            for digest, path in self._download(missing):
+                for i in waiting[digest]:
+                    yield i, path
 
-    def _download(self, packages: list[IndexPackage]) -> dict[str, Path]:
+    def _download(self, packages: list[IndexPackage]) -> Iterator[tuple[str, Path]]:
+        """(sha256, cached file) of each of *packages*, from one ``apt-get download``: a file
+        apt is writing is taken once it has the size the index gives and its sha256 matches
+        (apt writes each in place, in order); when apt is done, every file must match."""
         self.lookaside.tmp.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(dir=self.lookaside.tmp, prefix="apt-download-"))
+        want = {p.sha256: p for p in packages}
+        sizes = {p.size for p in packages if p.size}
+        taken: set[str] = set()  # file names handed on
+        looked: dict[str, tuple[int, int]] = {}  # file name -> (size, mtime) found not to match yet
         try:
             targets = [f"{p.name}:{p.arch}={p.version}" for p in packages]
-            proc = self.apt.run("apt-get", "download", *targets, cwd=work)
-            if proc.returncode != 0:
-                detail = (proc.stderr or proc.stdout).strip()[-1500:]
-                raise SourceError(f"apt-get download of {len(targets)} packages failed: {detail}")
-            want = {p.sha256: p for p in packages}
-            result: dict[str, Path] = {}
-            for deb in sorted(work.glob("*.deb")):
-                digest = file_digest(deb)
-                pkg = want.get(digest)
-                if pkg is None:
-                    raise IndexVerificationError(
-                        f"{deb.name}: sha256 {digest} is not the one the index gives for any package asked for")
-                if pkg.size and deb.stat().st_size != pkg.size:
-                    raise IndexVerificationError(f"{deb.name}: {deb.stat().st_size} bytes, the index says {pkg.size}")
-                result[digest] = self.lookaside.add(deb, digest, deb.name.replace("%3a", ":"), move=True)
-            absent = [str(p) for p in packages if p.sha256 not in result]
-            if absent:
+            with self.apt.started("apt-get", "download", *targets, cwd=work) as apt:
+                while True:
+                    done = apt.finished()
+                    if done:
+                        status, out, err = apt.output()
+                        if status != 0:
+                            detail = (err or out).strip()[-1500:]
+                            raise SourceError(f"apt-get download of {len(targets)} packages failed: {detail}")
+                    for deb in sorted(work.glob("*.deb")):
+                        if deb.name in taken:
+                            continue
+                        st = deb.stat()
+                        if not done and (st.st_size not in sizes or looked.get(deb.name) == (st.st_size, st.st_mtime_ns)):
+                            continue
+                        digest = file_digest(deb)
+                        pkg = want.get(digest)
+                        if pkg is None or (pkg.size and st.st_size != pkg.size):
+                            if not done:
+                                looked[deb.name] = (st.st_size, st.st_mtime_ns)
+                                continue
+                            if pkg is None:
+                                raise IndexVerificationError(f"{deb.name}: sha256 {digest} is not the one the index "
+                                                             f"gives for any package asked for")
+                            raise IndexVerificationError(f"{deb.name}: {st.st_size} bytes, the index says {pkg.size}")
+                        taken.add(deb.name)
+                        del want[digest]
+                        # a hard link: apt may still set the time of the name it wrote
+                        yield digest, self.lookaside.add(deb, digest, deb.name.replace("%3a", ":"), link=True)
+                    if done:
+                        break
+                    time.sleep(DOWNLOAD_POLL)
+            if want:
+                absent = [str(p) for p in want.values()]
                 raise IndexVerificationError(f"apt-get download did not give verified copies of: {', '.join(absent)}")
-            return result
         finally:
             shutil.rmtree(work, ignore_errors=True)

@@ -174,13 +174,14 @@ class Lookaside:
             if os.path.exists(tmp_name):
                 os.unlink(tmp_name)
 
-    def add(self, path: Path, sha256: str, name: str, *, move: bool = False) -> Path:
+    def add(self, path: Path, sha256: str, name: str, *, move: bool = False, link: bool = False) -> Path:
         """Put a verified file into the cache under *name*; returns its cached path."""
-        return self.add_entry({name: path}, sha256, move=move) / name
+        return self.add_entry({name: path}, sha256, move=move, link=link) / name
 
-    def add_entry(self, files: dict[str, Path], sha256: str, *, move: bool = False) -> Path:
+    def add_entry(self, files: dict[str, Path], sha256: str, *, move: bool = False, link: bool = False) -> Path:
         """Put verified files (name → path) into the cache entry keyed by *sha256* in one
-        rename, so that readers see all of them or none; returns the entry's directory."""
+        rename, so that readers see all of them or none; returns the entry's directory.
+        The files are copied, moved (*move*) or hard-linked (*link*: on the same file system)."""
         final_dir = self.entry_dir(sha256)
         if all((final_dir / name).is_file() for name in files):
             return final_dir
@@ -188,7 +189,7 @@ class Lookaside:
         staging = Path(tempfile.mkdtemp(dir=self.tmp, prefix="entry-"))
         try:
             for name, path in files.items():
-                (shutil.move if move else shutil.copyfile)(str(path), str(staging / name))
+                (os.link if link else shutil.move if move else shutil.copyfile)(str(path), str(staging / name))
             final_dir.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.rename(staging, final_dir)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from appbuilder.upstream.depmap import RpmDep, sense_operator
@@ -182,3 +183,7 @@ class RpmMdIndex:
                                                  f"({check})")
             paths.append(place_in(path, dest))
         return paths
+
+    def fetch_each(self, packages: list[IndexPackage]) -> Iterator[tuple[int, Path]]:
+        """(position in *packages*, verified file) of each package, in order."""
+        yield from enumerate(self.fetch(packages))

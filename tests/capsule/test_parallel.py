@@ -52,6 +52,31 @@ def test_processes_read_the_same_capsules_in_order(tmp_path, monkeypatch):
                 assert found[f.sha256] == hashlib.sha1(data).hexdigest()
 
 
+def test_files_still_arriving_are_read_as_they_come(tmp_path, monkeypatch):
+    debs = _debs(tmp_path, 4)
+    handed: list[str] = []
+
+    def arriving():  # a download under way: each file given when it is there
+        for p in debs:
+            handed.append(p.name)
+            yield p, None
+    monkeypatch.setattr(parallel, "usable_cpus", lambda: 2)
+    capsules = parallel.read_packages(read_deb, ContentStore(tmp_path / "s"), arriving(), count=len(debs))
+    assert handed == [p.name for p in debs]
+    assert [c.name for c in capsules] == [f"pkg{i}" for i in range(4)]
+
+
+def test_a_failed_download_stops_the_reading(tmp_path, monkeypatch):
+    debs = _debs(tmp_path, 3)
+
+    def arriving():
+        yield debs[0], None
+        raise CapsuleError("the download failed")
+    monkeypatch.setattr(parallel, "usable_cpus", lambda: 2)
+    with pytest.raises(CapsuleError, match="the download failed"):
+        parallel.read_packages(read_deb, ContentStore(tmp_path / "s"), arriving(), count=len(debs))
+
+
 def test_the_first_failure_in_order_is_raised_as_it_was(tmp_path, monkeypatch):
     debs = _debs(tmp_path, 4)
     bad = hand_made_deb(tmp_path / "escape.deb", [_member("./usr/../../escape", data=b"x\n")], name="esc")

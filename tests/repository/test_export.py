@@ -74,7 +74,7 @@ def test_an_unchanged_index_is_not_read_again_when_asked_and_every_commit_is_see
     victim = sorted((tree / "objects").glob("*/*.zst"))[0]
     victim.unlink()  # a tree damaged behind the export's back
     quick = export_repository(repo, tree, signer=repo_keys[0], skip_unchanged=True)
-    assert (quick.serial, quick.snapshot_written, quick.objects_written, quick.doc) == (1, False, 0, None)
+    assert (quick.serial, quick.snapshot_written, quick.objects_written, quick.body) == (1, False, 0, None)
     assert quick.digest == first.digest and not victim.exists()  # the pointer was trusted: nothing read
     whole = export_repository(repo, tree, signer=repo_keys[0])  # without: the tree is checked whole
     assert whole.objects_written == 1 and victim.exists() and whole.serial == 1
@@ -148,3 +148,83 @@ def test_export_to_s3_then_read_it_over_http(moto_endpoint, monkeypatch, hello_r
     assert (second.serial, second.objects_written, second.objects_skipped) == (2, 2, 2)
     assert [n.name for n in open_remote(f"{moto_endpoint}/repository/small", tmp_path / "c2").packages()] == \
         ["one", "two"]
+
+
+
+def _exported(tree) -> tuple[dict, bytes]:
+    """The pointer of the export tree and the snapshot JSON it names (checked against its sha256)."""
+    pointer = json.loads((tree / "snapshot.json").read_text())
+    body = zstandard.ZstdDecompressor().decompress((tree / pointer["snapshot"]).read_bytes())
+    assert hashlib.sha256(body).hexdigest() == pointer["sha256"]
+    return pointer, body
+
+
+@pytest.mark.parametrize("skip_unchanged", [True, False])
+def test_an_export_after_commits_reads_only_the_new_troves_and_writes_what_a_whole_read_gives(
+        tmp_path, monkeypatch, skip_unchanged):
+    """The snapshot made from the last one plus the troves committed since is byte for byte the
+    one a whole read of the index gives; so are its delta and its object count; the old
+    snapshot is not parsed, in a fresh process (no previous result) or not."""
+    repo = Repository(tmp_path / "repo", "cernvm@cvm:2")
+    commit_synthetic(repo, "one", [b"one", b"shared"])
+    tree = tmp_path / "tree"
+    first = export_repository(repo, tree, skip_unchanged=skip_unchanged)
+    before = snap.dump(repo.db)
+    commit_synthetic(repo, "two", [b"two", b"shared"])  # "shared" is exported and counted already
+    commit_synthetic(repo, "one", [b"one again"], source="s2")  # a rebuild: its input hash moves
+    monkeypatch.setattr(snap, "parse", lambda *a, **k: pytest.fail("the old snapshot was parsed"))
+    second = export_repository(repo, tree, skip_unchanged=skip_unchanged)
+    pointer, body = _exported(tree)
+    whole = snap.dump(repo.db)
+    assert body == snap.encode(whole) and second.snapshot_written and second.serial == 2
+    assert pointer["objects"] == len(repo.referenced_contents()) == 7
+    assert (second.objects_written, second.objects_skipped) == (4, 3)  # two files, two build logs
+    delta = json.loads(zstandard.ZstdDecompressor().decompress((tree / pointer["delta"]["snapshot"]).read_bytes()))
+    assert delta == snap.make_delta(before, whole, first.digest)
+    assert pointer["index_mark"]["troves"] == len(whole["troves"]) == second.troves
+    commit_synthetic(repo, "three", [b"three"])  # and again, from this process's own last result
+    (tree / pointer["snapshot"]).unlink()
+    third = export_repository(repo, tree, skip_unchanged=skip_unchanged, previous=second)
+    assert _exported(tree)[1] == snap.encode(snap.dump(repo.db)) and third.serial == 3 and third.delta_bytes > 0
+
+
+def test_an_index_that_is_not_the_one_marked_is_read_whole(tmp_path):
+    """A copy of the index that diverged (as many troves as the export marks, other ones), or an
+    export whose last snapshot is gone: the index is read whole, the snapshot is still exact."""
+    repo = Repository(tmp_path / "repo", "cernvm@cvm:2")
+    commit_synthetic(repo, "one", [b"one"])
+    other = Repository(copy_repository(repo.path, tmp_path / "copy"), repo.label)
+    commit_synthetic(repo, "two", [b"two"])
+    tree = tmp_path / "tree"
+    export_repository(repo, tree, skip_unchanged=True)
+    commit_synthetic(other, "elsewhere", [b"elsewhere"])  # the same trove count and ids as the export's
+    commit_synthetic(other, "more", [b"more"])
+    assert len(snap.dump(other.db)["troves"]) > len(snap.dump(repo.db)["troves"])
+    diverged = export_repository(other, tree, skip_unchanged=True)
+    pointer, body = _exported(tree)
+    assert body == snap.encode(snap.dump(other.db)) and "delta" not in pointer and diverged.serial == 2
+    assert diverged.objects_written == 4 and pointer["objects"] == len(other.referenced_contents())
+    for path in (tree / "snapshots").iterdir():  # the last snapshot gone: read whole, no delta
+        path.unlink()
+    commit_synthetic(other, "last", [b"last"])
+    assert export_repository(other, tree, skip_unchanged=True).serial == 3
+    pointer, body = _exported(tree)
+    assert body == snap.encode(snap.dump(other.db)) and "delta" not in pointer
+
+
+def test_a_snapshot_extended_from_a_body_that_is_not_canonical_is_refused(tmp_path):
+    repo = Repository(tmp_path / "repo", "cernvm@cvm:2")
+    commit_synthetic(repo, "one", [b"one"])
+    with snap.reading(repo.db):
+        dumped = snap.dump_since(repo.db, None)
+    body = snap.encode(dumped.document())
+    with snap.reading(repo.db):  # a mark that is not one, or not this index's: the whole index
+        assert snap.dump_since(repo.db, {"last_id": "1", "troves": 1, "sha256": "x"}).base_troves == 0
+        assert snap.dump_since(repo.db, {**dumped.mark, "sha256": "0" * 64}).base_troves == 0
+        assert snap.dump_since(repo.db, dumped.mark).troves == []
+    assert dumped.mark["troves"] == 2  # the package and its component
+    for bad in (b"{}", body.replace(b'"troves":', b'"trove":'), b'{"build_logs":[],"format":"x","troves":[]}',
+                body[:-1]):
+        with pytest.raises(snap.BadSnapshot, match="not a canonical snapshot"):
+            snap.base_troves_json(bad)
+    assert snap.base_troves_json(body) == snap.encode(dumped.troves)

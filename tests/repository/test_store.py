@@ -113,6 +113,22 @@ def test_copy_to_writes_the_content(store, tmp_path):
     assert store.check(digest) == len(data)
 
 
+@pytest.mark.parametrize("size", [0, 100_000, 3 << 20], ids=["empty", "small", "streamed"])
+def test_write_new_makes_the_file_with_its_mode(store, tmp_path, size):
+    data = random.Random(size).randbytes(size)
+    digest = store.put_bytes(data)
+    out = tmp_path / "out"
+    st = store.write_new(digest, out, 0o4755)
+    assert out.read_bytes() == data and oct(st.st_mode & 0o7777) == "0o4755"
+    assert (st.st_ino, st.st_size, st.st_ctime_ns) == (out.stat().st_ino, size, out.stat().st_ctime_ns)
+    (tmp_path / "elsewhere").write_bytes(b"keep")
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(FileExistsError):  # never through a symlink, never over a file
+        store.write_new(digest, link, 0o644)
+    assert (tmp_path / "elsewhere").read_bytes() == b"keep"
+
+
 def test_new_objects_carry_a_zstd_frame_checksum(store):
     digest = store.put_bytes(b"checksummed\n" * 100)
     header = store.path_of(digest).read_bytes()[:18]
@@ -156,6 +172,7 @@ READERS = {
     "copy_to": lambda store, digest, tmp_path: store.copy_to(digest, tmp_path / "out"),
     "open": _read_all,
     "check": lambda store, digest, tmp_path: store.check(digest),
+    "write_new": lambda store, digest, tmp_path: store.write_new(digest, tmp_path / "out", 0o644),
 }
 
 

@@ -119,7 +119,8 @@ def test_i386_index(shared_cache, debian):
 def test_warm_load_uses_the_cache(shared_cache, debian):
     again = open_index(shared_cache)
     assert again.cache_key == debian.cache_key
-    assert (shared_cache / "upstream" / f"{debian.cache_key}.pickle").is_file()
+    assert (shared_cache / "upstream" / f"{debian.cache_key}.cache").is_file()
+    assert (shared_cache / "upstream" / f"{debian.cache_key}.cache").read_bytes()[:1] == b"M"  # plain data: marshal
     assert again.by_name("dash") == debian.by_name("dash")
 
 
@@ -131,6 +132,20 @@ def test_fetch_downloads_verified_and_caches(tmp_path, debian, shared_cache):
     cached, _ = debian.lookaside.lookup(pkg.sha256)
     assert cached is not None
     assert debian.fetch([pkg]) == [cached]  # second time: from the lookaside cache, no download
+
+
+def test_fetch_each_hands_on_each_file_once_as_it_is_there(tmp_path, debian, shared_cache):
+    wanted = [debian.by_name(n)[0] for n in ("hostname", "debianutils", "sed", "hostname")]  # one twice
+    fresh = open_index(shared_cache, cache_dir=shared_cache / "upstream")
+    fresh.lookaside = Lookaside(tmp_path / "lookaside")  # nothing kept yet: all from one apt-get download
+    got = list(fresh.fetch_each(wanted))
+    assert sorted(i for i, _ in got) == [0, 1, 2, 3]
+    for i, path in got:
+        assert sha256_file(path) == wanted[i].sha256 and path.stat().st_size == wanted[i].size
+        assert path.is_relative_to(tmp_path / "lookaside")
+    assert not list((tmp_path / "lookaside").rglob("apt-download-*"))  # the download's folder is gone
+    # apt keeps its binary cache beside the private lists (even where the machine turns it off)
+    assert (shared_cache / "apt-bin" / "cache" / "pkgcache.bin").is_file()
 
 
 def test_tampered_list_is_refused(tmp_path, shared_cache, debian):

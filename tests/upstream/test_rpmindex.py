@@ -193,7 +193,7 @@ def test_tampered_primary_is_refused(toy_repo, tmp_path):
 def test_parsed_primary_is_cached_under_repomd(toy_repo, tmp_path, test_keys):
     cache = tmp_path / "upstream"
     first = open_index(toy_repo, tmp_path, [test_keys.trusted], cache_dir=cache)
-    assert len(list(cache.glob("*.pickle"))) == 1
+    assert len(list(cache.glob("*.cache"))) == 1
     again = open_index(toy_repo, tmp_path, [test_keys.trusted], cache_dir=cache)
     assert again.by_name("toy-daemon") == first.by_name("toy-daemon")
     assert again.by_soname("ELF64", "libhello.so.1") == first.by_soname("ELF64", "libhello.so.1")
