@@ -11,7 +11,7 @@ Measured, each in a fresh process (so imports, page cache aside, and peak RSS ar
   amd64, Contents-amd64, Contents-all: about 720 MB uncompressed) decompressed and its
   sha256 checked against InRelease, Packages parsed with apt_pkg, Contents filtered to
   bin and library directories; the parsed index written to the cache;
-* **load warm**: the same with the cache (lists hashed, signatures checked, pickle read);
+* **load warm**: the same with the cache (lists hashed, signatures checked, parsed index read back);
 * **resolve** (when ``appbuilder.graph.upstream`` is there): the warm load plus
   ``UpstreamResolver(relations=True, base="essential").plan`` for ``systemd-sysv`` and
   ``linux-image-amd64`` against an empty repository; also with a cold load.

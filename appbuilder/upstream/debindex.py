@@ -72,7 +72,7 @@ _LIB_DIRS = {
 }
 _TRUSTED = Path("/etc/apt/trusted.gpg.d")
 
-# the record kept per package (a tuple: small to pickle, fast to load)
+# the record kept per package (a tuple: small to keep, fast to load)
 (R_NAME, R_VERSION, R_ARCH, R_ESSENTIAL, R_PRIORITY, R_PROVIDES, R_DEPENDS, R_PRE, R_CONFLICTS, R_BREAKS,
  R_FILENAME, R_SHA256, R_SIZE, R_ORIGIN) = range(14)
 
