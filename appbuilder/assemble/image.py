@@ -44,6 +44,7 @@ from appbuilder.assemble.rootfs import (
 from appbuilder.assemble.sbom import CDX_PATH, INVENTORY_PATH, SPDX_PATH, Inventory, inventory_maker
 from appbuilder.capsule.dpkgdb import configured_by_dpkg, dpkg_database, info_mode
 from appbuilder.capsule.rpmdb import build_rpm_database
+from appbuilder.core.background import finish_soon, later
 from appbuilder.core.errors import AppbuildError
 from appbuilder.core.fileio import remove_tree_soon, sha256_file
 from appbuilder.policy.elf import read_elf
@@ -257,9 +258,9 @@ def plan_image(repo: Repository, group: Trove, troves: list[Trove], meta_base: d
     absent = skip | {f.path for t in troves for f in t.files if f.path.startswith("/boot/System.map")}
     # (reading every file's contents for its SHA-1 and writing two JSON documents: on a thread,
     # while the members are staged and their scripts run; its files go in last)
-    inventory = _on_a_thread(functools.partial(
+    inventory = later(functools.partial(
         _inventory_files, inventory_maker(repo, group, troves, arch=arch, source_date_epoch=sde, skip=absent,
-                                          sha1_cache=meta_base.get("sha1_cache"))))
+                                          sha1_cache=meta_base.get("sha1_cache"))), name="appbuild-inventory")
     present = {f.path for t in troves for f in t.files if f.path not in absent}
     generated += [GeneratedFile(path, data, info_mode(path)) for path, data in
                   dpkg_database(repo.store, troves, present,
@@ -272,15 +273,6 @@ def _inventory_files(make: Callable[[], Inventory]) -> tuple[dict[str, bytes], l
     inventory = make()
     sboms = inventory.sbom_bytes()
     return sboms, [GeneratedFile(path, data) for path, data in inventory.image_files(sboms)]
-
-
-def _on_a_thread(work: Callable[[], object]) -> Future:
-    """*work* started on a thread of its own; its result (or error) in the future returned."""
-    pool = ThreadPoolExecutor(1, thread_name_prefix="plan")
-    try:
-        return pool.submit(work)
-    finally:
-        pool.shutdown(wait=False)
 
 
 def stage_planned(repo: Repository, troves: list[Trove], plan: ImagePlan, meta_base: dict, work: Path, *,
@@ -386,14 +378,20 @@ def assemble_raw(repo: Repository, group: Trove, troves: list[Trove], meta_base:
         ext4.make_ext4(staged, root_img, layout.root.size, uuid=root_uuid, label="root", source_date_epoch=sde)
         remove_tree_soon(staged.directory)  # the partition holds it now
     # the partition's sha256 for the cache, on a thread while the disk is written
-    digest = _on_a_thread(functools.partial(sha256_file, root_img)) if reused is None and key else None
+    digest = later(sha256_file, root_img, name="appbuild-digest") if reused is None and key else None
     raw = work / f"{meta.basename}.raw"
     record = disk.mbr(layout, signature=meta.derived_u32("mbr"), boot_code=bootloader.SYSLINUX_MBR.read_bytes()[:440])
     disk.write_disk(raw, layout, boot_image=boot_img, root_image=root_img, master_boot_record=record)
     boot_img.unlink()
     if reused is None:
-        if digest is not None:
-            cache.store(key, kept, root_img, digest=digest.result())  # moved into the cache
+        if digest is not None:  # moved into the cache once hashed, while the formats are written
+            def keep() -> None:
+                try:
+                    cache.store(key, kept, root_img, digest=digest.result())
+                except OSError as exc:
+                    raise AppbuildError(f"the root file system cache did not keep this build's partition: "
+                                        f"{exc}") from None
+            finish_soon(keep, name="appbuild-rootcache")
         else:
             root_img.unlink()
     return AssembledDisk(raw, meta, kern.version, kept.installed_size, init_modules, root_modules,
@@ -482,13 +480,16 @@ def _record_new_files(staged: StagedRoot, sde: int) -> None:
     from appbuilder.assemble.rootfs import ImageEntry
 
     me = os.geteuid(), os.getegid()
-    for host in sorted(staged.directory.rglob("*")):
-        path = "/" + str(host.relative_to(staged.directory))
-        if path not in staged.entries:
-            st = os.lstat(host)
-            kind = ("dir" if stat.S_ISDIR(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode)
-                    else "fifo" if stat.S_ISFIFO(st.st_mode) else "file")
-            mode = 0o777 if kind == "symlink" else stat.S_IMODE(st.st_mode)
-            uid = 0 if st.st_uid == me[0] else st.st_uid
-            gid = 0 if st.st_gid == me[1] else st.st_gid
-            staged.add(ImageEntry(path, kind, mode, uid, gid, min(int(st.st_mtime), sde)))
+    base = str(staged.directory)
+    found = []
+    for dirpath, dirnames, filenames in os.walk(base):  # symlinks to directories are not followed
+        inside = dirpath[len(base):]
+        found += [path for path in (f"{inside}/{name}" for name in dirnames + filenames) if path not in staged.entries]
+    for path in sorted(found, key=lambda path: path.split("/")):
+        st = os.lstat(base + path)
+        kind = ("dir" if stat.S_ISDIR(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode)
+                else "fifo" if stat.S_ISFIFO(st.st_mode) else "file")
+        mode = 0o777 if kind == "symlink" else stat.S_IMODE(st.st_mode)
+        uid = 0 if st.st_uid == me[0] else st.st_uid
+        gid = 0 if st.st_gid == me[1] else st.st_gid
+        staged.add(ImageEntry(path, kind, mode, uid, gid, min(int(st.st_mtime), sde)))

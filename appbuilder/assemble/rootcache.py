@@ -79,8 +79,9 @@ def tree_key(group: Trove, troves: list[Trove], generated: list[tuple[str, bytes
     put("settings", sorted(skip), merged_usr, source_date_epoch, scripts, hostname, extra)
     for t in sorted(troves, key=lambda t: (str(t.nvf), str(t.flavor))):
         put("trove", str(t.nvf), str(t.flavor), t.info)
-        for f in sorted(t.files, key=lambda f: f.path):
-            put(f.path, f.type, f.mode, f.owner, f.group, f.mtime, f.sha256, f.target, f.rdev, f.size)
+        # one document per trove (one encoder run, not one per file: tens of thousands of files)
+        put("files", [[f.path, f.type, f.mode, f.owner, f.group, f.mtime, f.sha256, f.target, f.rdev, f.size]
+                      for f in sorted(t.files, key=lambda f: f.path)])
     for path, content, mode in sorted(generated):
         put("generated", path, hashlib.sha256(content).hexdigest(), mode)
     return h.hexdigest()

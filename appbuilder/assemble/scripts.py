@@ -18,7 +18,12 @@ network, the group's hostname, a fixed environment (``SOURCE_DATE_EPOCH``, ``TZ=
 ``PERL_HASH_SEED=0``, ``PYTHONHASHSEED=0``, ``DEBIAN_FRONTEND=noninteractive``,
 ``INITRD=No``: appbuild makes the initramfs), no new user namespaces, a time limit per
 script (setting ``scripts.timeout``). ``/usr/sbin/policy-rc.d`` (exit 101) keeps services
-from being started while it runs.
+from being started while it runs. ``ischroot`` answers yes (a stand-in in ``/.appbuild-bin``,
+first in ``PATH``): the scripts install into an image, not into the running system, as in
+the chroot of debootstrap or apt; the sandbox's own PID namespace would otherwise make it
+answer no, and scripts then act on the running system: libc6's ``postinst`` asks init to
+re-execute and sleeps a second, initramfs-tools' ``resume`` hook reads the build host's
+``/proc/swaps``.
 
 **DEB.** The dpkg database is written as dpkg leaves it after unpacking
 (``install ok unpacked``, maintainer scripts in ``/var/lib/dpkg/info``, conffiles as
@@ -87,15 +92,19 @@ from appbuilder.capsule.deb import parse_control
 from appbuilder.capsule.dpkgdb import configured_by_dpkg, control_members, deb_capsules, info_name
 from appbuilder.capsule.rpmdb import rpm_capsules
 from appbuilder.core.errors import AppbuildError
+from appbuilder.core.fileio import remove_tree
 from appbuilder.core.sandbox import BASE_PATH, Sandbox, TimeLimitExceeded
 from appbuilder.core.userns import MappedUserNamespace
 from appbuilder.repository.repo import Repository
 from appbuilder.repository.trove import Trove
 
-RUNNER_VERSION = "2"  # part of the cache key: change it when what a run produces changes
+RUNNER_VERSION = "3"  # part of the cache key: change it when what a run produces changes
 CLOCK_TICK = 0.02  # longer than the file system clock's step (a jiffy at HZ=100 is 10 ms)
 SCRIPT_CAPS = ("CAP_CHOWN", "CAP_FOWNER", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_SETUID", "CAP_SETGID")
 POLICY_RC_D = "/usr/sbin/policy-rc.d"
+STAND_INS = "/.appbuild-bin"  # first in the scripts' PATH while they run, removed afterwards
+# programs answering for the build, not the build host: ischroot says "a chroot" (exit 0)
+STAND_IN_PROGRAMS = {"ischroot": "#!/bin/sh\n# appbuild: package scripts install into an image, not the running system\nexit 0\n"}
 SCRATCH = "/.appbuild-script"  # a scriptlet's body or stdin, written into the root for one run
 TAIL_LINES = 15
 # left by scripts, different on every run: emptied, or removed
@@ -171,6 +180,9 @@ def _run(repo: Repository, debs: list[Trove], rpms: list[Trove], staged: StagedR
                        if str(p) != "/" and not os.path.lexists(_host(root, str(p)))}, reverse=True)
         _prepare(root, staged, ns)
         policy = _add_policy(root, ns)
+        stand_ins = _add_stand_ins(root, ns)
+        if stand_ins:
+            runner.env["PATH"] = f"{STAND_INS}:{runner.env['PATH']}"
         try:
             if debs:
                 _deb_phase(repo, debs, runner, staged)
@@ -180,6 +192,8 @@ def _run(repo: Repository, debs: list[Trove], rpms: list[Trove], staged: StagedR
             runner.clean()
             if policy:
                 os.unlink(root / POLICY_RC_D.lstrip("/"))
+            if stand_ins:
+                remove_tree(_host(root, STAND_INS))  # a script may have changed it: whatever is there goes
             for path in made:  # deepest first: /var/tmp before /var
                 host = _host(root, path)
                 if os.path.isdir(host) and not os.path.islink(host) and not os.listdir(host):
@@ -202,16 +216,26 @@ Snapshot = dict[str, tuple]  # path -> (type, mode, uid, gid, mtime, rdev, conte
 def _snapshot(staged: StagedRoot) -> Snapshot:
     """Every entry of *staged* with what its path holds on the host."""
     out: Snapshot = {}
+    base = str(staged.directory)
     for path, e in staged.entries.items():
-        host = _host(staged.directory, path)
         what = ""
-        if e.type == "file" and os.path.isfile(host) and not os.path.islink(host):
-            what = staged.known_digest(path, host)  # written by staging, unchanged since: not read again
-            if what is None:
-                with open(host, "rb") as f:
-                    what = hashlib.file_digest(f, "sha256").hexdigest()
-        elif e.type == "symlink" and os.path.islink(host):
-            what = os.readlink(host)
+        if e.type in ("file", "symlink"):
+            host = base + path
+            try:
+                st = os.lstat(host)
+            except OSError:
+                st = None
+            if st is None:
+                pass
+            elif e.type == "symlink" and stat.S_ISLNK(st.st_mode):
+                what = os.readlink(host)
+            elif e.type == "file" and stat.S_ISREG(st.st_mode):
+                known = staged.known.get(path)  # written by staging, unchanged since: not read again
+                if known is not None and file_state(st) == known[1]:
+                    what = known[0]
+                else:
+                    with open(host, "rb") as f:
+                        what = hashlib.file_digest(f, "sha256").hexdigest()
         out[path] = (e.type, e.mode, e.uid, e.gid, e.mtime, e.rdev, what)
     return out
 
@@ -482,11 +506,17 @@ def _prepare(root: Path, staged: StagedRoot, ns: MappedUserNamespace) -> None:
     The contents staging wrote and knows (``staged.known``) stay known: each file's state is
     taken again after its owner and mode are set, and the clock is let pass a tick at the
     end, so whatever a script then writes has a later change time than any state taken here."""
+    base = str(root)
     for entry in sorted(staged.entries.values(), key=lambda e: e.path):
-        host = _host(root, entry.path)
-        if entry.type in ("char", "block") or not os.path.lexists(host):
+        if entry.type in ("char", "block"):
             continue
-        digest = staged.known_digest(entry.path, host) if entry.type == "file" else None
+        host = base + entry.path if entry.path != "/" else base
+        try:
+            st = os.lstat(host)
+        except FileNotFoundError:
+            continue
+        known = staged.known.get(entry.path) if entry.type == "file" else None
+        digest = known[0] if known is not None and file_state(st) == known[1] else None
         os.lchown(host, ns.host_uid(entry.uid), ns.host_gid(entry.gid))
         if entry.type != "symlink":
             os.chmod(host, stat.S_IMODE(entry.mode))
@@ -497,9 +527,12 @@ def _prepare(root: Path, staged: StagedRoot, ns: MappedUserNamespace) -> None:
             staged.known.pop(entry.path, None)
     time.sleep(CLOCK_TICK)
     # anything staged without an entry yet (the caller records those first): root's
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(base):
+        inside = dirpath[len(base):]
         for name in dirnames + filenames:
-            host = Path(dirpath) / name
+            if f"{inside}/{name}" in staged.entries:
+                continue  # given its owner above
+            host = os.path.join(dirpath, name)
             if ns.inside_uid(os.lstat(host).st_uid) is None:
                 os.lchown(host, ns.host_uid(), ns.host_gid())
 
@@ -511,6 +544,21 @@ def _add_policy(root: Path, ns: MappedUserNamespace) -> bool:
     host.write_text("#!/bin/sh\n# appbuild: no service is started while package scripts run\nexit 101\n")
     os.chmod(host, 0o755)
     os.lchown(host, ns.host_uid(), ns.host_gid())
+    return True
+
+
+def _add_stand_ins(root: Path, ns: MappedUserNamespace) -> bool:
+    """Write :data:`STAND_IN_PROGRAMS` into :data:`STAND_INS` (unless the root has that path)."""
+    host = _host(root, STAND_INS)
+    if os.path.lexists(host):
+        return False
+    os.mkdir(host, 0o755)
+    os.lchown(host, ns.host_uid(), ns.host_gid())
+    for name, text in STAND_IN_PROGRAMS.items():
+        program = host / name
+        program.write_text(text)
+        os.chmod(program, 0o755)
+        os.lchown(program, ns.host_uid(), ns.host_gid())
     return True
 
 

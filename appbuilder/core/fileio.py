@@ -14,8 +14,9 @@ import hashlib
 import os
 import shutil
 import tempfile
-import threading
 from pathlib import Path
+
+from appbuilder.core.background import finish_soon
 
 
 def fsync_dir(directory: Path) -> None:
@@ -83,21 +84,11 @@ def remove_tree(path: Path | str) -> None:
         os.unlink(path)
 
 
-_removals: list[threading.Thread] = []
-
-
 def remove_tree_soon(path: Path | str) -> None:
     """Start removing a tree no longer needed on a thread of its own (deleting tens of thousands
-    of staged files takes seconds the build goes on meanwhile); :func:`wait_for_removals` joins."""
-    thread = threading.Thread(target=remove_tree, args=(path,), name="appbuild-remove", daemon=True)
-    thread.start()
-    _removals.append(thread)
-
-
-def wait_for_removals() -> None:
-    """Wait until every tree :func:`remove_tree_soon` was given is gone."""
-    while _removals:
-        _removals.pop().join()
+    of staged files takes seconds the build goes on meanwhile); the command waits for it at its
+    end (:func:`appbuilder.core.background.wait_until_finished`)."""
+    finish_soon(remove_tree, path, name="appbuild-remove")
 
 
 def _open_up(directory: str) -> None:

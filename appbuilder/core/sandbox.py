@@ -11,7 +11,11 @@ command runs in a fresh ``bwrap`` with:
 * a **seccomp filter** (made with libseccomp, for the x86_64, i386 and x32 system-call
   tables, so a 32-bit program cannot step around it) that refuses mount, umount,
   pivot_root, ptrace, keyctl, bpf, module loading, kexec, setns/unshare and the
-  terminal-injection ioctls; bwrap sets ``no_new_privs`` with it;
+  terminal-injection ioctls; bwrap sets ``no_new_privs`` with it. It also makes
+  ``sync``, ``syncfs``, ``fsync``, ``fdatasync`` and ``sync_file_range`` succeed without
+  doing anything (as ``systemd-nspawn --suppress-sync`` does): what a command writes goes
+  into a tree appbuild itself turns into a package or an image, and a crash loses it
+  anyway; dpkg alone would wait for the disk several hundred times while it configures;
 * a **root file system made from the repository** (:mod:`appbuilder.cook.buildroot`)
   bound read-only as ``/``: the host's root is never bound, so nothing of ``/root``,
   ``/home``, ``/etc/shadow``, the repository or the cache is in reach;
@@ -74,6 +78,8 @@ BLOCKED_SYSCALLS = (
     "open_by_handle_at", "name_to_handle_at", "lookup_dcookie", "iopl", "ioperm",
     "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "uselib", "nfsservctl",
 )
+# system calls waiting for the disk: done as if they had (returning 0) without waiting
+SUPPRESSED_SYNC = ("sync", "syncfs", "fsync", "fdatasync", "sync_file_range", "sync_file_range2")
 # ioctls that push input into the controlling terminal
 TIOCSTI, TIOCLINUX = 0x5412, 0x541C
 CLONE_NEWUSER = 0x10000000
@@ -114,6 +120,11 @@ def seccomp_program(no_new_userns: bool = False) -> bytes:
     for name in BLOCKED_SYSCALLS:
         try:
             f.add_rule(refuse, name)
+        except Exception:  # not a system call on this architecture
+            pass
+    for name in SUPPRESSED_SYNC:
+        try:
+            f.add_rule(seccomp.ERRNO(0), name)
         except Exception:  # not a system call on this architecture
             pass
     for request in (TIOCSTI, TIOCLINUX):

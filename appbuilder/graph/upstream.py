@@ -336,19 +336,29 @@ class _Run:
         arch = ARCHES[next(iter(machines))]
         lib = SONAME.library(dep)
         extra = ("/lib64", "/usr/lib64") if arch.elf == "ELF64" else ()
-        for d in (*arch.multiarch_libdirs, "/lib", "/usr/lib", *extra):
-            owners = self._path_owners(f"{d}/{lib}")
-            if owners:
-                return f"{', '.join(sorted(owners))} holds {d}/{lib}"
+        # the members first, in every directory; the indexes' file lists only when none holds it
+        for owners_of in (self._member_owners, self._pick_owners):
+            for d in (*arch.multiarch_libdirs, "/lib", "/usr/lib", *extra):
+                owners = owners_of(f"{d}/{lib}")
+                if owners:
+                    return f"{', '.join(sorted(owners))} holds {d}/{lib}"
         return ""
 
     def _path_owners(self, path: str) -> set[str]:
+        return self._member_owners(path) or self._pick_owners(path)
+
+    def _member_owners(self, path: str) -> set[str]:
+        """The members of the closure holding *path* (merged /usr aliases too)."""
         found = set()
         for p in _usr_aliases(path):
             found |= {n.package for n in self.repo.owners(p) if n in self.closure.members}
-        if not found:  # a pick holding it, by the indexes' file lists
-            for idx in self.r.indexes:
-                found |= {p.name for p in idx.by_file(path) if p.name in self.picked}
+        return found
+
+    def _pick_owners(self, path: str) -> set[str]:
+        """The picks holding *path*, by the indexes' file lists."""
+        found = set()
+        for idx in self.r.indexes:
+            found |= {p.name for p in idx.by_file(path) if p.name in self.picked}
         return found
 
     def holds(self, rel) -> bool:

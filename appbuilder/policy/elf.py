@@ -1,9 +1,10 @@
-"""What an ELF file says about its dependencies, read with pyelftools.
+"""What an ELF file says about its dependencies.
 
-pyelftools is pure Python, well kept, and reads both ELF classes on any host, so an
-x86_64 machine scans i686 binaries exactly like native ones. Only the parts that
-matter for dependencies are read: the header, ``PT_INTERP``, the dynamic section
-(``DT_SONAME``, ``DT_NEEDED``, ``DT_RUNPATH``) and the GNU symbol version sections.
+Only the parts that matter for dependencies are read (:mod:`appbuilder.policy.elfread`, a
+reader of our own with :mod:`struct`): the header, ``PT_INTERP``, the dynamic entries
+(``DT_SONAME``, ``DT_NEEDED``, ``DT_RUNPATH``) and the GNU symbol version sections, of both
+ELF classes, so an x86_64 machine scans i686 binaries exactly like native ones. The names
+of machines and file types are pyelftools' tables.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ import struct
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from elftools.elf.dynamic import DynamicSection, DynamicSegment
-from elftools.elf.elffile import ELFFile
-from elftools.elf.enums import ENUM_E_MACHINE
-from elftools.elf.gnuversions import GNUVerDefSection, GNUVerNeedSection
+from elftools.elf.enums import ENUM_E_MACHINE, ENUM_E_TYPE
+
+from appbuilder.policy.elfread import DT_NEEDED, DT_RPATH, DT_RUNPATH, DT_SONAME, read_structure
 
 ELF_MAGIC = b"\x7fELF"
 
@@ -49,6 +49,7 @@ def is_elf(head: bytes) -> bool:
 
 
 _MACHINES = {number: name for name, number in ENUM_E_MACHINE.items() if isinstance(number, int)}
+_TYPES = {number: name for name, number in ENUM_E_TYPE.items() if isinstance(number, int)}
 
 
 def relocatable_header(head: bytes) -> ElfInfo | None:
@@ -73,46 +74,22 @@ def read_elf(stream: BinaryIO) -> ElfInfo | None:
 def inspect_elf(stream: BinaryIO) -> tuple[ElfInfo | None, str | None]:
     """(what the ELF file says, None) or (None, why it cannot be read)."""
     try:
-        elf = ELFFile(stream)
-        info = ElfInfo(elf.elfclass, elf.header.e_machine, elf.header.e_type)
-        dynamic = None
-        for seg in elf.iter_segments():
-            ptype = seg.header.p_type
-            if ptype == "PT_INTERP":
-                info.interp = seg.get_interp_name()
-            elif ptype == "PT_DYNAMIC" and isinstance(seg, DynamicSegment):
-                dynamic = seg
-        for section in elf.iter_sections():
-            if isinstance(section, DynamicSection):
-                dynamic = section  # the section form resolves strings most reliably
-            elif isinstance(section, GNUVerNeedSection):
-                for verneed, auxes in section.iter_versions():
-                    info.needed_versions.setdefault(verneed.name, set()).update(a.name for a in auxes)
-            elif isinstance(section, GNUVerDefSection):
-                for verdef, auxes in section.iter_versions():
-                    if verdef["vd_flags"] & 0x1:  # VER_FLG_BASE: the file's own name
-                        continue
-                    first = next(iter(auxes), None)
-                    if first is not None:
-                        info.defined_versions.add(first.name)
-            elif section.name.startswith(".debug_info") or section.name == ".zdebug_info":
-                info.has_debug = True
-            elif section.name == ".symtab":
-                info.has_symtab = True
-        if dynamic is not None:
-            for tag in dynamic.iter_tags():
-                kind = tag.entry.d_tag
-                if kind == "DT_NEEDED":
-                    info.needed.append(tag.needed)
-                elif kind == "DT_SONAME":
-                    info.soname = tag.soname
-                elif kind == "DT_RUNPATH":
-                    info.runpath += tag.runpath.split(":")
-                elif kind == "DT_RPATH":
-                    info.runpath += tag.rpath.split(":")
-        return info, None
-    except Exception as exc:  # pyelftools raises assorted errors on truncated or damaged files
+        raw = read_structure(stream)
+    except Exception as exc:  # a damaged file: Damaged, struct.error, or what its stream raised
         return None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    info = ElfInfo(raw.elf_class, _MACHINES.get(raw.machine, f"EM_{raw.machine}"),
+                   _TYPES.get(raw.type, f"ET_{raw.type}"), interp=raw.interp,
+                   needed_versions=raw.needed_versions, defined_versions=raw.defined_versions,
+                   has_debug=any(n.startswith(".debug_info") or n == ".zdebug_info" for n in raw.section_names),
+                   has_symtab=".symtab" in raw.section_names)
+    for tag, text in raw.dynamic:
+        if tag == DT_NEEDED:
+            info.needed.append(text)
+        elif tag == DT_SONAME:
+            info.soname = text
+        elif tag in (DT_RUNPATH, DT_RPATH):
+            info.runpath += text.split(":")
+    return info, None
 
 
 def read_elf_file(path: str) -> ElfInfo | None:

@@ -35,7 +35,8 @@ from appbuilder.core.settings import Settings
 from appbuilder.core.settings import parse_size as settings_size
 from appbuilder.repository import sha1s
 from appbuilder.repository.repo import Repository
-from appbuilder.core.fileio import wait_for_removals, write_atomic
+from appbuilder.core.background import wait_until_finished
+from appbuilder.core.fileio import write_atomic
 from appbuilder.store import manifest as mf
 from appbuilder.store import provenance
 from appbuilder.store.images import ImageStore
@@ -249,12 +250,14 @@ def _build_one(settings: Settings, repo: Repository, req: BuildRequest, arch: st
         else:
             write_atomic(directory / manifest.provenance,
                          provenance.render(provenance.statement(manifest, resolved, size=req.size)))
+        for error in wait_until_finished():  # the staged tree removed, the partition kept in the cache
+            say(f"[{arch}] warning: {error}")
         return BuiltImage(arch, str(group.nvf), directory, files, assembled.meta, assembled.kernel_version,
                           assembled.installed_size, timings, recorded)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted while building {req.group} for {arch}; no image was written") from None
     finally:
-        wait_for_removals()
+        wait_until_finished()
         shutil.rmtree(work, ignore_errors=True)
 
 

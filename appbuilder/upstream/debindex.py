@@ -19,10 +19,13 @@ From Contents only what resolution asks about is kept: the files directly in the
 under ``usr/``). Paths are looked up as merged /usr sees them, so ``/bin/sh`` finds dash
 although dash ships ``/bin/sh`` and ``/usr/bin/sh`` is asked for, and the two copies of
 ``libsystemd.so.0`` (libsystemd0 in ``/usr/lib``, libelogind0 in ``/lib``) are two owners
-of one path. The parsed index is cached (``repo/cache/upstream/``) under the sha256 of the
-lists it came from, and each Contents list's kept lines under its own (Contents change at
-point releases, Packages daily): a changed list is checked and parsed again, never read
-from the cache.
+of one path. Contents is read at the first question about a file or a soname (resolving
+names and relations needs only Packages; the Contents lists are opened with the rest, so
+what is read later is the very file the checked InRelease was read with). The parsed Packages are cached
+(``repo/cache/upstream/``) under the sha256 of the lists they came from, the file index
+under that of the Contents lists, and each Contents list's kept lines under its own
+(Contents change at point releases, Packages daily): a changed list is checked and parsed
+again, never read from the cache.
 """
 
 from __future__ import annotations
@@ -35,10 +38,11 @@ import subprocess
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+import weakref
 from pathlib import Path
 from typing import Callable, Iterator
 
+from appbuilder.core.background import each_at_once
 from appbuilder.core.errors import SourceError
 from appbuilder.upstream import gpgv
 from appbuilder.upstream.apt import APT_DIR, AptEntry, PrivateApt, system_entries
@@ -99,9 +103,11 @@ def _signed_hashes(text: str) -> dict[str, tuple[str, int]]:
     return hashes
 
 
-def _stream_check(path: Path, expected: str, what: str, filter_re: str | None = None) -> bytes | None:
+def _stream_check(path: Path, expected: str, what: str, filter_re: str | None = None, *,
+                  fd: int | None = None) -> bytes | None:
     """Decompress *path*, check the sha256 of the uncompressed data against *expected*;
-    return the data (or, with *filter_re*, only the lines ``grep -E`` keeps)."""
+    return the data (or, with *filter_re*, only the lines ``grep -E`` keeps). *fd*: the file
+    opened before (read through it: the file apt may since have put in its place is not)."""
     ext = path.suffix if path.suffix in _DECOMPRESS else ""
     h = hashlib.sha256()
     if filter_re is None:
@@ -117,7 +123,9 @@ def _stream_check(path: Path, expected: str, what: str, filter_re: str | None = 
             raise IndexVerificationError(f"{path}: sha256 {h.hexdigest()} does not match {what} ({expected})")
         return data
     env = dict(os.environ, LC_ALL="C")
-    source = subprocess.Popen([*_DECOMPRESS[ext], str(path)] if ext else ["cat", str(path)], stdout=subprocess.PIPE)
+    name = str(path) if fd is None else f"/proc/self/fd/{fd}"
+    source = subprocess.Popen([*_DECOMPRESS[ext], name] if ext else ["cat", name], stdout=subprocess.PIPE,
+                              pass_fds=() if fd is None else (fd,))
     grep = subprocess.Popen(["grep", "-E", filter_re], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
     failure: list[BaseException] = []
 
@@ -145,6 +153,23 @@ def _stream_check(path: Path, expected: str, what: str, filter_re: str | None = 
     if h.hexdigest() != expected:
         raise IndexVerificationError(f"{path}: sha256 {h.hexdigest()} does not match {what} ({expected})")
     return kept
+
+
+class _OpenLists:
+    """Lists opened to be read later: (path, descriptor, sha256, what, origin) each."""
+
+    def __init__(self, lists: list[tuple]):
+        self.opened: list[tuple] = []
+        try:
+            for path, *rest in lists:
+                self.opened.append((path, os.open(path, os.O_RDONLY | os.O_CLOEXEC), *rest))
+        except OSError as exc:
+            self.close()
+            raise SourceError(f"cannot read {exc.filename}: {exc.strerror}") from None
+
+    def close(self) -> None:
+        while self.opened:
+            os.close(self.opened.pop()[1])
 
 
 class DebianIndex:
@@ -275,90 +300,118 @@ class DebianIndex:
             if not any(f[0] == "packages" for f in files):
                 raise SourceError(f"no binary-{self.deb_arch} Packages list in {self.apt.lists}: no Debian index")
             self._contents_read = [f[4] for f in files if f[0] == "contents"]
-            digests = [(str(f[1]), f[2], file_digest(f[1])) for f in files]
-            key = cache_key("deb", self.deb_arch, digests)
-            prefix = f"deb-{self.source}-{self.deb_arch}"
+            packages = [f for f in files if f[0] == "packages"]
+            key = cache_key("deb", self.deb_arch, [(str(f[1]), f[2], file_digest(f[1])) for f in packages])
             data = load_cached(self.cache_dir, key)
             if data is None:
-                data = self._parse(files, {d[0]: d[2] for d in digests})
-                store_cached(self.cache_dir, key, data, prefix=prefix)
-        self._records, self._origins, self._by_name, self._virtual, self._files = data
+                data = self._parse(packages)
+                store_cached(self.cache_dir, key, data, prefix=f"deb-{self.source}-{self.deb_arch}")
+            # Contents is read when first asked about, from the files as they are now (apt's lock held)
+            self._lists = _OpenLists([f[1:] for f in files if f[0] == "contents"])
+            weakref.finalize(self, self._lists.close)
+        self._records, self._origins, self._by_name, self._virtual = data
         self.cache_key = key
+        self._files_now: dict[str, tuple] | None = None
+        self._files_error: BaseException | None = None
 
-    def _contents(self, pool, path: Path, sha: str, what: str, digest: str, origin: str):
+    @property
+    def _files(self) -> dict[str, tuple]:
+        """Contents: merged path -> names of the packages shipping it. Read at the first
+        question about a file or a soname (resolution by names and relations needs only
+        Packages), then kept; a list that fails its check fails every question."""
+        if self._files_now is None:
+            if self._files_error is not None:
+                raise self._files_error
+            try:
+                self._files_now = self._read_contents()
+            except BaseException as exc:  # the lists are closed: the same answer from now on
+                self._files_error = exc
+                raise
+            finally:
+                self._lists.close()
+        return self._files_now
+
+    def _read_contents(self) -> dict[str, tuple]:
+        """The file index of the Contents lists: cached under the sha256 of the lists, else
+        each list checked and filtered (all at once) and the index made of their kept lines."""
+        lists = [(path, fd, sha, what, origin, file_digest(Path(f"/proc/self/fd/{fd}")))
+                 for path, fd, sha, what, origin in self._lists.opened]
+        key = cache_key("files", self.deb_arch, _CONTENTS_FILTER, [(str(c[0]), c[2], c[5]) for c in lists])
+        files_index = load_cached(self.cache_dir, key)
+        if files_index is not None:
+            return files_index
+        kept = each_at_once([lambda c=c: self._contents(*c) for c in lists], name="appbuild-contents")
+        owners: dict[str, list[str]] = {}
+        for lines in kept:
+            for line in lines.decode("utf-8", errors="replace").splitlines():
+                path, _, where = line.rpartition(" ")
+                path = path.rstrip()
+                if not path:
+                    continue
+                names = owners.setdefault(merged_key(path), [])
+                for item in where.split(","):
+                    name = item.rsplit("/", 1)[-1]
+                    if name not in names:
+                        names.append(name)
+        files_index = {k: tuple(v) for k, v in owners.items()}
+        store_cached(self.cache_dir, key, files_index, prefix=f"files-{self.source}-{self.deb_arch}")
+        return files_index
+
+    def _contents(self, path: Path, fd: int, sha: str, what: str, origin: str, digest: str) -> bytes:
         """The kept lines of one Contents list: from the cache when this very file was checked
         against this very InRelease sha256 before (Contents change at point releases only,
-        Packages daily), else checked and filtered now (a future)."""
+        Packages daily), else checked and filtered now."""
         key = cache_key("contents", _CONTENTS_FILTER, digest, sha)
         kept = load_cached(self.cache_dir, key)
         if kept is not None:
             return kept
+        data = _stream_check(path, sha, what, _CONTENTS_FILTER, fd=fd)
+        store_cached(self.cache_dir, key, data, prefix=f"contents-{self.source}-{origin}")
+        return data
 
-        def work() -> bytes:
-            data = _stream_check(path, sha, what, _CONTENTS_FILTER)
-            store_cached(self.cache_dir, key, data, prefix=f"contents-{self.source}-{origin}")
-            return data
-        return pool.submit(work)
-
-    def _parse(self, files: list[tuple], digests: dict[str, str]) -> tuple:
+    def _parse(self, files: list[tuple]) -> tuple:
+        """The Packages lists among *files*: (records, origins, by name, by virtual name)."""
         import apt_pkg
 
         records: list[tuple] = []
         origins: list[str] = []
         by_name: dict[str, list[int]] = {}
         virtual: dict[str, list[int]] = {}
-        owners: dict[str, list[str]] = {}
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            contents = [self._contents(pool, path, sha, what, digests[str(path)], origin)
-                        for kind, path, sha, what, origin in files if kind == "contents"]
-            for kind, path, sha, what, origin in files:
-                if kind != "packages":
-                    continue
-                data = _stream_check(path, sha, what)
-                origin_ix = len(origins)
-                origins.append(origin)
-                fd = os.memfd_create("packages")
-                with os.fdopen(fd, "w+b") as mem:
-                    mem.write(data)
-                    del data
-                    mem.seek(0)
-                    for sec in apt_pkg.TagFile(mem):
-                        get = sec.get
+        for kind, path, sha, what, origin in files:
+            if kind != "packages":
+                continue
+            data = _stream_check(path, sha, what)
+            origin_ix = len(origins)
+            origins.append(origin)
+            fd = os.memfd_create("packages")
+            with os.fdopen(fd, "w+b") as mem:
+                mem.write(data)
+                del data
+                mem.seek(0)
+                for sec in apt_pkg.TagFile(mem):
+                    get = sec.get
+                    try:
+                        rec = (sec["Package"], sec["Version"], sec["Architecture"], get("Essential") == "yes",
+                               get("Priority", ""), get("Provides", ""), get("Depends", ""),
+                               get("Pre-Depends", ""), get("Conflicts", ""), get("Breaks", ""),
+                               get("Filename", ""), get("SHA256", "").lower(), int(get("Size", "0") or 0),
+                               origin_ix)
+                    except (KeyError, ValueError) as exc:
+                        raise IndexVerificationError(f"{path}: a stanza lacks or garbles {exc}") from None
+                    ix = len(records)
+                    records.append(rec)
+                    by_name.setdefault(rec[R_NAME], []).append(ix)
+                    if rec[R_PROVIDES]:
                         try:
-                            rec = (sec["Package"], sec["Version"], sec["Architecture"], get("Essential") == "yes",
-                                   get("Priority", ""), get("Provides", ""), get("Depends", ""),
-                                   get("Pre-Depends", ""), get("Conflicts", ""), get("Breaks", ""),
-                                   get("Filename", ""), get("SHA256", "").lower(), int(get("Size", "0") or 0),
-                                   origin_ix)
-                        except (KeyError, ValueError) as exc:
-                            raise IndexVerificationError(f"{path}: a stanza lacks or garbles {exc}") from None
-                        ix = len(records)
-                        records.append(rec)
-                        by_name.setdefault(rec[R_NAME], []).append(ix)
-                        if rec[R_PROVIDES]:
-                            try:
-                                provided = apt_pkg.parse_depends(rec[R_PROVIDES], False)
-                            except ValueError:
-                                continue
-                            for group in provided:
-                                for name, _, _ in group:
-                                    ixs = virtual.setdefault(name.split(":", 1)[0], [])
-                                    if not ixs or ixs[-1] != ix:
-                                        ixs.append(ix)
-            for future in contents:
-                kept = future if isinstance(future, bytes) else future.result()
-                for line in kept.decode("utf-8", errors="replace").splitlines():
-                    path, _, where = line.rpartition(" ")
-                    path = path.rstrip()
-                    if not path:
-                        continue
-                    names = owners.setdefault(merged_key(path), [])
-                    for item in where.split(","):
-                        name = item.rsplit("/", 1)[-1]
-                        if name not in names:
-                            names.append(name)
-        files_index = {k: tuple(v) for k, v in owners.items()}
-        return records, origins, by_name, virtual, files_index
+                            provided = apt_pkg.parse_depends(rec[R_PROVIDES], False)
+                        except ValueError:
+                            continue
+                        for group in provided:
+                            for name, _, _ in group:
+                                ixs = virtual.setdefault(name.split(":", 1)[0], [])
+                                if not ixs or ixs[-1] != ix:
+                                    ixs.append(ix)
+        return records, origins, by_name, virtual
 
     # ------------------------------------------------------------------ queries
 

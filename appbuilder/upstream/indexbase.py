@@ -19,7 +19,7 @@ from appbuilder.upstream.gpgv import IndexVerificationError  # noqa: F401 - part
 from appbuilder.upstream.relations import Atom, Relation
 
 # bump when what the cache holds changes
-INDEX_FORMAT = 2
+INDEX_FORMAT = 3
 
 # our architecture -> (Debian architecture, RPM architectures)
 DEB_ARCH = {"x86_64": "amd64", "x86": "i386"}

@@ -117,11 +117,27 @@ def test_i386_index(shared_cache, debian):
 
 
 def test_warm_load_uses_the_cache(shared_cache, debian):
+    debian.by_file("/usr/bin/sh")  # its Contents read (on a thread): the whole index is cached then
     again = open_index(shared_cache)
     assert again.cache_key == debian.cache_key
     assert (shared_cache / "upstream" / f"{debian.cache_key}.cache").is_file()
     assert (shared_cache / "upstream" / f"{debian.cache_key}.cache").read_bytes()[:1] == b"M"  # plain data: marshal
     assert again.by_name("dash") == debian.by_name("dash")
+
+
+def test_contents_is_read_at_the_first_question_about_a_file(tmp_path, shared_cache, debian):
+    cache_dir = tmp_path / "upstream"
+    index = open_index(shared_cache, cache_dir=cache_dir)
+
+    def cached() -> list[str]:
+        return sorted(p.read_text() for p in cache_dir.glob("*.of"))
+    assert cached() == ["deb-debian-amd64"]  # the Packages lists only: names and relations need no more
+    assert index.by_name("dash") and index.by_virtual("awk")
+    assert cached() == ["deb-debian-amd64"]
+    assert {p.name for p in index.by_file("/usr/bin/sh")} == {"dash"}
+    assert "files-debian-amd64" in cached() and any(c.startswith("contents-debian-") for c in cached())
+    again = open_index(shared_cache, cache_dir=cache_dir)  # both parts from the cache now
+    assert {p.name for p in again.by_soname("ELF64", "libc.so.6")} == {p.name for p in index.by_soname("ELF64", "libc.so.6")}
 
 
 def test_fetch_downloads_verified_and_caches(tmp_path, debian, shared_cache):
@@ -187,6 +203,10 @@ def test_tampered_contents_is_refused(tmp_path, shared_cache, debian):
     target.unlink()
     evil = b"usr/bin/sh                                              shells/evil\n" + data
     subprocess.run(["lz4", "-q", "-z", "-", str(target)], input=evil, check=True, capture_output=True)
-    with pytest.raises(IndexVerificationError) as err:
-        open_index(tmp_path / "cache", cache_dir=shared_cache / "upstream")
+    index = open_index(tmp_path / "cache", cache_dir=shared_cache / "upstream")  # Packages: good
+    with pytest.raises(IndexVerificationError) as err:  # Contents, read on a thread: refused when first asked
+        index.by_file("/usr/bin/sh")
     assert str(err.value).startswith(f"{target}: sha256 ") and "InRelease (main/Contents-all)" in str(err.value)
+    with pytest.raises(IndexVerificationError):  # and on every question after
+        index.by_soname("ELF64", "libc.so.6")
+    assert index.by_name("dash")  # what Packages says still answers
