@@ -223,13 +223,11 @@ def _snapshot(staged: StagedRoot) -> Snapshot:
             host = base + path
             try:
                 st = os.lstat(host)
-            except OSError:
+            except OSError:  # not there (any more): nothing to name
                 st = None
-            if st is None:
-                pass
-            elif e.type == "symlink" and stat.S_ISLNK(st.st_mode):
+            if st is not None and e.type == "symlink" and stat.S_ISLNK(st.st_mode):
                 what = os.readlink(host)
-            elif e.type == "file" and stat.S_ISREG(st.st_mode):
+            elif st is not None and e.type == "file" and stat.S_ISREG(st.st_mode):
                 known = staged.known.get(path)  # written by staging, unchanged since: not read again
                 if known is not None and file_state(st) == known[1]:
                     what = known[0]
@@ -513,7 +511,7 @@ def _prepare(root: Path, staged: StagedRoot, ns: MappedUserNamespace) -> None:
         host = base + entry.path if entry.path != "/" else base
         try:
             st = os.lstat(host)
-        except FileNotFoundError:
+        except OSError:  # not there (any more)
             continue
         known = staged.known.get(entry.path) if entry.type == "file" else None
         digest = known[0] if known is not None and file_state(st) == known[1] else None
