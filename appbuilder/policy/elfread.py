@@ -104,7 +104,7 @@ def read_structure(stream: BinaryIO) -> ElfStructure:
         for i in range(count):
             name, kind, _, _, offset, size, link, info, _, _ = struct.unpack_from(sh_fmt, table, i * e_shentsize)
             sections.append((name, kind, offset, size, link, info))
-    segments: list[tuple[int, int, int, int, int]] = []  # (type, offset, vaddr, filesz, memsz)
+    segments: list[tuple[int, int, int, int]] = []  # (type, offset, vaddr, filesz)
     if e_phoff and e_phnum:
         ph_size = struct.calcsize(ph_fmt)
         if e_phentsize < ph_size or e_phnum > MAX_TABLE:
@@ -113,10 +113,10 @@ def read_structure(stream: BinaryIO) -> ElfStructure:
         for i in range(e_phnum):
             h = struct.unpack_from(ph_fmt, table, i * e_phentsize)
             if is64:
-                p_type, _, p_offset, p_vaddr, _, p_filesz, p_memsz, _ = h
+                p_type, _, p_offset, p_vaddr, _, p_filesz, _, _ = h
             else:
-                p_type, p_offset, p_vaddr, _, p_filesz, p_memsz, _, _ = h
-            segments.append((p_type, p_offset, p_vaddr, p_filesz, p_memsz))
+                p_type, p_offset, p_vaddr, _, p_filesz, _, _, _ = h
+            segments.append((p_type, p_offset, p_vaddr, p_filesz))
 
     def section_data(i: int) -> bytes:
         if not 0 <= i < len(sections):
@@ -131,7 +131,7 @@ def read_structure(stream: BinaryIO) -> ElfStructure:
         names = ["" for _ in sections]
 
     interp = None
-    for p_type, p_offset, _, p_filesz, _ in segments:
+    for p_type, p_offset, _, p_filesz in segments:
         if p_type == PT_INTERP:
             raw = f.read(p_offset, p_filesz)
             interp = raw.split(b"\0", 1)[0].decode("utf-8", errors="replace")
@@ -155,7 +155,7 @@ def read_structure(stream: BinaryIO) -> ElfStructure:
     if dyn_section is None and entries:
         address = next((v for t, v in entries if t == DT_STRTAB), None)
         offset = None
-        for p_type, p_offset, p_vaddr, p_filesz, _ in segments:
+        for p_type, p_offset, p_vaddr, p_filesz in segments:
             if address is not None and p_type == PT_LOAD and p_vaddr <= address < p_vaddr + p_filesz:
                 offset = address - p_vaddr + p_offset
         if offset is not None:
