@@ -15,7 +15,8 @@ coordinator serves):
 2. **The overhead of one remote cook** beyond the build itself: a trivial recipe (one
    file made by ``r.Create``) cooked ``--force`` remote and local; each command's wall
    clock less its cook proper (``Cooker.cook``, as the command reports it: the worker
-   runs it on one pinned processor, the local command on two), remote against local
+   runs it on one pinned processor, the local command on two; both commands resolve the
+   toolchain group before their first cook, outside it), remote against local
    (the whole commands' difference is printed too); and, from the worker's own timing,
    the task's time beyond the cook proper (opening the export, the changeset). Goal < 0.5 s.
    Beside it, from the one-worker runs of 1., each run's time beyond its cooks proper

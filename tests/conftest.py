@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -81,6 +82,13 @@ def shared_cache(tmp_path_factory) -> Path:
 @pytest.fixture
 def settings(tmp_path, shared_cache) -> Settings:
     return make_settings(tmp_path, cache=shared_cache)
+
+
+def sigint_as_from_a_terminal() -> None:
+    """``preexec_fn`` of a child a test interrupts with SIGINT: as from a terminal. A suite
+    run in the background (a non-interactive shell's ``&``) hands its children SIGINT
+    ignored, and a program keeps an ignored SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def free_port() -> int:

@@ -10,6 +10,8 @@ are settings come from the settings table (:func:`appbuilder.core.settings.add_f
 from __future__ import annotations
 
 import argparse
+import atexit
+import os
 import signal
 import sqlite3
 import sys
@@ -21,6 +23,7 @@ from appbuilder.cli.images import build_image_parser
 from appbuilder.core.errors import AppbuildError
 from appbuilder.core.settings import load_settings
 from appbuilder.core.ui import Console
+from appbuilder.recipe.answers import kept_in
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +42,36 @@ def _images_argv(argv: list[str]) -> list[str]:
     return argv
 
 
+_exit_status: int | None = None  # set by run(): the program's exit status, for _quick_exit
+
+
+def _quick_exit() -> None:
+    """The last exit handler of the ``appbuild`` program (registered first, so it runs after
+    every other one: threads joined, logs flushed, temporary directories removed): with
+    the output flushed, leave without the interpreter's teardown, which frees every module
+    and object one by one (0.05 s, 0.15 s with Dask loaded) and changes nothing on disk.
+    Only :func:`run` arms it; :func:`main` called in a process of its own never is."""
+    if _exit_status is None:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(_exit_status)
+
+
+atexit.register(_quick_exit)
+
+
+def run() -> None:
+    """The ``appbuild`` program: :func:`main`, then a quick exit (:func:`_quick_exit`)."""
+    global _exit_status
+    status = main()
+    _exit_status = status
+    sys.exit(status)
+
+
 def main(argv: list[str] | None = None) -> int:
     ui = Console()
     argv = sys.argv[1:] if argv is None else argv
@@ -51,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         settings = None if getattr(args, "no_workspace", False) else load_settings()
-        return args.func(args, settings, ui)
+        with kept_in(settings.cache if settings else None):  # answers of reading recipes
+            return args.func(args, settings, ui)
     except AppbuildError as exc:
         ui.error(str(exc))
         return exc.exit_code
@@ -75,4 +109,4 @@ def _terminate(signum, frame) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -19,31 +19,17 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from pathlib import Path
 
 import appbuilder
 from appbuilder.recipe.library import RECIPE_FILE, library_files, library_name
+from appbuilder.recipe.tree import recipe_tree
 from appbuilder.repository.versions import NVF
 
-IGNORED_NAMES = {"__pycache__", ".git"}
 # appbuild's code whose change can change what a cook produces (directories or files of
 # the appbuilder package)
 COOK_CODE = ("recipe", "policy", "cook/cook.py", "cook/buildroot.py", "cook/archive.py", "cook/toolchain.py",
              "core/sandbox.py", "core/beneath.py", "core/arch.py", "repository/deps.py", "upstream/debsrc.py")
-
-
-def _recipe_tree(recipe_dir: Path):
-    """(relative path, content) of each file of a recipe directory, in order (a symlink's
-    content is ``link:TARGET``)."""
-    for dirpath, dirnames, filenames in os.walk(recipe_dir):
-        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_NAMES)
-        for name in sorted(filenames):
-            if name.endswith((".pyc", "~")):
-                continue
-            path = Path(dirpath, name)
-            rel = path.relative_to(recipe_dir).as_posix()
-            yield rel, (b"link:" + os.readlink(path).encode()) if path.is_symlink() else path.read_bytes()
 
 
 def _libraries(recipe_dir: Path):
@@ -58,7 +44,7 @@ def _libraries(recipe_dir: Path):
 
 def source_hash(recipe_dir: Path) -> str:
     h = hashlib.sha256()
-    for rel, content in _recipe_tree(recipe_dir):
+    for rel, content in recipe_tree(recipe_dir):
         h.update(rel.encode() + b"\0" + content + b"\0")
     for name, content in _libraries(recipe_dir):
         h.update(b"library\0" + name.encode() + b"\0" + content + b"\0")
@@ -68,7 +54,7 @@ def source_hash(recipe_dir: Path) -> str:
 def recipe_files(recipe_dir: Path) -> dict[str, str]:
     """sha256 of each file the source hash covers, by its path in the recipe directory (what
     a cooked package records, for its provenance)."""
-    return {rel: hashlib.sha256(content).hexdigest() for rel, content in _recipe_tree(recipe_dir)}
+    return {rel: hashlib.sha256(content).hexdigest() for rel, content in recipe_tree(recipe_dir)}
 
 
 @functools.lru_cache(maxsize=1)

@@ -17,9 +17,10 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from appbuilder.cook.inputs import _recipe_tree, recipe_files
+from appbuilder.cook.inputs import recipe_files
 from appbuilder.core.errors import AppbuildError, RepositoryError
 from appbuilder.recipe.loader import RecipeFile
+from appbuilder.recipe.tree import recipe_tree
 from appbuilder.repository.repo import Repository
 from appbuilder.repository.trove import PACKAGE, Trove
 from appbuilder.repository.versions import NVF
@@ -33,7 +34,7 @@ def recipe_texts(recipe_dir: Path) -> dict[str, str]:
     cooked package keeps in its ``recipe_text``)."""
     kept: dict[str, str] = {}
     total = 0
-    for rel, content in _recipe_tree(recipe_dir):
+    for rel, content in recipe_tree(recipe_dir):
         if len(content) > MAX_FILE or total + len(content) > MAX_TOTAL or content.startswith(b"link:"):
             continue
         try:
@@ -116,7 +117,7 @@ def diff_lines(repo: Repository, rf: RecipeFile, arch: str | None = None) -> tup
 
 
 def _texts_of(recipe_dir: Path):
-    for rel, content in _recipe_tree(recipe_dir):
+    for rel, content in recipe_tree(recipe_dir):
         if content.startswith(b"link:"):
             continue
         try:

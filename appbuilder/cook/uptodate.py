@@ -107,6 +107,10 @@ def cook_changed(settings: Settings, repo: Repository, arches: list[Arch], progr
         has_any = any(settings.recipes_dir.glob(f"*/{RECIPE_FILE}"))
         recipes = find_recipes(settings.recipes_dir) if has_any else []
     cooker = Cooker(settings, repo, warn=progress.warn)
+    if recipes:
+        # resolved once before the first cook (as on a cluster): each "cooked ... in S s" is
+        # that recipe's own cook, and a toolchain that cannot be resolved is said once
+        cooker.toolchain()
     make_jobs = usable_cpus()
 
     def options(arch: Arch) -> CookOptions:

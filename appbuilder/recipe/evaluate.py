@@ -14,7 +14,8 @@ recipe can describe a build, and do nothing else to the machine reading it.
 
 Anything a recipe prints goes to the error stream, never into the answer, which
 comes back on a pipe of its own; a recipe that takes longer than a minute to read is
-stopped.
+stopped. An answer is kept (:mod:`appbuilder.recipe.answers`): a recipe nothing it sees
+changed is not read again.
 
 Conary recipes load as written (:mod:`appbuilder.recipe.conary`): the file sees conary's
 base classes and functions without an import line (:func:`_recipe_globals` makes that
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from appbuilder.core.errors import AppbuildError, RecipeError
+from appbuilder.recipe import answers as kept
 from appbuilder.recipe.base import PackageRecipe, caller_where, check_recipe_class
 from appbuilder.recipe.group import GroupRecipe, check_group_class
 from appbuilder.recipe.library import LibrarySpec, candidates, find_library, library_files, library_name
@@ -54,8 +56,27 @@ HOST_TOP_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 
 def evaluate(items: list[dict]) -> list[dict]:
     """Answer each item (``{"op": "load"|"setup", "kind": "package"|"group", "path": ...,
-    "arch": ..., "jobs": ...}``) in one sandboxed interpreter; raises the first item's
+    "arch": ..., "jobs": ...}``): from the kept answers (:mod:`appbuilder.recipe.answers`)
+    where nothing changed, the others in one sandboxed interpreter; raises the first item's
     error as a :class:`RecipeError` naming its file and line."""
+    keys = [kept.key_of(item) for item in items]
+    found = [kept.look_up(key) for key in keys]
+    missing = [i for i, a in enumerate(found) if a is None]
+    if missing:
+        fresh = _read_in_sandbox([items[i] for i in missing])
+        for i, a in zip(missing, fresh):
+            found[i] = a
+            kept.keep(keys[i], a)
+    for a in found:
+        _show_warnings(a.get("warnings"))
+        if "error" in a:
+            raise RecipeError(str(a["error"]))
+    return [a["ok"] for a in found]
+
+
+def _read_in_sandbox(items: list[dict]) -> list[dict]:
+    """The sandbox's answer to each item (``{"ok": ...}`` or ``{"error": ...}``, with its
+    ``warnings``), checked for form."""
     from appbuilder.core.sandbox import Bind, Sandbox, build_env
 
     package_dir = Path(__file__).resolve().parent.parent  # appbuilder/
@@ -113,10 +134,7 @@ def evaluate(items: list[dict]) -> list[dict]:
     for a in answers:
         if not isinstance(a, dict) or ("error" not in a and "ok" not in a):
             raise RecipeError(f"reading {_names(items)} gave a malformed answer")
-        _show_warnings(a.get("warnings"))
-        if "error" in a:
-            raise RecipeError(str(a["error"]))
-    return [a["ok"] for a in answers]
+    return answers
 
 
 _SHOWN: set[str] = set()

@@ -229,13 +229,22 @@ class IndexConnection(sqlite3.Connection):
         return self.cursor().executescript(sql_script)
 
 
-def connect(path: Path) -> IndexConnection:
-    """Open (creating when new) the index at *path*; a damaged one raises :class:`IndexProblem`."""
+def connect(path: Path, *, private: bool = False) -> IndexConnection:
+    """Open (creating when new) the index at *path*; a damaged one raises :class:`IndexProblem`.
+
+    *private*: a file being built that only this connection writes and that its maker
+    syncs and renames into place when done (a snapshot's index): its rollback journal
+    stays in memory and nothing is synced on the way (a crash leaves only the
+    temporary file, which is not used)."""
     with _translated(Path(path)):
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, factory=IndexConnection)
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        if private:
+            conn.execute("PRAGMA journal_mode=MEMORY")
+            conn.execute("PRAGMA synchronous=OFF")
+        else:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.executescript(SCHEMA)
         # write only on a new index: an INSERT, even one ignored, waits for any running writer,
@@ -252,12 +261,15 @@ def connect(path: Path) -> IndexConnection:
 
 @contextmanager
 def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One all-or-nothing change; concurrent writers wait for each other. Each one gives the
-    index a new :func:`state` token in the same transaction."""
+    """One all-or-nothing change; concurrent writers wait for each other. Each one that
+    changed a row gives the index a new :func:`state` token in the same transaction (one
+    that only read, as committing a group already there, leaves the token as it was)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
+        before = conn.total_changes
         yield conn
-        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('state', ?)", (uuid.uuid4().hex,))
+        if conn.total_changes != before:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('state', ?)", (uuid.uuid4().hex,))
     except BaseException:
         if conn.in_transaction:  # SQLite may have rolled back already (a damaged page, a full disk)
             conn.execute("ROLLBACK")

@@ -275,15 +275,27 @@ def open_remote(url: str, cache: Path | str, *, trusted: TrustedKeys | None = No
 
 
 def _copy_index(src: Path, dest: Path) -> None:
-    """A private copy of the built snapshot index (SQLite's backup: consistent while others write)."""
+    """A private copy of the built snapshot index, consistent while others write: the file
+    copied whole while a read transaction holds SQLite's shared lock (no writer can commit
+    meanwhile; a rollback journal left by a killed writer is rolled back by that read
+    first), or SQLite's page-by-page backup for an index in WAL mode, whose committed
+    pages may still be in its log."""
+    import shutil
     import sqlite3
 
-    for old in (dest, Path(f"{dest}-wal"), Path(f"{dest}-shm")):
+    for old in (dest, Path(f"{dest}-wal"), Path(f"{dest}-shm"), Path(f"{dest}-journal")):
         old.unlink(missing_ok=True)
-    with sqlite3.connect(src) as a, sqlite3.connect(dest) as b:
-        a.backup(b)
-    a.close()
-    b.close()
+    with contextlib.closing(sqlite3.connect(src, isolation_level=None)) as a:
+        if a.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            a.execute("BEGIN")
+            a.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # the shared lock, held until ROLLBACK
+            try:
+                shutil.copyfile(src, dest)
+            finally:
+                a.execute("ROLLBACK")
+            return
+        with contextlib.closing(sqlite3.connect(dest)) as b:
+            a.backup(b)
 
 
 def _build_index(source: Source, pointer: dict, index_path: Path) -> None:
@@ -291,8 +303,8 @@ def _build_index(source: Source, pointer: dict, index_path: Path) -> None:
     body = _fetch_checked(source, rel, pointer["size"], pointer["sha256"], "snapshot")
     doc = snap.parse(body, what=source.where(rel))
     with _new_index(index_path) as new:
-        snap.load(doc, new.tmp)
-        _finish_index(new.tmp, snap.referenced(doc), source, pointer)
+        snap.load(doc, new.db)
+        _finish_index(new.db, snap.referenced(doc), source, pointer)
         new.done = True
 
 
@@ -322,13 +334,12 @@ def _index_from_delta(source: Source, pointer: dict, cache: Path, index_path: Pa
                 "SELECT value FROM meta WHERE key='snapshot_contents'").fetchone()[0]))
     except (sqlite3.Error, TypeError, ValueError):
         return False  # not an index this module built: load the whole snapshot
-    with _new_index(index_path) as new:
-        _copy_index(base_index, new.tmp)
+    with _new_index(index_path, copy_of=base_index) as new:
         try:
-            snap.apply_delta(doc, new.tmp)
+            snap.apply_delta(doc, new.db)
         except snap.BadSnapshot:
             return False  # the base index is not the delta's base after all
-        _finish_index(new.tmp, contents | snap.referenced(doc), source, pointer)
+        _finish_index(new.db, contents | snap.referenced(doc), source, pointer)
         new.done = True
     return True
 
@@ -346,14 +357,19 @@ def _fetch_checked(source: Source, rel: str, size: int, digest: str, what: str) 
 
 
 class _new_index:
-    """A temporary index path (``.tmp``) beside *index_path*, renamed into place when the
-    block ends with ``done`` set (an index whose block failed or gave up is removed)."""
+    """A new index (``db``, a private connection: :func:`index.connect`) in a temporary file
+    beside *index_path*, empty or a copy of *copy_of*; when the block ends with ``done``
+    set it is closed, synced and renamed into place (one with its rollback journal on
+    disk, as a snapshot index is kept and copied); a block that failed or gave up
+    leaves nothing."""
 
-    def __init__(self, index_path: Path):
+    def __init__(self, index_path: Path, *, copy_of: Path | None = None):
         self.final = index_path
         index_path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = index_path.with_name(f".{index_path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
+        self.copy_of = copy_of
         self.done = False
+        self.db = None
 
     def _leftovers(self) -> list[Path]:
         return [self.tmp, Path(f"{self.tmp}-wal"), Path(f"{self.tmp}-shm"), Path(f"{self.tmp}-journal")]
@@ -361,31 +377,34 @@ class _new_index:
     def __enter__(self) -> "_new_index":
         for leftover in self._leftovers():
             leftover.unlink(missing_ok=True)
+        if self.copy_of is not None:
+            _copy_index(self.copy_of, self.tmp)
+        self.db = index.connect(self.tmp, private=True)
         return self
 
     def __exit__(self, kind, exc, tb) -> None:
         try:
+            self.db.close()
             if kind is None and self.done:
+                fd = os.open(self.tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
                 os.replace(self.tmp, self.final)
         finally:
             for leftover in self._leftovers():
                 leftover.unlink(missing_ok=True)
 
 
-def _finish_index(tmp: Path, contents: set[str], source: Source, pointer: dict) -> None:
-    """Record in the built index what the snapshot names and where it came from."""
-    conn = index.connect(tmp)
-    try:
-        with index.write_transaction(conn) as db:
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot_contents', ?)", (json.dumps(sorted(contents)),))
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot_troves', ?)",
-                       (str(db.execute("SELECT COALESCE(MAX(id), 0) FROM troves").fetchone()[0]),))
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot_source', ?)",
-                       (json.dumps({"url": source.url, "serial": pointer["serial"], "sha256": pointer["sha256"]}),))
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        conn.execute("PRAGMA journal_mode=DELETE")
-    finally:
-        conn.close()
+def _finish_index(db, contents: set[str], source: Source, pointer: dict) -> None:
+    """Record in the index being built what the snapshot names and where it came from."""
+    with index.write_transaction(db):
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot_contents', ?)", (json.dumps(sorted(contents)),))
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot_troves', ?)",
+                   (str(db.execute("SELECT COALESCE(MAX(id), 0) FROM troves").fetchone()[0]),))
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot_source', ?)",
+                   (json.dumps({"url": source.url, "serial": pointer["serial"], "sha256": pointer["sha256"]}),))
 
 
 def _state(cache: Path) -> dict:

@@ -45,7 +45,6 @@ import json
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import zstandard
 
@@ -306,27 +305,25 @@ def check(doc, *, what: str, before: int | None = None) -> None:
             raise bad(f"bad input entry {str(h)[:120]}")
 
 
-def load(doc: dict, path: Path) -> None:
-    """Write the snapshot *doc* (checked) as a new index at *path* (which must not exist yet)."""
-    conn = index.connect(path)
-    try:
-        with index.write_transaction(conn) as db:
-            ids = _insert_troves(db, doc["troves"])
-            db.executemany("INSERT INTO source_revisions VALUES (?, ?, ?, ?, ?)", doc["source_revisions"])
-            db.executemany("INSERT INTO inputs VALUES (?, ?)", [(h, ids[i]) for h, i in doc["inputs"]])
-            db.executemany("INSERT INTO build_logs VALUES (?, ?)", [(ids[i], h) for i, h in doc.get("build_logs", [])])
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot_loaded', ?)", (str(time.time()),))
-    except Exception as exc:
-        _close_failed(conn, exc)
-        raise
-    conn.close()
+def load(doc: dict, conn) -> None:
+    """Write the snapshot *doc* (checked) into the new, empty index behind *conn*, in one
+    transaction."""
+    with _consistent(), index.write_transaction(conn) as db:
+        ids = _insert_troves(db, doc["troves"])
+        db.executemany("INSERT INTO source_revisions VALUES (?, ?, ?, ?, ?)", doc["source_revisions"])
+        db.executemany("INSERT INTO inputs VALUES (?, ?)", [(h, ids[i]) for h, i in doc["inputs"]])
+        db.executemany("INSERT INTO build_logs VALUES (?, ?)", [(ids[i], h) for i, h in doc.get("build_logs", [])])
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot_loaded', ?)", (str(time.time()),))
 
 
-def _close_failed(conn, exc: Exception) -> None:
+@contextmanager
+def _consistent():
+    """A snapshot the index's constraints refuse is a :class:`BadSnapshot`."""
     import sqlite3
 
-    conn.close()
-    if isinstance(exc, sqlite3.IntegrityError):
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
         raise BadSnapshot(f"the snapshot is inconsistent ({exc})") from None
 
 
@@ -390,24 +387,19 @@ def parse_delta(data: bytes, *, what: str) -> dict:
     return doc
 
 
-def apply_delta(delta: dict, path: Path) -> None:
-    """Bring the index at *path* (a copy of the delta's base, nothing committed to it) to the
-    delta's snapshot: its troves appended, source revisions and inputs replaced."""
-    conn = index.connect(path)
-    try:
-        with index.write_transaction(conn) as db:
-            ids = [r[0] for r in db.execute("SELECT id FROM troves ORDER BY id")]
-            if len(ids) != delta["base_troves"]:
-                raise BadSnapshot(f"the index holds {len(ids)} troves, the delta's base {delta['base_troves']}")
-            ids += _insert_troves(db, delta["troves"])
-            db.execute("DELETE FROM source_revisions")
-            db.executemany("INSERT INTO source_revisions VALUES (?, ?, ?, ?, ?)", delta["source_revisions"])
-            db.execute("DELETE FROM inputs")
-            db.executemany("INSERT INTO inputs VALUES (?, ?)", [(h, ids[i]) for h, i in delta["inputs"]])
-            db.executemany("INSERT INTO build_logs VALUES (?, ?)",
-                           [(ids[i], h) for i, h in delta.get("build_logs", [])])
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot_loaded', ?)", (str(time.time()),))
-    except Exception as exc:
-        _close_failed(conn, exc)
-        raise
-    conn.close()
+def apply_delta(delta: dict, conn) -> None:
+    """Bring the index behind *conn* (a copy of the delta's base, nothing committed to it) to
+    the delta's snapshot, in one transaction: its troves appended, source revisions and
+    inputs replaced."""
+    with _consistent(), index.write_transaction(conn) as db:
+        ids = [r[0] for r in db.execute("SELECT id FROM troves ORDER BY id")]
+        if len(ids) != delta["base_troves"]:
+            raise BadSnapshot(f"the index holds {len(ids)} troves, the delta's base {delta['base_troves']}")
+        ids += _insert_troves(db, delta["troves"])
+        db.execute("DELETE FROM source_revisions")
+        db.executemany("INSERT INTO source_revisions VALUES (?, ?, ?, ?, ?)", delta["source_revisions"])
+        db.execute("DELETE FROM inputs")
+        db.executemany("INSERT INTO inputs VALUES (?, ?)", [(h, ids[i]) for h, i in delta["inputs"]])
+        db.executemany("INSERT INTO build_logs VALUES (?, ?)",
+                       [(ids[i], h) for i, h in delta.get("build_logs", [])])
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot_loaded', ?)", (str(time.time()),))

@@ -17,7 +17,7 @@ import pytest
 
 from appbuilder import cli
 from appbuilder.core.settings import SETTINGS
-from tests.conftest import PROJECT, VENV_BIN, env_for, run_appbuild
+from tests.conftest import PROJECT, VENV_BIN, env_for, run_appbuild, sigint_as_from_a_terminal
 
 APPBUILD = str(VENV_BIN / "appbuild")
 
@@ -169,11 +169,9 @@ def test_commands_that_need_no_workspace_work_outside_one(nowhere):
 def test_ctrl_c_and_sigterm_exit_130(workspace, tmp_path, sig):
     served = tmp_path / "served"
     served.mkdir()
-    # started as from a terminal: a suite run in the background (a non-interactive shell's `&`)
-    # hands its children SIGINT ignored, and a program keeps an ignored SIGINT ignored
     proc = subprocess.Popen([APPBUILD, "serve", str(served), "--port", "0"], env=env_for(workspace),
                             cwd=workspace.workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=sigint_as_from_a_terminal)
     try:
         first = proc.stdout.readline()
         assert first.startswith(f"serving {served}"), first
@@ -253,3 +251,20 @@ def test_main_in_process_turns_an_appbuild_error_into_exit_1(capsys, monkeypatch
         assert cli.main() == 0 and "Install" in capsys.readouterr().out
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_the_program_leaves_quickly_with_all_its_output_written(capsys, monkeypatch, nowhere):
+    """``appbuild`` (cli.run) skips the interpreter's teardown once its exit handlers ran:
+    what it printed still arrives whole, through a pipe, with the status main gave."""
+    monkeypatch.chdir(nowhere)
+    for s in SETTINGS:
+        if s.env:
+            monkeypatch.delenv(s.env, raising=False)
+    assert cli.main(["explain"]) == 0
+    expected = capsys.readouterr().out
+    assert len(expected) > 1000  # in the pipe buffer, not yet written, when main returns
+    proc = appbuild("explain", cwd=nowhere)
+    assert proc.returncode == 0 and proc.stdout == expected
+    failed = appbuild("explain", "Nope", cwd=nowhere)
+    assert failed.returncode == 1 and failed.stderr.startswith("error: ") and failed.stdout == ""
+    assert cli._exit_status is None  # main in this process never arms the quick exit

@@ -15,7 +15,7 @@ import pytest
 from appbuilder.cli.common import open_repo
 from appbuilder.repository.checkout import materialize
 from appbuilder.repository.deps import Dependency
-from tests.conftest import component, env_for, run_appbuild
+from tests.conftest import component, env_for, run_appbuild, sigint_as_from_a_terminal
 
 
 @pytest.fixture
@@ -294,6 +294,7 @@ def test_ctrl_c_stops_the_build_and_commits_nothing(workspace):
     proc = subprocess.Popen(
         [os.path.join(os.path.dirname(os.sys.executable), "appbuild"), "cook", "recipes/slow", "-v"],
         env=env_for(workspace), cwd=workspace.workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=sigint_as_from_a_terminal,
     )
     deadline = time.monotonic() + 60
     line = ""

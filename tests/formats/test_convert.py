@@ -22,6 +22,7 @@ from appbuilder.formats.convert import OutputExists, convert_all
 from appbuilder.formats.ova import extract_disk
 from appbuilder.formats.descriptors import FileInfo, render
 from appbuilder.formats.specs import DATA_DIR, FormatError, get_format
+from tests.conftest import sigint_as_from_a_terminal
 from tests.disks import EPOCH, image_meta
 
 MIB = 1 << 20
@@ -321,7 +322,7 @@ def test_ctrl_c_stops_the_conversions_and_leaves_nothing(tmp_path):
         f.truncate(192 * MIB)
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED, str(raw), str(out)], cwd=PROJECT,
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, text=True, preexec_fn=sigint_as_from_a_terminal)
     lines = []
     for line in proc.stdout:
         lines.append(line)

@@ -276,3 +276,28 @@ def test_a_server_serves_nothing_before_its_first_export_and_says_why_it_failed(
     with pytest.raises(AppbuildError, match="Not a directory"):  # as a context manager: before anything is served
         with RepositoryServer(open_repository(hello_repo), tmp_path / "file" / "tree"):
             pass
+
+
+@pytest.mark.parametrize("journal", ["delete", "wal"])
+def test_private_index_copy_is_consistent_while_another_writes(tmp_path, journal):
+    """A task's private copy of a snapshot index holds what was committed, never a writer's
+    uncommitted change, in either journal mode (the file copied under SQLite's shared lock,
+    or its backup for WAL)."""
+    import sqlite3
+
+    from appbuilder.repository.remote import _copy_index
+
+    src = tmp_path / "snapshot.sqlite"
+    with sqlite3.connect(src) as db:
+        db.execute(f"PRAGMA journal_mode={journal}")
+        db.execute("CREATE TABLE t (n INTEGER)")
+        db.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(5000)])
+    writer = sqlite3.connect(src, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("DELETE FROM t WHERE n < 2500")  # not committed while the copy is made
+    _copy_index(src, tmp_path / "copy.sqlite")
+    writer.execute("ROLLBACK")
+    writer.close()
+    with sqlite3.connect(tmp_path / "copy.sqlite") as copy:
+        assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert copy.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 5000

@@ -19,7 +19,7 @@ import zstandard
 
 from appbuilder.core.fileio import sha256_file
 from appbuilder.verify.boot import BOOT_MARKER, BootOptions, boot_until
-from tests.conftest import PROJECT, env_for, make_settings, new_workspace, run_appbuild
+from tests.conftest import PROJECT, env_for, make_settings, new_workspace, run_appbuild, sigint_as_from_a_terminal
 
 BOOT_TIMEOUT = 90
 
@@ -286,7 +286,7 @@ def test_ctrl_c_during_conversion_leaves_no_image(appliance, tmp_path):
     argv = [str(Path(os.sys.executable).parent / "appbuild"), "group-cernvm", "--version", appliance.version["x86"],
             "--no-cook", "--arch", "x86", "--format", "all", "--output", str(out)]
     proc = subprocess.Popen(argv, env=env_for(appliance.settings), cwd=PROJECT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=sigint_as_from_a_terminal)
     deadline = time.monotonic() + 120
     line = ""
     while "converting" not in line and time.monotonic() < deadline:
