@@ -250,7 +250,6 @@ def _cook(task: CookTask, settings, repo, reply: CookReply) -> None:
         raise AppbuildError(f"{task.name} ({task.arch}): the worker {reply.worker} computes the input hash "
                             f"{in_hash[:16]}, the coordinator {task.input_hash[:16]}: is the same appbuild "
                             "installed on both?")
-    before = set(repo.packages())
     t = time.monotonic()
     jobs = task.make_jobs or usable_cpus()
     result = cooker.cook(rf, CookOptions(arch=arch, force=task.force, make_jobs=jobs))
@@ -259,8 +258,9 @@ def _cook(task: CookTask, settings, repo, reply: CookReply) -> None:
     if result.skipped:
         reply.skipped = True
         return
-    # the cook's packages: its own, and those its r.PackageSpec made (recorded "made_with")
-    made = [n for n in set(repo.packages()) - before
+    # the cook's packages: its own, and those its r.PackageSpec made (recorded "made_with"),
+    # among what this task committed to its private index
+    made = [n for n in repo.local_commits()
             if n == result.nvf or repo.get(n, with_files=False).info.get("made_with") == rf.name]
     made = sorted(made, key=lambda n: (n != result.nvf, str(n)))
     reply.troves = [str(n) for n in made]

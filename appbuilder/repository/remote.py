@@ -222,8 +222,7 @@ class RemoteRepository(Repository):
     def remote_contents(self) -> set[str]:
         """Every object the exported tree holds (what the snapshot's troves name)."""
         if self._remote_contents is None:
-            self._remote_contents = set(json.loads(
-                self.db.execute("SELECT value FROM meta WHERE key='snapshot_contents'").fetchone()[0]))
+            self._remote_contents = {d for (d,) in self.db.execute("SELECT sha256 FROM snapshot_contents")}
         return self._remote_contents
 
 
@@ -330,16 +329,15 @@ def _index_from_delta(source: Source, pointer: dict, cache: Path, index_path: Pa
 
     try:
         with contextlib.closing(sqlite3.connect(f"file:{base_index}?mode=ro", uri=True)) as conn:
-            contents = set(json.loads(conn.execute(
-                "SELECT value FROM meta WHERE key='snapshot_contents'").fetchone()[0]))
-    except (sqlite3.Error, TypeError, ValueError):
-        return False  # not an index this module built: load the whole snapshot
+            conn.execute("SELECT 1 FROM snapshot_contents LIMIT 1").fetchall()
+    except sqlite3.Error:
+        return False  # not an index this module built (or an older one): load the whole snapshot
     with _new_index(index_path, copy_of=base_index) as new:
         try:
             snap.apply_delta(doc, new.db)
         except snap.BadSnapshot:
             return False  # the base index is not the delta's base after all
-        _finish_index(new.db, contents | snap.referenced(doc), source, pointer)
+        _finish_index(new.db, snap.referenced(doc), source, pointer)  # the base's contents are in the copy
         new.done = True
     return True
 
@@ -398,9 +396,11 @@ class _new_index:
 
 
 def _finish_index(db, contents: set[str], source: Source, pointer: dict) -> None:
-    """Record in the index being built what the snapshot names and where it came from."""
+    """Record in the index being built what the snapshot names (*contents*, added to those
+    of the base it was copied from; table ``snapshot_contents``) and where it came from."""
     with index.write_transaction(db):
-        db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot_contents', ?)", (json.dumps(sorted(contents)),))
+        db.execute("CREATE TABLE IF NOT EXISTS snapshot_contents (sha256 TEXT PRIMARY KEY) WITHOUT ROWID")
+        db.executemany("INSERT OR IGNORE INTO snapshot_contents VALUES (?)", ((d,) for d in sorted(contents)))
         db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot_troves', ?)",
                    (str(db.execute("SELECT COALESCE(MAX(id), 0) FROM troves").fetchone()[0]),))
         db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot_source', ?)",
