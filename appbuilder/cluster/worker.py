@@ -74,8 +74,11 @@ def files_of(workspace: Path, paths: list[Path], *, place: dict[Path, str] | Non
             rel = (prefix / p.relative_to(top)).as_posix() if p != top else prefix.as_posix()
             if p.is_symlink():
                 out[rel] = FileData(rel, link=os.readlink(p))
-            else:
+            elif p.is_file():
                 out[rel] = FileData(rel, p.read_bytes(), stat.S_IMODE(p.stat().st_mode))
+            else:  # never read: a FIFO would wait forever
+                raise AppbuildError(f"{p} is neither a file, a directory nor a symbolic link (a FIFO, device or "
+                                    f"socket): a task cannot carry it")
     return list(out.values())
 
 

@@ -35,7 +35,8 @@ def recipe_texts(recipe_dir: Path) -> dict[str, str]:
     kept: dict[str, str] = {}
     total = 0
     for rel, content in recipe_tree(recipe_dir):
-        if len(content) > MAX_FILE or total + len(content) > MAX_TOTAL or content.startswith(b"link:"):
+        if (len(content) > MAX_FILE or total + len(content) > MAX_TOTAL
+                or content.startswith((b"link:", b"special:"))):
             continue
         try:
             text = content.decode("utf-8")
@@ -118,7 +119,7 @@ def diff_lines(repo: Repository, rf: RecipeFile, arch: str | None = None) -> tup
 
 def _texts_of(recipe_dir: Path):
     for rel, content in recipe_tree(recipe_dir):
-        if content.startswith(b"link:"):
+        if content.startswith((b"link:", b"special:")):
             continue
         try:
             text = content.decode("utf-8")

@@ -6,12 +6,14 @@ hash (:mod:`appbuilder.cook.inputs`), the recipe text a cooked package keeps and
 kept answers of reading a recipe (:mod:`appbuilder.recipe.answers`) all see the same
 files. Byte-compiled files, editor backups (``NAME~``), ``__pycache__`` and ``.git``
 are not counted; a symbolic link counts as its target (``link:TARGET``), not as what
-it points at.
+it points at, and anything else that is not a regular file (a FIFO, a device, a socket)
+as its kind (``special:MODE``), never read: reading a FIFO would wait forever.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Iterator
 
@@ -20,7 +22,7 @@ IGNORED_NAMES = {"__pycache__", ".git"}
 
 def recipe_tree(recipe_dir: Path) -> Iterator[tuple[str, bytes]]:
     """(relative path, content) of each file of a recipe directory, in order (a symlink's
-    content is ``link:TARGET``)."""
+    content is ``link:TARGET``, another file that is not a regular one ``special:MODE``)."""
     for dirpath, dirnames, filenames in os.walk(recipe_dir):
         dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_NAMES)
         for name in sorted(filenames):
@@ -28,4 +30,10 @@ def recipe_tree(recipe_dir: Path) -> Iterator[tuple[str, bytes]]:
                 continue
             path = Path(dirpath, name)
             rel = path.relative_to(recipe_dir).as_posix()
-            yield rel, (b"link:" + os.readlink(path).encode()) if path.is_symlink() else path.read_bytes()
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                yield rel, b"link:" + os.readlink(path).encode()
+            elif stat.S_ISREG(mode):
+                yield rel, path.read_bytes()
+            else:
+                yield rel, b"special:%o" % stat.S_IFMT(mode)

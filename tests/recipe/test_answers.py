@@ -143,3 +143,14 @@ def test_a_group_and_the_library_files_it_loads_are_in_the_key(tmp_path, reads):
         (lib / "recipe.py").write_text((lib / "recipe.py").read_text().replace("'1'", "'2'"))
         load_group(groups, "group-kept").instantiate(get_arch("x86_64"))
     assert len(reads) == 2
+
+
+def test_a_fifo_beside_the_recipe_is_counted_not_read(tmp_path, reads):
+    import os
+
+    d = recipe_dir(tmp_path)
+    os.mkfifo(d / "pipe")  # reading it would wait for a writer forever
+    with answers.kept_in(tmp_path / "cache"):
+        assert find_recipes(d)[0].name == "kept"
+        assert find_recipes(d)[0].name == "kept"
+    assert len(reads) == 1
