@@ -375,9 +375,14 @@ class _new_index:
     def __enter__(self) -> "_new_index":
         for leftover in self._leftovers():
             leftover.unlink(missing_ok=True)
-        if self.copy_of is not None:
-            _copy_index(self.copy_of, self.tmp)
-        self.db = index.connect(self.tmp, private=True)
+        try:
+            if self.copy_of is not None:
+                _copy_index(self.copy_of, self.tmp)
+            self.db = index.connect(self.tmp, private=True)
+        except BaseException:
+            for leftover in self._leftovers():
+                leftover.unlink(missing_ok=True)
+            raise
         return self
 
     def __exit__(self, kind, exc, tb) -> None:
