@@ -252,19 +252,3 @@ def test_main_in_process_turns_an_appbuild_error_into_exit_1(capsys, monkeypatch
     finally:
         signal.signal(signal.SIGTERM, before)
 
-
-def test_the_program_leaves_quickly_with_all_its_output_written(capsys, monkeypatch, nowhere):
-    """``appbuild`` (cli.run) skips the interpreter's teardown once its exit handlers ran:
-    what it printed still arrives whole, through a pipe, with the status main gave."""
-    monkeypatch.chdir(nowhere)
-    for s in SETTINGS:
-        if s.env:
-            monkeypatch.delenv(s.env, raising=False)
-    assert cli.main(["explain"]) == 0
-    expected = capsys.readouterr().out
-    assert len(expected) > 1000  # in the pipe buffer, not yet written, when main returns
-    proc = appbuild("explain", cwd=nowhere)
-    assert proc.returncode == 0 and proc.stdout == expected
-    failed = appbuild("explain", "Nope", cwd=nowhere)
-    assert failed.returncode == 1 and failed.stderr.startswith("error: ") and failed.stdout == ""
-    assert cli._exit_status is None  # main in this process never arms the quick exit
