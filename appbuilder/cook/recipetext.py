@@ -20,7 +20,7 @@ from pathlib import Path
 from appbuilder.cook.inputs import recipe_files
 from appbuilder.core.errors import AppbuildError, RepositoryError
 from appbuilder.recipe.loader import RecipeFile
-from appbuilder.recipe.tree import recipe_tree
+from appbuilder.recipe.tree import UNREAD, recipe_tree
 from appbuilder.repository.repo import Repository
 from appbuilder.repository.trove import PACKAGE, Trove
 from appbuilder.repository.versions import NVF
@@ -35,8 +35,7 @@ def recipe_texts(recipe_dir: Path) -> dict[str, str]:
     kept: dict[str, str] = {}
     total = 0
     for rel, content in recipe_tree(recipe_dir):
-        if (len(content) > MAX_FILE or total + len(content) > MAX_TOTAL
-                or content.startswith((b"link:", b"special:"))):
+        if len(content) > MAX_FILE or total + len(content) > MAX_TOTAL or content.startswith(UNREAD):
             continue
         try:
             text = content.decode("utf-8")
@@ -119,7 +118,7 @@ def diff_lines(repo: Repository, rf: RecipeFile, arch: str | None = None) -> tup
 
 def _texts_of(recipe_dir: Path):
     for rel, content in recipe_tree(recipe_dir):
-        if content.startswith((b"link:", b"special:")):
+        if content.startswith(UNREAD):
             continue
         try:
             text = content.decode("utf-8")

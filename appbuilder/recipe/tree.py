@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Iterator
 
 IGNORED_NAMES = {"__pycache__", ".git"}
+# how the content of a file that is not read begins (a symbolic link, a FIFO, a device, a socket)
+UNREAD = (b"link:", b"special:")
 
 
 def recipe_tree(recipe_dir: Path) -> Iterator[tuple[str, bytes]]:
