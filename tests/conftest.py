@@ -142,13 +142,23 @@ def toolchain_repo(tmp_path_factory, shared_cache) -> Path:
     return s.repository
 
 
-def seed_repository(settings: Settings, template: Path) -> Settings:
-    """Start *settings*' repository as a copy of *template* (objects hard-linked: they never
-    change once written)."""
-    dest = settings.repository
+def copy_repository(source: Path, dest: Path) -> Path:
+    """A writable copy of the repository *source*: objects hard-linked (they never change once
+    written), the index copied through SQLite (what a write-ahead log beside it holds too)."""
     dest.mkdir(parents=True)
-    subprocess.run(["cp", "-a", "--link", str(template / "objects"), str(dest / "objects")], check=True)
-    shutil.copy(template / "index.sqlite", dest / "index.sqlite")
+    subprocess.run(["cp", "-a", "--link", str(source / "objects"), str(dest / "objects")], check=True)
+    a, b = sqlite3.connect(source / "index.sqlite"), sqlite3.connect(dest / "index.sqlite")
+    try:
+        a.backup(b)
+    finally:
+        a.close()
+        b.close()
+    return dest
+
+
+def seed_repository(settings: Settings, template: Path) -> Settings:
+    """Start *settings*' repository as a copy of *template* (:func:`copy_repository`)."""
+    copy_repository(template, settings.repository)
     return settings
 
 

@@ -10,9 +10,12 @@ are settings come from the settings table (:func:`appbuilder.core.settings.add_f
 from __future__ import annotations
 
 import argparse
+import atexit
+import os
 import signal
 import sqlite3
 import sys
+import threading
 
 from appbuilder import __version__
 from appbuilder.cli import fs, groups, images, packages, repo
@@ -22,6 +25,7 @@ from appbuilder.core.errors import AppbuildError
 from appbuilder.core.settings import load_settings
 from appbuilder.core.ui import Console
 from appbuilder.recipe.answers import kept_in
+from appbuilder.repository import index
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,10 +75,39 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def run() -> None:
+    """The ``appbuild`` program: :func:`main`, then a quick exit.
+
+    Leaving a Python program has two parts: first what a program can see (threads
+    joined, exit handlers run: logs flushed, temporary directories removed), then the
+    interpreter's teardown, which frees every module and object one by one (0.05 s;
+    0.15 s with Dask loaded, more than a remote cook's own scheduling) and changes
+    nothing on disk, with one exception: SQLite connections still open close then, and
+    the last one to the repository index folds its write-ahead log back into
+    ``index.sqlite``. So: the first part as the interpreter does it, every index
+    connection closed (:func:`appbuilder.repository.index.close_all`), the output
+    flushed, then ``os._exit``. When a connection cannot be closed yet (a thread that
+    opened it still runs) the program leaves the normal way."""
+    status = main()
+    shutdown = getattr(threading, "_shutdown", None)  # what the interpreter runs first
+    if shutdown is None:
+        sys.exit(status)
+    shutdown()
+    atexit._run_exitfuncs()
+    if not index.close_all():
+        sys.exit(status)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed pipe: the normal exit says so
+        sys.exit(status)
+    os._exit(status)
+
+
 def _terminate(signum, frame) -> None:
     """SIGTERM stops appbuild as Ctrl-C does: running builds are killed, nothing half-done stays."""
     raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -28,6 +28,7 @@ and the manifest is merged as a local build records it.
 
 from __future__ import annotations
 
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,16 +134,31 @@ def _place(settings: Settings, value: str) -> Path:
 
 
 def _local_address(scheduler: str) -> str:
-    """The address of this machine the scheduler's network reaches it at."""
-    from distributed.utils import get_ip
-
-    host = urlsplit(scheduler).hostname or "127.0.0.1"
+    """The address of this machine the scheduler's network reaches it at: the source
+    address the system's routing table picks for the scheduler (a UDP socket's
+    ``connect`` sends nothing), as Dask's own ``get_ip`` finds it. Done here with the
+    standard library: Dask is still being imported on another thread then
+    (:class:`appbuilder.cluster.connect.PendingCluster`) and its modules would wait for it."""
+    parts = urlsplit(scheduler)
+    host = parts.hostname or "127.0.0.1"
     if host in ("localhost", "127.0.0.1", "::1"):
         return "127.0.0.1"
     try:
-        return get_ip(host)
+        port = parts.port or 8786
+    except ValueError:
+        port = 8786
+    for target in (host, "192.0.2.1"):  # no route to the scheduler: the default route's address
+        try:
+            family = socket.AF_INET6 if ":" in target else socket.AF_INET
+            with socket.socket(family, socket.SOCK_DGRAM) as sock:
+                sock.connect((target, port))
+                return sock.getsockname()[0]
+        except OSError:
+            continue
+    try:  # no route at all: the address this machine's name has (Dask's choice too)
+        return socket.gethostbyname(socket.gethostname())
     except OSError:
-        return get_ip()
+        return "127.0.0.1"
 
 
 # ------------------------------------------------------------------ what a task carries
@@ -186,8 +202,6 @@ def cook_on_cluster(settings: Settings, repo: Repository, cluster: Cluster, reci
     """Cook *recipes* for *arches* on the cluster, in build order (see the module docstring).
 
     *task* is the function the workers run (default :func:`appbuilder.cluster.worker.cook_task`)."""
-    from distributed import as_completed
-
     from appbuilder.cluster.worker import cook_task
     from appbuilder.repository.changeset import commit_changeset
     from appbuilder.repository.keys import trusted_from
@@ -264,7 +278,10 @@ def cook_on_cluster(settings: Settings, repo: Repository, cluster: Cluster, reci
             # nodes skipped as committed may have made others ready: loop
 
     try:
-        queue = as_completed(loop=cluster.client.loop)  # (a connection still being made is waited for)
+        client = cluster.client  # (a connection still being made is waited for)
+        from distributed import as_completed  # imported by now: importing it sooner would wait for it
+
+        queue = as_completed(loop=client.loop)
         submit(queue)
         for fut in queue:
             node, in_hash = running.pop(fut)

@@ -15,22 +15,27 @@ failing build would only fail again.
 
 The worker keeps its caches (objects read over HTTP, build roots, the lookaside cache of
 sources) under ``APPBUILD_WORKER_DIR`` if set, else the Dask worker's local directory,
-in ``appbuild/``; each task's workspace is a fresh temporary directory removed afterwards.
+in ``appbuild/``; each task's workspace is a scratch directory there, removed afterwards
+(:func:`task_workspace`), and recipes' kept answers are in its ``cache/``.
 A worker signs its changesets with the key ``APPBUILD_REPO_SIGNING_KEY`` names on the
 worker's machine, if any.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import itertools
 import os
 import shutil
 import socket
 import stat
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Iterator
 
 from appbuilder.core.cpus import usable_cpus
 from appbuilder.core.errors import AppbuildError
@@ -200,26 +205,49 @@ def _in_scratch(work, task, reply, prefix: str):
     holding the task's files, with the repository of the task's export (closed afterwards);
     the workspace is removed afterwards. A build's failure becomes the reply's error (not an
     exception, which Dask would retry); the reply's seconds are the task's."""
+    from appbuilder.recipe.answers import kept_in
+
     start = time.monotonic()
     home = worker_home()
-    (home / "tasks").mkdir(exist_ok=True)
-    workspace = Path(tempfile.mkdtemp(dir=home / "tasks", prefix=prefix))
-    try:
+    with task_workspace(home / "tasks", prefix) as workspace:
         try:
             write_files(workspace, task.files)
             (workspace / "repo").mkdir(exist_ok=True)
             settings = _settings(workspace, home, task.values)
             repo = open_repository(task.repository, home, task.trusted, workspace)
             try:
-                work(task, settings, repo, reply)
+                with kept_in(settings.cache):  # answers of reading recipes, as the coordinator keeps them
+                    work(task, settings, repo, reply)
             finally:
                 repo.close()
         except AppbuildError as exc:
             reply.error = str(exc)
-    finally:
-        shutil.rmtree(workspace, ignore_errors=True)
     reply.seconds = time.monotonic() - start
     return reply
+
+
+@contextmanager
+def task_workspace(tasks: Path, prefix: str) -> Iterator[Path]:
+    """A scratch workspace for one task, removed afterwards: ``tasks/PREFIX N``, the first N
+    no running task holds (each holds the lock file beside its directory; a task killed
+    midway lets go of it, and the next one clears what it left). One recipe's tasks thus
+    cook at the same path, one after the other, and the answers of reading the recipe,
+    which name its path, are kept between them (:mod:`appbuilder.recipe.answers`)."""
+    tasks.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count():
+        with open(tasks / f"{prefix}{n}.lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a running task's
+            workspace = tasks / f"{prefix}{n}"
+            shutil.rmtree(workspace, ignore_errors=True)
+            workspace.mkdir()
+            try:
+                yield workspace
+            finally:
+                shutil.rmtree(workspace, ignore_errors=True)
+            return
 
 
 def cook_task(task: CookTask) -> CookReply:

@@ -78,6 +78,17 @@ def _contents(repo: Repository, trove: Trove) -> set[str]:
     return found
 
 
+def _held(base, wanted: set[str]) -> set[str]:
+    """Those of *wanted* that *base* holds: a repository opened from an export (what its
+    snapshot names), a plain repository (nothing: it is the whole source), or a collection
+    of digests."""
+    if hasattr(base, "remote_holds"):
+        return base.remote_holds(wanted)
+    if isinstance(base, Repository):
+        return set()
+    return wanted & set(base)
+
+
 def make_changeset(repo: Repository, troves: list[NVF], *, base_snapshot=None, signer: Signer | None = None,
                    rebuild: bool = False) -> bytes:
     """The changeset of *troves* (packages, with their components, and groups) of *repo*.
@@ -88,12 +99,6 @@ def make_changeset(repo: Repository, troves: list[NVF], *, base_snapshot=None, s
     *rebuild*: the packages are forced rebuilds (``cook --force``): the coordinator gives
     them a new build count even if it has their input hash.
     """
-    if base_snapshot is None:
-        base = set(repo.remote_contents()) if hasattr(repo, "remote_contents") else set()
-    elif hasattr(base_snapshot, "remote_contents"):
-        base = set(base_snapshot.remote_contents())
-    else:
-        base = set(base_snapshot)
     entries: list[dict] = []
     wanted: set[str] = set()
     for nvf in troves:
@@ -118,7 +123,7 @@ def make_changeset(repo: Repository, troves: list[NVF], *, base_snapshot=None, s
         else:
             raise RepositoryError(f"{trove} is a {trove.kind}: put its package into the changeset")
         entries.append(entry)
-    carried = sorted(wanted - base)
+    carried = sorted(wanted - _held(repo if base_snapshot is None else base_snapshot, wanted))
     blobs = []
     for digest in carried:
         try:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import uuid
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -178,35 +180,54 @@ def _translated(path: Path) -> Iterator[None]:
 
 
 class IndexCursor(sqlite3.Cursor):
-    """A cursor whose damaged-index errors, also while rows are fetched, are :class:`IndexProblem`."""
+    """A cursor whose damaged-index errors, also while rows are fetched, are :class:`IndexProblem`.
+    (Each method catches them itself: a context manager around every row fetched took as
+    long as the fetch, and groups and toolchains read tens of thousands of rows.)"""
+
+    def _problem(self, exc: sqlite3.DatabaseError) -> BaseException:
+        return _translate(exc, self.connection.path)
 
     def execute(self, sql, parameters=()):
-        with _translated(self.connection.path):
+        try:
             return super().execute(sql, parameters)
+        except sqlite3.DatabaseError as exc:
+            raise self._problem(exc) from exc
 
     def executemany(self, sql, seq_of_parameters):
-        with _translated(self.connection.path):
+        try:
             return super().executemany(sql, seq_of_parameters)
+        except sqlite3.DatabaseError as exc:
+            raise self._problem(exc) from exc
 
     def executescript(self, sql_script):
-        with _translated(self.connection.path):
+        try:
             return super().executescript(sql_script)
+        except sqlite3.DatabaseError as exc:
+            raise self._problem(exc) from exc
 
     def fetchone(self):
-        with _translated(self.connection.path):
+        try:
             return super().fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise self._problem(exc) from exc
 
     def fetchmany(self, size=None):
-        with _translated(self.connection.path):
+        try:
             return super().fetchmany(self.arraysize if size is None else size)
+        except sqlite3.DatabaseError as exc:
+            raise self._problem(exc) from exc
 
     def fetchall(self):
-        with _translated(self.connection.path):
+        try:
             return super().fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._problem(exc) from exc
 
     def __next__(self):
-        with _translated(self.connection.path):
+        try:
             return super().__next__()
+        except sqlite3.DatabaseError as exc:
+            raise self._problem(exc) from exc
 
 
 class IndexConnection(sqlite3.Connection):
@@ -215,6 +236,7 @@ class IndexConnection(sqlite3.Connection):
     def __init__(self, database, *args, **kwargs):
         super().__init__(database, *args, **kwargs)
         self.path = Path(database)
+        self.thread = threading.current_thread()  # the one that uses it (see close_all)
 
     def cursor(self, factory=IndexCursor):
         return super().cursor(factory)
@@ -229,6 +251,29 @@ class IndexConnection(sqlite3.Connection):
         return self.cursor().executescript(sql_script)
 
 
+_open: "weakref.WeakSet[IndexConnection]" = weakref.WeakSet()  # every connection connect() made
+
+
+def close_all() -> bool:
+    """Close every index connection still open in this process, when the program is done:
+    the last connection to close folds the write-ahead log into ``index.sqlite`` and
+    removes ``index.sqlite-wal``, which a program that leaves without its interpreter's
+    teardown (``appbuild``, :func:`appbuilder.cli.run`) would otherwise leave behind.
+    False, closing nothing, while a thread other than the caller's that opened one still
+    runs (it may be using it): the caller then leaves the normal way."""
+    conns = list(_open)
+    me = threading.current_thread()
+    if any(c.thread is not me and c.thread.is_alive() for c in conns):
+        return False
+    try:
+        for conn in conns:
+            conn.close()
+    except sqlite3.Error:
+        return False
+    _open.clear()
+    return True
+
+
 def connect(path: Path, *, private: bool = False) -> IndexConnection:
     """Open (creating when new) the index at *path*; a damaged one raises :class:`IndexProblem`.
 
@@ -237,7 +282,11 @@ def connect(path: Path, *, private: bool = False) -> IndexConnection:
     stays in memory and nothing is synced on the way (a crash leaves only the
     temporary file, which is not used)."""
     with _translated(Path(path)):
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, factory=IndexConnection)
+        # each connection stays in the thread that opened it (callers keep one per thread);
+        # without the check, close_all can close them from the main thread when the program ends
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, factory=IndexConnection,
+                               check_same_thread=False)
+    _open.add(conn)
     try:
         if private:
             conn.execute("PRAGMA journal_mode=MEMORY")

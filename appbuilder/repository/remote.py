@@ -225,6 +225,17 @@ class RemoteRepository(Repository):
             self._remote_contents = {d for (d,) in self.db.execute("SELECT sha256 FROM snapshot_contents")}
         return self._remote_contents
 
+    def remote_holds(self, digests: set[str]) -> set[str]:
+        """Those of *digests* the exported tree holds (looked up one by one: a changeset's
+        few objects against the tens of thousands a snapshot names)."""
+        if self._remote_contents is not None:
+            return digests & self._remote_contents
+        held = set()
+        for digest in digests:
+            if self.db.execute("SELECT 1 FROM snapshot_contents WHERE sha256 = ?", (digest,)).fetchone():
+                held.add(digest)
+        return held
+
 
 def read_pointer(source: Source, trusted: TrustedKeys | None) -> dict:
     """The export's ``snapshot.json``, checked (shape and signature)."""

@@ -115,10 +115,12 @@ class IndexDump:
         of *base_body*, then these; the other lists as read): what :func:`encode` gives for the
         whole document, without reading the base's troves back."""
         troves = base_troves_json(base_body)
-        if self.troves:
-            added = b",".join(encode(t) for t in self.troves)
-            troves = troves[:-1] + (b"," if troves != b"[]" else b"") + added + b"]"
-        return encode_with_troves(troves, self.source_revisions, self.inputs, self.build_logs)
+        if not self.troves:
+            return encode_with_troves(troves, self.source_revisions, self.inputs, self.build_logs)
+        added = b",".join(encode(t) for t in self.troves)
+        head = encode_with_troves(b"", self.source_revisions, self.inputs, self.build_logs)[:-1]
+        # one copy of the (large) base troves list, not one per concatenation
+        return b"".join([head, memoryview(troves)[:-1], b"," if troves != b"[]" else b"", added, b"]}"])
 
 
 def dump_since(conn, base: dict | None) -> IndexDump:

@@ -252,3 +252,26 @@ def test_main_in_process_turns_an_appbuild_error_into_exit_1(capsys, monkeypatch
     finally:
         signal.signal(signal.SIGTERM, before)
 
+
+
+def test_the_program_leaves_quickly_with_its_output_whole_and_the_index_closed(capsys, monkeypatch, nowhere,
+                                                                              workspace):
+    """``appbuild`` (cli.run) skips the interpreter's teardown once its threads and exit
+    handlers are done: what it printed arrives whole through a pipe, with main's status, and
+    the repository index was closed first (no write-ahead log or shared-memory file stays
+    beside ``index.sqlite``: a copy of that one file holds every commit)."""
+    monkeypatch.chdir(nowhere)
+    for s in SETTINGS:
+        if s.env:
+            monkeypatch.delenv(s.env, raising=False)
+    assert cli.main(["explain"]) == 0
+    expected = capsys.readouterr().out
+    assert len(expected) > 1000  # in the pipe buffer, not yet written, when main returns
+    proc = appbuild("explain", cwd=nowhere)
+    assert proc.returncode == 0 and proc.stdout == expected
+    failed = appbuild("explain", "Nope", cwd=nowhere)
+    assert failed.returncode == 1 and failed.stderr.startswith("error: ") and failed.stdout == ""
+    index_file = workspace.repository / "index.sqlite"
+    run_appbuild(workspace, "query")  # opens (and makes) the index: WAL mode
+    assert index_file.is_file()
+    assert not [p.name for p in index_file.parent.iterdir() if p.name.startswith("index.sqlite-")]

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from appbuilder.cluster.worker import FileData, files_of, write_files
+from appbuilder.cluster.worker import FileData, files_of, task_workspace, write_files
 from appbuilder.core.errors import AppbuildError
 
 
@@ -34,3 +34,19 @@ def test_a_task_cannot_write_outside_its_workspace(tmp_path, path):
     with pytest.raises(AppbuildError, match="not a relative path inside"):
         write_files(tmp_path / "worker", [FileData(path, b"x")])
     assert not (tmp_path / "outside").exists()
+
+
+def test_one_recipes_tasks_cook_at_one_path_and_never_share_a_workspace(tmp_path):
+    """task_workspace: one after another, a recipe's tasks get the same directory (so the
+    answers of reading the recipe, which name its path, are kept between them); while one
+    runs, another gets a directory of its own; what a killed task left is cleared."""
+    tasks = tmp_path / "tasks"
+    with task_workspace(tasks, "hello-x86_64-") as first:
+        (first / "made").write_text("x")
+        with task_workspace(tasks, "hello-x86_64-") as second:
+            assert second != first and not any(second.iterdir())
+    assert not first.exists() and not second.exists()
+    (tasks / "hello-x86_64-0").mkdir()  # a task killed midway: its lock went with it
+    (tasks / "hello-x86_64-0" / "left").write_text("x")
+    with task_workspace(tasks, "hello-x86_64-") as again:
+        assert again == first and not any(again.iterdir())

@@ -284,11 +284,7 @@ def test_an_undeclared_header_names_the_trove_and_the_buildrequires_line(hello_r
 def seed_copy(settings, tmp_path):
     """A workspace of our own over a copy of *settings*' repository."""
     ws = new_workspace(tmp_path)
-    s = make_settings(tmp_path, workspace=ws, cache=settings.cache)
-    subprocess.run(["cp", "-a", "--link", str(settings.repository), str(s.repository)], check=True)
-    (s.repository / "index.sqlite").unlink()
-    subprocess.run(["cp", str(settings.repository / "index.sqlite"), str(s.repository)], check=True)
-    return s
+    return seed_repository(make_settings(tmp_path, workspace=ws, cache=settings.cache), settings.repository)
 
 
 # ----------------------------------------------------------------- bounded

@@ -43,19 +43,6 @@ def hello_export(hello_repo, repo_keys, tmp_path_factory):
     return tree, result
 
 
-def copy_repository(source: Path, dest: Path) -> Path:
-    """A writable copy of a repository: objects hard-linked (never changed in place), the index copied."""
-    dest.mkdir(parents=True)
-    subprocess.run(["cp", "-a", "--link", str(source / "objects"), str(dest / "objects")], check=True)
-    import sqlite3
-
-    with sqlite3.connect(source / "index.sqlite") as a, sqlite3.connect(dest / "index.sqlite") as b:
-        a.backup(b)
-    a.close()
-    b.close()
-    return dest
-
-
 def copy_tree(source: Path, dest: Path) -> Path:
     """A copy of an export tree whose files may be replaced (hard links: replace by rename, never in place)."""
     subprocess.run(["cp", "-a", "--link", str(source), str(dest)], check=True)

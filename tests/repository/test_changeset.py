@@ -14,8 +14,8 @@ import pytest
 
 from appbuilder.repository.changeset import MAGIC, ChangesetRefused, commit_changeset, make_changeset
 from appbuilder.repository.repo import Repository
-from tests.conftest import PROJECT, make_settings
-from tests.repository.conftest import commit_synthetic, copy_repository, open_repository
+from tests.conftest import PROJECT, copy_repository, make_settings
+from tests.repository.conftest import commit_synthetic, open_repository
 
 
 @pytest.fixture(scope="module")

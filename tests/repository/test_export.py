@@ -14,7 +14,8 @@ from appbuilder.repository.keys import check_document
 from appbuilder.repository.remote import open_remote
 from appbuilder.repository.repo import Repository
 from appbuilder.repository.store import DamagedObject
-from tests.repository.conftest import commit_synthetic, copy_repository, open_repository, replace_file
+from tests.conftest import copy_repository
+from tests.repository.conftest import commit_synthetic, open_repository, replace_file
 
 CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import random
 import sqlite3
+import threading
+import weakref
 
 import pytest
 
@@ -165,3 +167,34 @@ def test_an_unexpected_sqlite_error_still_gives_a_clean_message(tmp_path):
     assert proc.stderr.count("error:") == 1
     assert "an SQLite database cannot be used: no such column: flavor" in proc.stderr
     assert f"If it is the repository index ({db}), `appbuild verify` checks it" in proc.stderr
+
+
+def test_close_all_closes_every_connection_but_waits_for_threads_still_running(tmp_path, monkeypatch):
+    """index.close_all (the quick exit's last step) closes connections made in any thread, so
+    the write-ahead log is folded back and removed; while a thread that opened one still
+    runs, it closes nothing and says so."""
+    monkeypatch.setattr(index, "_open", weakref.WeakSet())  # this test's connections only
+    path = tmp_path / "index.sqlite"
+    here = index.connect(path)
+    go, done = threading.Event(), threading.Event()
+    conns = []
+
+    def user():
+        conns.append(index.connect(path))
+        conns[0].execute("SELECT count(*) FROM troves").fetchone()
+        go.set()
+        done.wait(30)
+
+    t = threading.Thread(target=user)
+    t.start()
+    go.wait(30)
+    assert path.with_name("index.sqlite-wal").exists()
+    assert index.close_all() is False  # the thread may still use its connection
+    here.execute("SELECT 1").fetchone()  # nothing was closed
+    done.set()
+    t.join()
+    assert index.close_all() is True
+    with pytest.raises(sqlite3.ProgrammingError):
+        conns[0].execute("SELECT 1")
+    assert not path.with_name("index.sqlite-wal").exists()
+    assert not path.with_name("index.sqlite-shm").exists()
