@@ -89,6 +89,8 @@ def run() -> None:
     flushed, then ``os._exit``. When a connection cannot be closed yet (a thread that
     opened it still runs) the program leaves the normal way."""
     status = main()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # from here a signal ends the program, no traceback
+        signal.signal(signum, signal.SIG_DFL)
     shutdown = getattr(threading, "_shutdown", None)  # what the interpreter runs first
     if shutdown is None:
         sys.exit(status)

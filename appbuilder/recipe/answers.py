@@ -34,6 +34,7 @@ import json
 import os
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -135,13 +136,24 @@ def keep(key: str | None, answer: dict) -> None:
         pass
 
 
+STALE_TEMPORARY = 3600  # seconds: a temporary file this old was left by a process killed while keeping
+
+
 def _trim(place: Path) -> None:
-    """Remove the least recently used answers beyond :data:`MAX_KEPT` (a quarter at once)."""
+    """Remove the least recently used answers beyond :data:`MAX_KEPT` (a quarter at once),
+    and the temporary files of answers whose keeping was cut short."""
     entries = []
+    stale = time.time() - STALE_TEMPORARY
     with os.scandir(place) as it:
         for e in it:
             if e.name.endswith(".json"):
                 entries.append(e)
+            elif e.name.startswith(".") and e.name.endswith(".tmp"):
+                try:
+                    if e.stat().st_mtime < stale:
+                        os.unlink(e.path)
+                except OSError:
+                    pass
     if len(entries) <= MAX_KEPT:
         return
     aged = []

@@ -261,7 +261,10 @@ def close_all() -> bool:
     teardown (``appbuild``, :func:`appbuilder.cli.run`) would otherwise leave behind.
     False, closing nothing, while a thread other than the caller's that opened one still
     runs (it may be using it): the caller then leaves the normal way."""
-    conns = list(_open)
+    try:
+        conns = list(_open)
+    except RuntimeError:  # another thread opened one meanwhile
+        return False
     me = threading.current_thread()
     if any(c.thread is not me and c.thread.is_alive() for c in conns):
         return False

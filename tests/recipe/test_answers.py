@@ -154,3 +154,25 @@ def test_a_fifo_beside_the_recipe_is_counted_not_read(tmp_path, reads):
         assert find_recipes(d)[0].name == "kept"
         assert find_recipes(d)[0].name == "kept"
     assert len(reads) == 1
+
+
+def test_trimming_keeps_the_most_recently_used_and_clears_cut_short_keeps(tmp_path, monkeypatch):
+    """Beyond MAX_KEPT answers the least recently used go (down to three quarters); the
+    temporary file of a keep that was killed midway goes once it is stale."""
+    import os
+    import time
+
+    monkeypatch.setattr(answers, "MAX_KEPT", 4)
+    place = tmp_path / "recipe-answers"
+    place.mkdir()
+    now = time.time()
+    for age in range(6):  # answer 0 the most recently used
+        f = place / f"{age:064x}.json"
+        f.write_text("x")
+        os.utime(f, (now - age * 60, now - age * 60))
+    stale, fresh = place / ".a.json.1.tmp", place / ".b.json.2.tmp"
+    for f, age in ((stale, answers.STALE_TEMPORARY + 60), (fresh, 5)):
+        f.write_text("half")
+        os.utime(f, (now - age, now - age))
+    answers._trim(place)
+    assert sorted(p.name for p in place.iterdir()) == [fresh.name, *(f"{age:064x}.json" for age in range(3))]
