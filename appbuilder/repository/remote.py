@@ -193,7 +193,6 @@ class RemoteRepository(Repository):
         self.pointer = pointer
         super().__init__(cache, label)
         self.store = RemoteStore(self.path, source)
-        self._remote_contents: set[str] | None = None
 
     @property
     def db(self):
@@ -221,20 +220,13 @@ class RemoteRepository(Repository):
 
     def remote_contents(self) -> set[str]:
         """Every object the exported tree holds (what the snapshot's troves name)."""
-        if self._remote_contents is None:
-            self._remote_contents = {d for (d,) in self.db.execute("SELECT sha256 FROM snapshot_contents")}
-        return self._remote_contents
+        return {d for (d,) in self.db.execute("SELECT sha256 FROM snapshot_contents")}
 
     def remote_holds(self, digests: set[str]) -> set[str]:
         """Those of *digests* the exported tree holds (looked up one by one: a changeset's
         few objects against the tens of thousands a snapshot names)."""
-        if self._remote_contents is not None:
-            return digests & self._remote_contents
-        held = set()
-        for digest in digests:
-            if self.db.execute("SELECT 1 FROM snapshot_contents WHERE sha256 = ?", (digest,)).fetchone():
-                held.add(digest)
-        return held
+        return {d for d in digests
+                if self.db.execute("SELECT 1 FROM snapshot_contents WHERE sha256 = ?", (d,)).fetchone()}
 
 
 def read_pointer(source: Source, trusted: TrustedKeys | None) -> dict:
