@@ -253,7 +253,6 @@ def test_main_in_process_turns_an_appbuild_error_into_exit_1(capsys, monkeypatch
         signal.signal(signal.SIGTERM, before)
 
 
-
 def test_the_program_leaves_quickly_with_its_output_whole_and_the_index_closed(capsys, monkeypatch, nowhere,
                                                                               workspace):
     """``appbuild`` (cli.run) skips the interpreter's teardown once its threads and exit
