@@ -57,8 +57,9 @@ from appbuilder.repository.versions import NVF
 class Export:
     """The repository's export (``repository.export_to``) and the URL the workers read it at:
     ``cluster.repository`` (then this process exports after each commit), or else
-    :class:`appbuilder.repository.serve.RepositoryServer` (``appbuild repo serve``) run by
-    this process while the run lasts, on ``cluster.serve``."""
+    :class:`appbuilder.repository.serve.RepositoryServer` (what ``appbuild repo serve`` runs)
+    in a process of its own (:mod:`appbuilder.repository.serve_process`) while the run lasts,
+    on ``cluster.serve``."""
 
     def __init__(self, settings: Settings, repo: Repository, cluster: Cluster):
         from appbuilder.repository.keys import signer_from
@@ -71,15 +72,15 @@ class Export:
         self.server = None
         self._mark = None  # nothing exported yet by this process
         self._last = None  # this process's last export (its snapshot: the base of the next delta)
-        self.url = settings.get("cluster.repository")
-        if not self.url:
+        self._url = settings.get("cluster.repository")
+        if not self._url:
             if "://" in self.dest:
                 raise ClusterError(f"the repository is exported to {self.dest}: set cluster.repository to the URL "
                                    "the workers read it from")
             self._serve(Path(self.dest), cluster)
 
     def _serve(self, root: Path, cluster: Cluster) -> None:
-        from appbuilder.repository.serve import RepositoryServer
+        from appbuilder.repository.serve_process import ServerProcess
 
         wanted = self.settings.get("cluster.serve")
         host, _, port = (wanted or "").partition(":")
@@ -88,16 +89,23 @@ class Export:
         except ValueError:
             raise ClusterError(f"cluster.serve: {wanted!r} is not HOST or HOST:PORT") from None
         root.mkdir(parents=True, exist_ok=True)
-        # exported when this says so (update), not on every request of a worker: a snapshot made
-        # for each task would make every worker read the whole index again for each cook
-        # a tree this coordinator (or an earlier run) exported from the very same index state is
-        # not read again (skip_unchanged): the run starts at once
-        self.server = RepositoryServer(self.repo, root, bind=host or _local_address(cluster.address),
-                                       port=port_number, signer=self.signer, keep_current=False,
-                                       skip_unchanged=True)
-        self.server.start(poll_interval=0.01)  # closing it then takes 0.01 s at most, not 0.5 s
-        self.url = self.server.url
+        # a process of its own (serve_process.py): its exports and the workers' fetches do not
+        # take this process's interpreter lock from the scheduling; its first export runs while
+        # this process connects to the cluster and plans the work. It exports when this says so
+        # (update), not on every request of a worker: a snapshot made for each task would make
+        # every worker read the whole index again for each cook; and a tree this coordinator (or
+        # an earlier run) exported from the very same index state is not read again
+        # (skip_unchanged): the run starts at once
+        key = self.settings.get("repository.signing_key")
+        self.server = ServerProcess(self.repo.path, self.repo.label, root,
+                                    bind=host or _local_address(cluster.address), port=port_number,
+                                    signing_key=_place(self.settings, key) if key else None, skip_unchanged=True)
         self._mark = index.state(self.repo.db)
+
+    @property
+    def url(self) -> str:
+        """The URL the workers read the export at."""
+        return self.server.url if self.server is not None else self._url
 
     def update(self) -> None:
         """Write what changed in the repository since the last export (nothing when nothing did);

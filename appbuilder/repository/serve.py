@@ -131,6 +131,11 @@ class RepositoryServer:
         finally:
             self.httpd.server_close()
 
+    def stop_exports(self) -> None:
+        """No export from now on: the thread that exports ends, so that its index connection
+        can be closed, while requests are still answered (a server process about to leave)."""
+        self._exporter.shutdown()
+
     def close(self) -> None:
         if self._thread is not None:
             self.httpd.shutdown()
