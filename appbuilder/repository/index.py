@@ -280,10 +280,10 @@ def close_all() -> bool:
 def connect(path: Path, *, private: bool = False) -> IndexConnection:
     """Open (creating when new) the index at *path*; a damaged one raises :class:`IndexProblem`.
 
-    *private*: a file being built that only this connection writes and that its maker
-    syncs and renames into place when done (a snapshot's index): its rollback journal
-    stays in memory and nothing is synced on the way (a crash leaves only the
-    temporary file, which is not used)."""
+    *private*: a file that only its maker writes and that no one uses after a crash: a
+    snapshot's index being built (synced and renamed into place when done), a task's
+    private copy of one (thrown away after the task): its rollback journal stays in
+    memory and nothing is synced on the way."""
     with _translated(Path(path)):
         # each connection stays in the thread that opened it (callers keep one per thread);
         # without the check, close_all can close them from the main thread when the program ends

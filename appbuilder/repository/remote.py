@@ -40,6 +40,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Callable
 
 from appbuilder.core.errors import RepositoryError
 from appbuilder.core.fileio import write_atomic
@@ -187,8 +188,11 @@ class RemoteStore(ContentStore):
 class RemoteRepository(Repository):
     """A repository whose index is a verified snapshot and whose store fetches on demand."""
 
-    def __init__(self, cache: Path, label: str, index_path: Path, source: Source, pointer: dict):
+    def __init__(self, cache: Path, label: str, index_path: Path, source: Source, pointer: dict, *,
+                 private: bool = False, publishing: threading.Thread | None = None):
         self.index_path = Path(index_path)
+        self.private = private  # a task's own copy of the index, thrown away with its scratch directory
+        self._publishing = publishing  # the cached snapshot index this copy was made with, being synced
         self.source = source
         self.pointer = pointer
         super().__init__(cache, label)
@@ -198,7 +202,9 @@ class RemoteRepository(Repository):
     def db(self):
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._local.conn = index.connect(self.index_path)
+            # a private copy is written by this task alone and thrown away after it: nothing
+            # it commits is synced (nor turned into a write-ahead log) on the way
+            conn = self._local.conn = index.connect(self.index_path, private=self.private)
             self._connections.append(conn)
         return conn
 
@@ -209,6 +215,13 @@ class RemoteRepository(Repository):
     @property
     def serial(self) -> int:
         return self.pointer["serial"]
+
+    def close(self) -> None:
+        """Close the index; the cached snapshot index made with it is on disk when this returns."""
+        super().close()
+        if self._publishing is not None:
+            self._publishing.join()
+            self._publishing = None
 
     def local_commits(self) -> list[NVF]:
         """Packages and groups committed here since the snapshot was loaded (this worker's own
@@ -265,14 +278,23 @@ def open_remote(url: str, cache: Path | str, *, trusted: TrustedKeys | None = No
     _check_serial(cache, source, pointer)
     digest = pointer["sha256"]
     index_path = cache / "snapshots" / f"{digest}.sqlite"
-    if not index_path.exists() and not _index_from_delta(source, pointer, cache, index_path):
-        _build_index(source, pointer, index_path)
-    _remember(cache, source, pointer)
-    if scratch is not None:
-        private = Path(scratch) / "index.sqlite"
+    private = Path(scratch) / "index.sqlite" if scratch is not None else None
+    if private is not None:
         private.parent.mkdir(parents=True, exist_ok=True)
-        _copy_index(index_path, private)
-        index_path = private
+    made = None
+    if not index_path.exists():
+        # with a private copy, the cached index is synced on a thread, and the serial then
+        # remembered (its own sync would wait behind the index's)
+        building = {"private_copy": private, "then": lambda: _remember(cache, source, pointer)} if private else {}
+        made = _index_from_delta(source, pointer, cache, index_path, building) \
+            or _build_index(source, pointer, index_path, building)
+    if made is None or made.publishing is None:
+        _remember(cache, source, pointer)
+    if private is not None:
+        if made is None:
+            _copy_index(index_path, private)
+        return RemoteRepository(cache, pointer["label"], private, source, pointer, private=True,
+                                publishing=made.publishing if made else None)
     return RemoteRepository(cache, pointer["label"], index_path, source, pointer)
 
 
@@ -300,29 +322,34 @@ def _copy_index(src: Path, dest: Path) -> None:
             a.backup(b)
 
 
-def _build_index(source: Source, pointer: dict, index_path: Path) -> None:
+def _build_index(source: Source, pointer: dict, index_path: Path, building: dict) -> "_new_index":
+    """Make the pointer's snapshot index from the whole snapshot (*building*: options of
+    :class:`_new_index`)."""
     rel = pointer["snapshot"]
     body = _fetch_checked(source, rel, pointer["size"], pointer["sha256"], "snapshot")
     doc = snap.parse(body, what=source.where(rel))
-    with _new_index(index_path) as new:
+    with _new_index(index_path, **building) as new:
         snap.load(doc, new.db)
         _finish_index(new.db, snap.referenced(doc), source, pointer)
         new.done = True
+    return new
 
 
-def _index_from_delta(source: Source, pointer: dict, cache: Path, index_path: Path) -> bool:
+def _index_from_delta(source: Source, pointer: dict, cache: Path, index_path: Path,
+                      building: dict) -> "_new_index | None":
     """Make the pointer's snapshot index from the index of its delta's base, if the cache
-    holds that; False when there is no delta to use (then the whole snapshot is loaded)."""
+    holds that (*building*: options of :class:`_new_index`); None when there is no delta to
+    use (then the whole snapshot is loaded)."""
     delta = pointer.get("delta")
     if not isinstance(delta, dict):
-        return False
+        return None
     base, rel = delta.get("base"), delta.get("snapshot")
     if (not is_digest(base) or rel != f"snapshots/{pointer['sha256']}.from-{base}.json.zst"
             or not isinstance(delta.get("size"), int) or not isinstance(delta.get("sha256"), str)):
-        return False
+        return None
     base_index = cache / "snapshots" / f"{base}.sqlite"
     if not base_index.exists():
-        return False
+        return None
     body = _fetch_checked(source, rel, delta["size"], delta["sha256"], "delta")
     doc = snap.parse_delta(body, what=source.where(rel))
     if doc["base"] != base:
@@ -334,15 +361,15 @@ def _index_from_delta(source: Source, pointer: dict, cache: Path, index_path: Pa
         with contextlib.closing(sqlite3.connect(f"file:{base_index}?mode=ro", uri=True)) as conn:
             conn.execute("SELECT 1 FROM snapshot_contents LIMIT 1").fetchall()
     except sqlite3.Error:
-        return False  # not an index this module built (or an older one): load the whole snapshot
-    with _new_index(index_path, copy_of=base_index) as new:
+        return None  # not an index this module built (or an older one): load the whole snapshot
+    with _new_index(index_path, copy_of=base_index, **building) as new:
         try:
             snap.apply_delta(doc, new.db)
         except snap.BadSnapshot:
-            return False  # the base index is not the delta's base after all
+            return None  # the base index is not the delta's base after all
         _finish_index(new.db, snap.referenced(doc), source, pointer)  # the base's contents are in the copy
         new.done = True
-    return True
+    return new
 
 
 def _fetch_checked(source: Source, rel: str, size: int, digest: str, what: str) -> bytes:
@@ -362,13 +389,22 @@ class _new_index:
     beside *index_path*, empty or a copy of *copy_of*; when the block ends with ``done``
     set it is closed, synced and renamed into place (one with its rollback journal on
     disk, as a snapshot index is kept and copied); a block that failed or gave up
-    leaves nothing."""
+    leaves nothing.
 
-    def __init__(self, index_path: Path, *, copy_of: Path | None = None):
+    With *private_copy*, a reader's private copy is made of it first, and the sync and
+    rename run on a thread of their own (``publishing``; join it before leaving), then
+    *then*: the sync of a large index takes tens of milliseconds, which the reader's work
+    then covers. Until it is renamed into place other readers build it again themselves."""
+
+    def __init__(self, index_path: Path, *, copy_of: Path | None = None, private_copy: Path | None = None,
+                 then: Callable[[], None] | None = None):
         self.final = index_path
         index_path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = index_path.with_name(f".{index_path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
         self.copy_of = copy_of
+        self.private_copy = private_copy
+        self.publishing: threading.Thread | None = None
+        self.then = then  # run by that thread once it published (or failed to)
         self.done = False
         self.db = None
 
@@ -389,18 +425,47 @@ class _new_index:
         return self
 
     def __exit__(self, kind, exc, tb) -> None:
+        later = False
         try:
             self.db.close()
             if kind is None and self.done:
-                fd = os.open(self.tmp, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.replace(self.tmp, self.final)
+                if self.private_copy is not None:
+                    _copy_index(self.tmp, self.private_copy)
+                    self.publishing = threading.Thread(target=self._publish_quietly, name="index-publish",
+                                                       daemon=True)
+                    self.publishing.start()
+                    later = True
+                else:
+                    self._publish()
         finally:
-            for leftover in self._leftovers():
-                leftover.unlink(missing_ok=True)
+            if not later:
+                self._clean()
+
+    def _publish(self) -> None:
+        fd = os.open(self.tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(self.tmp, self.final)
+
+    def _publish_quietly(self) -> None:
+        """Publish on a thread: a failure leaves the index unpublished (the next reader builds it)."""
+        try:
+            self._publish()
+        except OSError:
+            pass
+        finally:
+            self._clean()
+        if self.then is not None:
+            try:
+                self.then()
+            except OSError:  # a full disk: said by what next writes there
+                pass
+
+    def _clean(self) -> None:
+        for leftover in self._leftovers():
+            leftover.unlink(missing_ok=True)
 
 
 def _finish_index(db, contents: set[str], source: Source, pointer: dict) -> None:

@@ -236,6 +236,36 @@ def test_after_a_commit_a_reader_fetches_only_the_delta(tmp_path, repo_keys):
     assert export_repository(repo, tree2, previous=last).delta_bytes > 0
 
 
+def test_a_task_s_private_copy_is_ready_at_once_and_the_cached_index_once_closed(tmp_path, repo_keys):
+    """With a scratch directory the reader gets its private copy of a new snapshot's index at
+    once (from the whole snapshot, then from a delta); the cached index it was made from is
+    synced and put in place, and the serial remembered, by the time the reader is closed.
+    What the task commits stays in its copy."""
+    from appbuilder.repository import snapshot as snap
+
+    repo = Repository(tmp_path / "repo", "cernvm@cvm:2")
+    commit_synthetic(repo, "one", [b"one"])
+    tree = tmp_path / "tree"
+    cache = tmp_path / "cache"
+    for serial, name in ((1, None), (2, "two")):
+        if name:
+            commit_synthetic(repo, name, [name.encode()])
+        result = export_repository(repo, tree, signer=repo_keys[0])
+        if name:  # a reader holding the last snapshot's index reads only the delta
+            (tree / "snapshots" / f"{result.digest}.json.zst").rename(tmp_path / "whole")
+        task = open_remote(str(tree), cache, trusted=repo_keys[1], scratch=tmp_path / f"task{serial}")
+        assert task.private and task.index_path == tmp_path / f"task{serial}" / "index.sqlite"
+        assert snap.dump(task.db) == snap.dump(repo.db)
+        commit_synthetic(task, "mine", [b"a task's own cook"])
+        task.close()
+        cached = cache / "snapshots" / f"{result.digest}.sqlite"
+        assert cached.is_file() and not [p for p in cached.parent.iterdir() if p.name.startswith(".")]
+        assert [v["serial"] for v in json.loads((cache / "remote.json").read_text()).values()] == [serial]
+        reader = open_remote(str(tree), cache, trusted=repo_keys[1])  # the cached index as published: no fetch
+        assert snap.dump(reader.db) == snap.dump(repo.db) and not reader.find("mine")
+        reader.close()
+
+
 def test_a_tampered_delta_is_refused(tmp_path, repo_keys):
     repo = Repository(tmp_path / "repo", "cernvm@cvm:2")
     commit_synthetic(repo, "one", [b"one"])
