@@ -34,9 +34,12 @@ def _gone(pid: int, within: float = 10.0) -> bool:
             os.kill(pid, 0)
         except ProcessLookupError:
             return True
-        with open(f"/proc/{pid}/stat") as stat:  # a zombie (not reaped yet) is gone too
-            if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
-                return True
+        try:
+            with open(f"/proc/{pid}/stat") as stat:  # a zombie (not reaped yet) is gone too
+                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:  # reaped meanwhile
+            return True
         time.sleep(0.05)
     return False
 
