@@ -50,6 +50,7 @@ class ServerProcess:
         self._lock = threading.Lock()
         self._url: str | None = None
         self._ready: int | None = None
+        self._failed: AppbuildError | None = None  # said once, raised again on every later call
         try:
             self.proc = subprocess.Popen([sys.executable, "-m", __name__, json.dumps(config)], env=env,
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._errors,
@@ -88,6 +89,8 @@ class ServerProcess:
             return int(self._answer("done"))
 
     def _answer(self, key: str):
+        if self._failed is not None:
+            raise self._failed
         line = self.proc.stdout.readline()
         try:
             reply = json.loads(line) if line else {}
@@ -96,8 +99,10 @@ class ServerProcess:
         if key in reply:
             return reply[key]
         if "error" in reply:
-            raise AppbuildError(str(reply["error"]))
-        raise AppbuildError(f"the repository server stopped unexpectedly ({self._why()})")
+            self._failed = AppbuildError(str(reply["error"]))
+        else:
+            self._failed = AppbuildError(f"the repository server stopped unexpectedly ({self._why()})")
+        raise self._failed
 
     def _why(self) -> str:
         try:
